@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Creates or refreshes the project's virtual environment at .venv, from nothing on a fresh machine.
+# Idempotent and quick when nothing changed: dependencies are reinstalled only when pyproject.toml
+# changes, and the package (with its ROS interfaces, built by CMake) only when its sources change.
+#   RNS_FAISS=gpu scripts/setup.sh   -> faiss-gpu instead of faiss-cpu (needs a CUDA machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+FAISS=${RNS_FAISS:-cpu}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+
+deps_key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$FAISS
+if [ "$(cat "$VENV/.deps-key" 2>/dev/null)" != "$deps_key" ]; then
+    echo "[setup] installing pinned dependencies (first time: a few minutes)"
+    # Read the pins from pyproject.toml: build tools, runtime deps, and the extras we need.
+    mapfile -t build_reqs < <("$PY" - <<'PYEOF'
+import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))
+PYEOF
+)
+    mapfile -t run_reqs < <(FAISS="$FAISS" "$PY" - <<'PYEOF'
+import os, tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = p["optional-dependencies"]
+reqs = p["dependencies"] + extras["faiss-" + os.environ["FAISS"]] + extras["ros"] + extras["test"]
+print("\n".join(r for r in reqs if not r.startswith("sam2")))
+PYEOF
+)
+    sam2_req=$(grep -o '"sam2==[^"]*"' pyproject.toml | tr -d '"')
+    "$PY" -m pip install -q "${build_reqs[@]}"
+    "$PY" -m pip install -q "${run_reqs[@]}"
+    # sam2 ships only an sdist: without these flags pip downloads a second torch into an isolated
+    # build env and tries (and silently fails) to compile a CUDA extension we do not need.
+    SAM2_BUILD_CUDA=0 "$PY" -m pip install -q --no-build-isolation "$sam2_req"
+    echo "$deps_key" > "$VENV/.deps-key"
+fi
+
+# Build and install rns_ros itself (ROS interfaces via CMake + the Python package) when any of its
+# sources changed. Tests import the Python code from the source tree; the generated rns_ros.msg /
+# rns_ros.srv come from this installed copy (see rns_ros/__init__.py).
+pkg_key=$( (find pyproject.toml setup.py CMakeLists.txt package.xml msg srv rns_ros launch config rviz \
+    -type f ! -name '*.pyc' 2>/dev/null || true) | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.pkg-key" 2>/dev/null)" != "$pkg_key" ]; then
+    echo "[setup] building and installing rns_ros"
+    "$PY" -m pip install -q --no-build-isolation --no-deps .
+    echo "$pkg_key" > "$VENV/.pkg-key"
+fi
