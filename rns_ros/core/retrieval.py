@@ -1,0 +1,249 @@
+"""Exact (and optionally approximate) inner-product search over a growing, shrinking feature set.
+
+The one module that imports faiss. The index is kept up to date on every insert and removal and is
+never rebuilt per query (RNS section 3: the authors rebuild per image; a persistent index is the
+better engineering).
+
+Backends:
+- ``"faiss"``: ``IndexIDMap2(IndexFlatIP)`` on the CPU, exact. The CPU default.
+- ``"faiss-gpu"``: ``GpuIndexFlatIP``, exact; only when faiss has GPU support *and* CUDA is present
+  (faiss-gpu imports on CPU-only machines, but its GPU index fails there).
+- ``"torch"``: a resident (M, d) tensor on `device`, one matmul + top-k per search, no host round trip.
+  The default on CUDA when faiss has no GPU support.
+- ``approximate_above=n`` (faiss CPU only): once the index holds n vectors, it is converted once to an
+  ``IndexIVFFlat`` (inner product, trained on the contents at that moment); later inserts and
+  removals update it. Recall vs exact search is measured by ``scripts/bench_support_scale.py``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
+
+
+@dataclass(frozen=True)
+class IvfSettings:
+    """How the approximate (IVF) index is built and searched."""
+
+    nlist: int | None = None  # inverted lists; None = 4 * sqrt(n) at conversion, clipped to [16, 16384]
+    nprobe: int = 32  # lists visited per query: higher = better recall, slower
+    train_sample: int = 64  # training points per list (k-means sample = nlist * train_sample)
+    seed: int = 0  # k-means seed, for reproducible lists
+
+
+def _import_faiss():
+    try:
+        import faiss  # noqa: PLC0415  (heavy, imported only when an index is built)
+    except ImportError as exc:  # pragma: no cover - faiss is a declared dependency
+        raise RuntimeError("faiss is not installed; install faiss-cpu (or faiss-gpu) or use "
+                           "backend='torch'") from exc
+    return faiss
+
+
+def faiss_has_gpu() -> bool:
+    """True when the installed faiss build has GPU support and CUDA is available to torch."""
+    try:
+        faiss = _import_faiss()
+    except RuntimeError:
+        return False
+    return (hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available()
+            and faiss.get_num_gpus() > 0)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend "auto" stands for on `device` (or `backend` itself, validated)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown index backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "faiss-gpu" and not faiss_has_gpu():
+        raise ValueError("backend 'faiss-gpu' needs faiss built with GPU support and a CUDA device; "
+                         "use backend='torch' or 'faiss'")
+    if backend != "auto":
+        return backend
+    if device.type == "cuda":
+        return "faiss-gpu" if faiss_has_gpu() else "torch"
+    if device.type == "cpu":
+        return "faiss"
+    return "torch"
+
+
+def _as_ids(ids) -> np.ndarray:
+    ids = torch.as_tensor(ids).cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape}, dtype {ids.dtype}")
+    return ids.astype(np.int64)
+
+
+class InnerProductIndex:
+    """Inner-product k-nearest-neighbour index keyed by unique int64 ids.
+
+    `add(ids, feats)`, `remove(ids)`, `search(queries, k)`. Features are used as given (the caller
+    normalises them); search returns float32 scores and int64 ids as torch tensors on `device`.
+    """
+
+    def __init__(self, dim: int, device: str | torch.device = "cpu", backend: str = "auto", *,
+                 approximate_above: int | None = None, ivf: IvfSettings = IvfSettings()):
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        self.dim = dim
+        self.device = torch.device(device)
+        self.backend = resolve_backend(backend, self.device)
+        if approximate_above is not None and self.backend != "faiss":
+            raise ValueError(f"approximate_above needs the CPU 'faiss' backend, not {self.backend!r}")
+        if approximate_above is not None and approximate_above < 1:
+            raise ValueError(f"approximate_above must be >= 1 or None, got {approximate_above}")
+        self.approximate_above = approximate_above
+        self.ivf = ivf
+        self._ids = np.zeros(0, dtype=np.int64)  # ids held, in insertion order (host bookkeeping)
+        self._faiss_index = None
+        self._gpu_res = None
+        self._tensor = torch.zeros(0, dim, dtype=torch.float32, device=self.device)  # torch / faiss-gpu
+        self._tensor_ids = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self._build_empty()
+
+    # ------------------------------------------------------------------ construction
+    def _build_empty(self) -> None:
+        if self.backend == "faiss":
+            faiss = _import_faiss()
+            self._faiss_index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        elif self.backend == "faiss-gpu":
+            faiss = _import_faiss()
+            self._gpu_res = faiss.StandardGpuResources()
+            cfg = faiss.GpuIndexFlatConfig()
+            cfg.device = self.device.index or 0
+            self._faiss_index = faiss.GpuIndexFlatIP(self._gpu_res, self.dim, cfg)
+
+    @property
+    def is_approximate(self) -> bool:
+        return self._faiss_index is not None and type(self._faiss_index).__name__ == "IndexIVFFlat"
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def ids(self) -> np.ndarray:
+        """The ids held, in insertion order (a copy)."""
+        return self._ids.copy()
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the index's vectors, ids and (IVF) centroids."""
+        n = len(self)
+        size = n * (self.dim * 4 + 8)
+        if self.is_approximate:
+            size += self._faiss_index.nlist * self.dim * 4
+        return size
+
+    # ------------------------------------------------------------------ updates
+    def _check_feats(self, feats, n: int) -> torch.Tensor:
+        feats = torch.as_tensor(feats)
+        if feats.dim() != 2 or feats.shape[1] != self.dim or feats.shape[0] != n:
+            raise ValueError(f"features must have shape ({n}, {self.dim}), got {tuple(feats.shape)}")
+        feats = feats.detach().to(torch.float32)
+        if not bool(torch.isfinite(feats).all()):
+            raise ValueError("features contain NaN or inf")
+        return feats
+
+    def add(self, ids, feats) -> None:
+        """Insert rows `feats` (n, dim) under new unique `ids` (n,). Refused with no change if an id
+        is already present or repeated."""
+        ids = _as_ids(ids)
+        feats = self._check_feats(feats, ids.size)
+        if ids.size == 0:
+            return
+        if np.unique(ids).size != ids.size:
+            raise ValueError("ids to add contain duplicates")
+        clash = np.intersect1d(ids, self._ids)
+        if clash.size:
+            raise ValueError(f"ids already in the index: {clash[:5].tolist()}")
+        if self.backend == "torch":
+            self._tensor = torch.cat([self._tensor, feats.to(self.device)])
+            self._tensor_ids = torch.cat([self._tensor_ids, torch.from_numpy(ids).to(self.device)])
+        elif self.backend == "faiss-gpu":
+            self._tensor = torch.cat([self._tensor, feats.to(self.device)])
+            self._tensor_ids = torch.cat([self._tensor_ids, torch.from_numpy(ids).to(self.device)])
+            self._faiss_index.add(np.ascontiguousarray(feats.cpu().numpy()))
+        else:
+            self._faiss_index.add_with_ids(np.ascontiguousarray(feats.cpu().numpy()), ids)
+        self._ids = np.concatenate([self._ids, ids])
+        if (self.approximate_above is not None and not self.is_approximate
+                and len(self) >= self.approximate_above):
+            self._convert_to_ivf()
+
+    def remove(self, ids) -> None:
+        """Remove the rows with these ids. Refused with no change if an id is not present."""
+        ids = _as_ids(ids)
+        if ids.size == 0:
+            return
+        missing = np.setdiff1d(ids, self._ids)
+        if missing.size:
+            raise ValueError(f"ids not in the index: {missing[:5].tolist()}")
+        keep = ~np.isin(self._ids, ids)
+        if self.backend in ("torch", "faiss-gpu"):
+            keep_t = torch.from_numpy(keep).to(self.device)
+            self._tensor = self._tensor[keep_t]
+            self._tensor_ids = self._tensor_ids[keep_t]
+            if self.backend == "faiss-gpu":
+                # GpuIndexFlat cannot remove rows: refill it from the resident copy (removal is rare).
+                self._faiss_index.reset()
+                if self._tensor.shape[0]:
+                    self._faiss_index.add(np.ascontiguousarray(self._tensor.cpu().numpy()))
+        else:
+            faiss = _import_faiss()
+            removed = self._faiss_index.remove_ids(faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids)))
+            assert removed == ids.size, (removed, ids.size)
+        self._ids = self._ids[keep]
+
+    def _convert_to_ivf(self) -> None:
+        """Replace the flat CPU index by an IVF index trained on the current contents (once)."""
+        faiss = _import_faiss()
+        flat = self._faiss_index
+        n = len(self)
+        vecs = flat.index.reconstruct_n(0, n)
+        ids = faiss.vector_to_array(flat.id_map).astype(np.int64)
+        nlist = self.ivf.nlist or int(min(16384, max(16, round(4 * math.sqrt(n)))))
+        nlist = max(1, min(nlist, n))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = self.ivf.seed
+        sample = min(n, nlist * self.ivf.train_sample)
+        rng = np.random.default_rng(self.ivf.seed)
+        train = vecs if sample == n else vecs[rng.choice(n, sample, replace=False)]
+        ivf.train(np.ascontiguousarray(train))
+        ivf.add_with_ids(vecs, ids)
+        ivf.nprobe = min(self.ivf.nprobe, nlist)
+        self._faiss_index = ivf
+        self._ivf_quantizer = quantizer  # keep the quantizer alive alongside the index
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k highest inner products per query.
+
+        `queries`: (N, dim). Returns (scores (N, k') float32, ids (N, k') int64) on `device`, rows
+        sorted by decreasing score, with k' = min(k, len(self)). The approximate index may find fewer
+        than k' neighbours for a query: those slots hold id -1 and score -inf.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        queries = torch.as_tensor(queries)
+        if queries.dim() != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (N, {self.dim}), got {tuple(queries.shape)}")
+        n_q = int(queries.shape[0])
+        k = min(int(k), len(self))
+        if k == 0 or n_q == 0:
+            return (torch.zeros(n_q, k, dtype=torch.float32, device=self.device),
+                    torch.zeros(n_q, k, dtype=torch.int64, device=self.device))
+        if self.backend == "torch":
+            q = queries.detach().to(device=self.device, dtype=torch.float32)
+            scores, pos = torch.topk(q @ self._tensor.T, k, dim=1)
+            return scores, self._tensor_ids[pos]
+        q = np.ascontiguousarray(queries.detach().to(torch.float32).cpu().numpy())
+        scores, found = self._faiss_index.search(q, k)
+        scores_t = torch.from_numpy(scores)
+        if self.backend == "faiss-gpu":
+            found_t = self._tensor_ids[torch.from_numpy(found).to(self.device)]
+            return scores_t.to(self.device), found_t
+        found_t = torch.from_numpy(found)
+        scores_t = torch.where(found_t < 0, torch.full_like(scores_t, -math.inf), scores_t)
+        return scores_t.to(self.device), found_t.to(self.device)
