@@ -41,7 +41,7 @@ DATA_DIR = "data"
 _DATA_NAME = re.compile(r"^[0-9a-f]{32}\.(npy|png)$")
 
 
-class CorruptFileError(Exception):
+class CorruptFileError(ValueError):
     """A file of the memory directory is missing, unreadable or fails its checksum."""
 
 
