@@ -1,0 +1,210 @@
+"""Image in, label map + per-class probabilities out: the RNS pipeline of one frame (section 6).
+
+    seg = Segmenter(backbone, memory, adapter=TestTimeAdapter(AdapterConfig()), mode="patch")
+    car = seg.add_class("car")                        # text feature from the backbone
+    seg.add_exemplar(image, mask, class_id=car)       # a visual exemplar (mask: non-zero = car)
+    out = seg.segment(frame)                          # Segmentation
+
+Patch mode: every 16x16 patch feature is a query; the (C, h, w) probability map is bilinearly
+upsampled to the padded size, cropped to the resized size and resized to the input size; the label
+of a pixel is the class of its largest probability. Region mode: SAM 2 regions of the resized
+image are the queries (area-weighted pooled features, eq. 13); every pixel takes its region's
+probabilities. With no class at all, the labels are all 0 and the probabilities empty.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rns_ros.core.backbones.base import DenseFeatures
+from rns_ros.core.backbones.sliding import image_to_tensor, resize_image
+from rns_ros.core.pooling import IGNORE, pool_segments
+
+MODES = ("patch", "region")
+STAGES = ("features", "proposals", "adapter", "upsample")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The result of `Segmenter.segment` for one (H, W) image."""
+
+    labels: np.ndarray  # (H, W) int32 class ids; 0 only when there is no class
+    probabilities: np.ndarray  # (C, H, W) float32, channel c = class class_ids[c]; sums to 1 over C
+    class_ids: list[int]  # the memory's class ids (ascending) at segmentation time
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see STAGES)
+    support_version: int | None = None  # memory.version the result was computed with
+
+
+class Segmenter:
+    """Runs backbone -> [regions] -> test-time adapter -> upsampling against a support memory.
+
+    Args:
+        backbone: a `DenseBackbone` (features of images and class prompts).
+        memory: the `SupportMemory` (classes, exemplars, retrieval index), shared and long-lived.
+        adapter: anything with `predict(queries (N, d), memory) -> (N, C)` probabilities whose
+            columns follow `memory.class_ids` (a `TestTimeAdapter`).
+        proposer: a `RegionProposer` (`partition(image) -> (H', W') int64`); needed for "region".
+        mode: "patch" (queries = patch features) or "region" (queries = region embeddings).
+    """
+
+    def __init__(self, backbone, memory, adapter, proposer=None, mode: str = "patch") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "region" and proposer is None:
+            raise ValueError("mode 'region' needs a proposer (e.g. RegionProposer(ProposalConfig(...)))")
+        mem_dim, bb_dim = getattr(memory, "dim", None), getattr(backbone, "dim", None)
+        if mem_dim is not None and bb_dim is not None and mem_dim != bb_dim:
+            raise ValueError(f"memory holds {mem_dim}-d features but the backbone makes {bb_dim}-d ones; "
+                             "build the memory with dim=backbone.dim")
+        mem_id = getattr(memory, "backbone_identity", None)
+        if mem_id is not None and mem_id != backbone.identity:
+            raise ValueError(f"memory features come from backbone {mem_id!r}, not {backbone.identity!r}; "
+                             "load the memory with load_memory(path, backbone=backbone) to re-encode it")
+        self.backbone = backbone
+        self.memory = memory
+        self.adapter = adapter
+        self.proposer = proposer
+        self.mode = mode
+
+    # ------------------------------------------------------------------ teaching
+    def add_class(self, name: str | None, prompt: str | None = None, use_text: bool = True) -> int:
+        """Register a class and return its id. The text feature is the backbone's encoding of
+        `prompt` (default: `name`); `use_text=False` adds the class without text."""
+        text = None
+        if use_text:
+            source = prompt if prompt is not None else name
+            if not isinstance(source, str) or not source.strip():
+                raise ValueError(f"a class with text needs a non-empty name or prompt, got name={name!r}, "
+                                 f"prompt={prompt!r}; pass use_text=False for a class without text")
+            text = self.backbone.encode_text([source])[0]
+        return self.memory.add_class(name, text_feature=text, prompt=prompt)
+
+    def add_exemplar(self, image: np.ndarray, mask_or_labels: np.ndarray, class_id: int | None = None) -> int:
+        """Teach the memory with one annotated image; returns the exemplar id.
+
+        `image`: (H, W, 3) uint8 RGB. With `class_id`: `mask_or_labels` is an (H, W) mask,
+        non-zero = that class. Without: an (H, W) integer map of class ids, 0 = not annotated.
+        """
+        from rns_ros.core.exemplars import Exemplar, encode_exemplar
+
+        if class_id is not None:
+            exemplar = Exemplar.from_mask(image, np.asarray(mask_or_labels), class_id)
+        else:
+            exemplar = Exemplar(image=image, labels=np.asarray(mask_or_labels))
+        unknown = sorted(set(exemplar.class_ids()) - set(self.memory.class_ids))
+        if unknown:
+            raise ValueError(f"exemplar annotates unknown class ids {unknown}; known: {self.memory.class_ids}; "
+                             "add the classes first")
+        feats, class_ids = encode_exemplar(self.backbone, exemplar)
+        if not class_ids:
+            raise ValueError("every annotated region vanished at the backbone's resolution; "
+                             "annotate a larger area")
+        return self.memory.add_image_features(feats, class_ids, exemplar=exemplar)
+
+    # ------------------------------------------------------------------ inference
+    def segment(self, image: np.ndarray) -> Segmentation:
+        """Label map and probabilities of an (H, W, 3) uint8 RGB image (see module docstring)."""
+        image_to_tensor(image)  # validates dtype/shape before any work
+        h, w = int(image.shape[0]), int(image.shape[1])
+        version = getattr(self.memory, "version", None)
+        class_ids = [int(c) for c in self.memory.class_ids]
+        timings = dict.fromkeys(STAGES, 0.0)
+        if not class_ids:
+            return Segmentation(np.zeros((h, w), np.int32), np.zeros((0, h, w), np.float32), [],
+                                timings, version)
+        clock = _StageClock(self.backbone.device, timings)
+        dense = self.backbone.encode_image(image)
+        clock.lap("features")
+        partition = None
+        if self.mode == "patch":
+            queries = dense.flat()
+        else:
+            partition = self._partition(image, dense)
+            region_ids, queries = self._region_queries(partition, dense)
+        clock.lap("proposals")
+        probs = self.adapter.predict(queries, self.memory)
+        probs = torch.as_tensor(probs).to(device=dense.features.device, dtype=torch.float32)
+        if tuple(probs.shape) != (queries.shape[0], len(class_ids)):
+            raise RuntimeError(f"adapter returned {tuple(probs.shape)}, expected "
+                               f"{(queries.shape[0], len(class_ids))} (queries x classes)")
+        clock.lap("adapter")
+        if partition is None:
+            full = upsample_patch_probabilities(probs, dense)
+        else:
+            full = region_probabilities(probs, region_ids, partition, (h, w))
+        ids = torch.as_tensor(class_ids, dtype=torch.int32, device=full.device)
+        labels = ids[full.argmax(0)]
+        result = Segmentation(labels.cpu().numpy(), full.cpu().numpy(), class_ids, timings, version)
+        clock.lap("upsample")
+        return result
+
+    def _partition(self, image: np.ndarray, dense: DenseFeatures) -> torch.Tensor:
+        """SAM 2 partition of the resized, unpadded image, (H', W') int64 on the features' device."""
+        resized = resize_image(image_to_tensor(image, dense.features.device), dense.resized_size)
+        resized_u8 = (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        partition = np.asarray(self.proposer.partition(resized_u8))
+        if partition.shape != tuple(dense.resized_size) or not np.issubdtype(partition.dtype, np.integer):
+            raise RuntimeError(f"proposer returned a {partition.dtype} partition of shape {partition.shape}, "
+                               f"expected integers of shape {tuple(dense.resized_size)}")
+        if partition.size and int(partition.min()) < 0:
+            raise RuntimeError("proposer returned negative region ids")
+        return torch.from_numpy(partition.astype(np.int64)).to(dense.features.device)
+
+    @staticmethod
+    def _region_queries(partition: torch.Tensor, dense: DenseFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Region embeddings (eq. 13): the partition padded with IGNORE to the padded grid, pooled."""
+        ph, pw = dense.padded_size
+        grid = torch.full((ph, pw), IGNORE, dtype=torch.int64, device=partition.device)
+        grid[: partition.shape[0], : partition.shape[1]] = partition
+        return pool_segments(dense, grid, num_segments=int(partition.max()) + 1)
+
+
+def upsample_patch_probabilities(probs: torch.Tensor, dense: DenseFeatures) -> torch.Tensor:
+    """(h*w, C) patch probabilities -> (C, H, W) at the original image size.
+
+    Bilinear (align_corners=False) to the padded size, crop to the resized size, bilinear to the
+    original size: the same geometry the image went through, in reverse.
+    """
+    gh, gw = dense.grid_size
+    c = probs.shape[1]
+    grid = probs.T.reshape(1, c, gh, gw)
+    full = F.interpolate(grid, size=dense.padded_size, mode="bilinear", align_corners=False)
+    full = full[:, :, : dense.resized_size[0], : dense.resized_size[1]]
+    if tuple(dense.resized_size) != tuple(dense.image_size):
+        full = F.interpolate(full, size=dense.image_size, mode="bilinear", align_corners=False)
+    return full[0]
+
+
+def region_probabilities(probs: torch.Tensor, region_ids: torch.Tensor, partition: torch.Tensor,
+                         image_size: tuple[int, int]) -> torch.Tensor:
+    """(R, C) probabilities of the regions `region_ids` -> (C, H, W): each pixel of the (H', W')
+    partition, nearest-resized to `image_size`, takes its region's row."""
+    lut = probs.new_zeros(int(partition.max()) + 1, probs.shape[1])
+    lut[region_ids] = probs
+    part = partition
+    if tuple(part.shape) != tuple(image_size):
+        part = F.interpolate(part[None, None].double(), size=image_size, mode="nearest-exact")[0, 0].long()
+    return lut[part].permute(2, 0, 1)
+
+
+class _StageClock:
+    """Wall-clock seconds per stage; synchronises CUDA so GPU work is charged to its stage."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.timings = timings
+        self.last = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = self._now()
+        self.timings[stage] += now - self.last
+        self.last = now

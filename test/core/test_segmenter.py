@@ -1,0 +1,207 @@
+"""Segmenter: upsampling geometry, region mode, teaching calls, refusals (fakes + real parts)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rns_ros.core.backbones.base import DenseFeatures
+from rns_ros.core.backbones.sliding import resized_size
+from rns_ros.core.segmenter import STAGES, Segmentation, Segmenter
+
+P = 16
+
+
+class FakeBackbone:
+    """Short side 32, patch 16, d = 6; features are a seeded function of the padded grid size."""
+
+    identity = "fake"
+    dim = 6
+    patch_size = P
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.text_calls = []
+
+    def encode_image(self, image, *, support=False):
+        size = resized_size(image.shape[:2], 32, 512)
+        gh, gw = -(-size[0] // P), -(-size[1] // P)
+        g = torch.Generator().manual_seed(gh * 100 + gw + int(support))
+        feats = F.normalize(torch.randn(gh, gw, self.dim, generator=g), dim=-1)
+        return DenseFeatures(feats, (image.shape[0], image.shape[1]), size, P)
+
+    def encode_text(self, prompts):
+        self.text_calls.append(list(prompts))
+        return F.normalize(torch.ones(len(prompts), self.dim), dim=-1)
+
+
+class FakeMemory:
+    def __init__(self, class_ids=(), dim=6):
+        self.class_ids = list(class_ids)
+        self.dim = dim
+        self.version = 7
+        self.backbone_identity = None
+        self.added_classes, self.added_features = [], []
+
+    def add_class(self, name, text_feature=None, *, prompt=None):
+        self.added_classes.append((name, text_feature, prompt))
+        cid = max(self.class_ids, default=0) + 1
+        self.class_ids.append(cid)
+        return cid
+
+    def add_image_features(self, feats, class_ids, *, exemplar=None):
+        self.added_features.append((feats, class_ids, exemplar))
+        return len(self.added_features)
+
+
+class FixedAdapter:
+    """Returns seeded random probabilities and records its queries."""
+
+    def __init__(self):
+        self.queries = []
+
+    def predict(self, queries, memory):
+        self.queries.append(queries)
+        g = torch.Generator().manual_seed(queries.shape[0])
+        return torch.softmax(3 * torch.randn(queries.shape[0], len(memory.class_ids), generator=g), dim=1)
+
+
+def bilinear_matrix(n_in, n_out):
+    """(n_out, n_in) bilinear resampling matrix, align_corners=False (source clamped at 0)."""
+    m = np.zeros((n_out, n_in))
+    for o in range(n_out):
+        src = max((o + 0.5) * n_in / n_out - 0.5, 0.0)
+        i0 = int(np.floor(src))
+        i1 = min(i0 + 1, n_in - 1)
+        lam = src - i0
+        m[o, i0] += 1 - lam
+        m[o, i1] += lam
+    return m
+
+
+def image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_patch_mode_upsampling_geometry():
+    memory, adapter = FakeMemory([2, 5, 9]), FixedAdapter()
+    seg = Segmenter(FakeBackbone(), memory, adapter)
+    out = seg.segment(image(20, 35))
+    # resized to 32 x 56, padded to 32 x 64 = 2 x 4 patches
+    grid_probs = adapter.predict(adapter.queries[0], memory).numpy().T.reshape(3, 2, 4)
+    padded = np.einsum("yi,cij,xj->cyx", bilinear_matrix(2, 32), grid_probs, bilinear_matrix(4, 64))
+    cropped = padded[:, :32, :56]
+    expect = np.einsum("yi,cij,xj->cyx", bilinear_matrix(32, 20), cropped, bilinear_matrix(56, 35))
+    assert isinstance(out, Segmentation)
+    assert out.probabilities.shape == (3, 20, 35) and out.probabilities.dtype == np.float32
+    np.testing.assert_allclose(out.probabilities, expect, atol=1e-5)
+    assert out.labels.dtype == np.int32 and out.labels.shape == (20, 35)
+    np.testing.assert_array_equal(out.labels, np.array([2, 5, 9])[expect.argmax(0)])
+    np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-5)
+    assert out.class_ids == [2, 5, 9] and out.support_version == 7
+    assert set(out.timings) == set(STAGES) and all(v >= 0 for v in out.timings.values())
+    assert adapter.queries[0].shape == (8, 6)
+
+
+def test_no_classes_gives_zero_labels_and_empty_probabilities():
+    adapter = FixedAdapter()
+    out = Segmenter(FakeBackbone(), FakeMemory([]), adapter).segment(image(9, 11))
+    assert out.labels.shape == (9, 11) and out.labels.dtype == np.int32 and not out.labels.any()
+    assert out.probabilities.shape == (0, 9, 11) and out.probabilities.dtype == np.float32
+    assert out.class_ids == [] and adapter.queries == []
+
+
+class FakeProposer:
+    def __init__(self):
+        self.images = []
+
+    def partition(self, img):
+        self.images.append(img)
+        h, w = img.shape[:2]
+        part = np.zeros((h, w), np.int64)
+        part[:, w // 3:] = 2  # region 1 has no pixel: it must be left out of the queries
+        part[h // 2:, : w // 3] = 3
+        return part
+
+
+def test_region_mode_queries_and_pixel_probabilities():
+    backbone, memory, adapter, proposer = FakeBackbone(), FakeMemory([1, 4]), FixedAdapter(), FakeProposer()
+    seg = Segmenter(backbone, memory, adapter, proposer=proposer, mode="region")
+    img = image(24, 40, seed=1)
+    out = seg.segment(img)
+    resized = (32, 53)
+    assert proposer.images[0].shape == (*resized, 3) and proposer.images[0].dtype == np.uint8
+    part = proposer.partition(np.zeros((*resized, 3), np.uint8))
+    dense = backbone.encode_image(img)
+    # eq. 13 by a pixel loop: S_jr = pixels of r in patch j / pixels of r
+    expect_q = []
+    feats = dense.features.numpy().astype(np.float64)
+    for r in (0, 2, 3):
+        ys, xs = np.nonzero(part == r)
+        acc = feats[ys // P, xs // P].sum(0) / len(ys)  # every pixel adds its patch's feature
+        expect_q.append(torch.tensor(acc / np.linalg.norm(acc), dtype=torch.float32))
+    torch.testing.assert_close(adapter.queries[0], torch.stack(expect_q), atol=1e-5, rtol=1e-5)
+    probs = adapter.predict(adapter.queries[0], memory).numpy()
+    rows = (np.arange(24)[:, None] + 0.5) * resized[0] / 24
+    cols = (np.arange(40)[None, :] + 0.5) * resized[1] / 40
+    region_of_pixel = part[rows.astype(int), cols.astype(int)]  # nearest-exact
+    lookup = {0: 0, 2: 1, 3: 2}
+    expect = np.stack([probs[lookup[r]] for r in region_of_pixel.ravel()]).T.reshape(2, 24, 40)
+    np.testing.assert_allclose(out.probabilities, expect, atol=1e-6)
+    np.testing.assert_array_equal(out.labels, np.array([1, 4])[expect.argmax(0)])
+
+
+def test_add_class_encodes_text_unless_told_not_to():
+    backbone, memory = FakeBackbone(), FakeMemory()
+    seg = Segmenter(backbone, memory, FixedAdapter())
+    a = seg.add_class("car")
+    b = seg.add_class("bike", prompt="a bicycle")
+    c = seg.add_class("thing", use_text=False)
+    assert (a, b, c) == (1, 2, 3)
+    assert backbone.text_calls == [["car"], ["a bicycle"]]
+    assert memory.added_classes[1][2] == "a bicycle" and memory.added_classes[2][1] is None
+    assert memory.added_classes[0][1].shape == (6,)
+    with pytest.raises(ValueError, match="use_text=False"):
+        seg.add_class(None)
+
+
+def test_add_exemplar_pools_the_mask_and_refuses_unknown_classes():
+    memory = FakeMemory([1, 2])
+    seg = Segmenter(FakeBackbone(), memory, FixedAdapter())
+    img = image(32, 32)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:16, :16] = 1  # exactly patch (0, 0) at the fake's short side 32
+    assert seg.add_exemplar(img, mask, class_id=2) == 1
+    feats, ids, ex = memory.added_features[0]
+    assert ids == [2] and ex.class_ids() == [2]
+    support = FakeBackbone().encode_image(img, support=True).features
+    torch.testing.assert_close(feats[0], support[0, 0])
+    labels = np.zeros((32, 32), np.int64)
+    labels[:, 16:] = 9
+    with pytest.raises(ValueError, match="unknown class ids"):
+        seg.add_exemplar(img, labels)
+    with pytest.raises(ValueError):
+        seg.add_exemplar(img, np.zeros((32, 32), np.uint8), class_id=1)
+    assert len(memory.added_features) == 1
+
+
+class BadAdapter:
+    def predict(self, queries, memory):
+        return torch.ones(queries.shape[0], len(memory.class_ids) + 1)
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="mode"):
+        Segmenter(FakeBackbone(), FakeMemory(), FixedAdapter(), mode="pixel")
+    with pytest.raises(ValueError, match="proposer"):
+        Segmenter(FakeBackbone(), FakeMemory(), FixedAdapter(), mode="region")
+    with pytest.raises(ValueError, match="dim"):
+        Segmenter(FakeBackbone(), FakeMemory(dim=5), FixedAdapter())
+    other = FakeMemory()
+    other.backbone_identity = "another backbone"
+    with pytest.raises(ValueError, match="re-encode"):
+        Segmenter(FakeBackbone(), other, FixedAdapter())
+    seg = Segmenter(FakeBackbone(), FakeMemory([1]), BadAdapter())
+    with pytest.raises(RuntimeError, match="adapter returned"):
+        seg.segment(image(16, 16))
+    with pytest.raises(ValueError, match="uint8"):
+        seg.segment(np.zeros((16, 16, 3), np.float32))
