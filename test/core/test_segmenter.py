@@ -205,3 +205,69 @@ def test_refusals():
         seg.segment(image(16, 16))
     with pytest.raises(ValueError, match="uint8"):
         seg.segment(np.zeros((16, 16, 3), np.float32))
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    from rns_ros.core.backbones import build_backbone
+
+    return build_backbone("test-tiny")
+
+
+def real_parts(backbone):
+    from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
+    from rns_ros.core.support import SupportMemory
+
+    memory = SupportMemory(dim=backbone.dim, backbone_identity=backbone.identity)
+    return memory, TestTimeAdapter(AdapterConfig(steps=20))
+
+
+def two_tone_image():
+    img = np.zeros((40, 56, 3), np.uint8)
+    img[:, :28] = (200, 30, 30)
+    img[:, 28:] = (30, 30, 200)
+    img += np.random.default_rng(3).integers(0, 20, img.shape, dtype=np.uint8)
+    return img
+
+
+def teach_two_tones(seg, img):
+    red, blue = seg.add_class("red"), seg.add_class("blue")
+    labels = np.zeros(img.shape[:2], np.int64)
+    labels[:, :28], labels[:, 28:] = red, blue
+    return red, blue, seg.add_exemplar(img, labels)
+
+
+def test_end_to_end_tiny_backbone_real_memory_and_adapter(tiny_backbone):
+    backbone = tiny_backbone
+    memory, adapter = real_parts(backbone)
+    seg = Segmenter(backbone, memory, adapter)
+    img = two_tone_image()
+    assert seg.segment(img).class_ids == []
+    seg.add_class("green")
+    assert seg.segment(img).class_ids == [1]  # text only: zero-shot path
+    red, blue, eid = teach_two_tones(seg, img)
+    assert memory.exemplar_ids == [eid] and memory.num_features == 2
+    out = seg.segment(img)
+    assert out.class_ids == [1, red, blue] and out.support_version == memory.version
+    assert out.labels.shape == (40, 56) and set(np.unique(out.labels)) <= {1, red, blue}
+    np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-5)
+    # the segmenter is exactly: adapter on the patch features, then the upsampling
+    from rns_ros.core.segmenter import upsample_patch_probabilities
+
+    dense = backbone.encode_image(img)
+    probs = adapter.predict(dense.flat(), memory)
+    np.testing.assert_allclose(out.probabilities, upsample_patch_probabilities(probs, dense).numpy(), atol=1e-5)
+    again = seg.segment(img)
+    np.testing.assert_array_equal(again.labels, out.labels)  # seeded adapter: deterministic
+
+
+def test_end_to_end_region_mode_with_real_memory(tiny_backbone):
+    memory, adapter = real_parts(tiny_backbone)
+    seg = Segmenter(tiny_backbone, memory, adapter, proposer=FakeProposer(), mode="region")
+    img = two_tone_image()
+    teach_two_tones(seg, img)
+    out = seg.segment(img)
+    assert out.probabilities.shape == (2, 40, 56)
+    np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-5)
+    # every pixel carries its region's probabilities: at most 3 distinct probability vectors
+    assert len(np.unique(out.probabilities.reshape(2, -1).round(6), axis=1).T) <= 3

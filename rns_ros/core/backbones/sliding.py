@@ -89,7 +89,9 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         raise ValueError(f"image must be an (H, W, 3) uint8 RGB numpy array, got {desc}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    if not image.flags.writeable or not image.flags.c_contiguous:
+        image = np.array(image)  # torch refuses to wrap read-only memory (e.g. a stored exemplar)
+    t = torch.from_numpy(image).to(device)
     return t.permute(2, 0, 1).to(torch.float32) / 255.0
 
 
