@@ -1,0 +1,290 @@
+"""The methods the harness compares, all on the same queries and the same support memory.
+
+Every method maps (N, d) queries + a SupportMemory to (N, C) class probabilities with columns in
+`memory.class_ids` order:
+
+- zero-shot: softmax(100 q . t_c) (RNS eq. 1); text only.
+- rns and its ablations (RNS section 4.6): TestTimeAdapter with an AdapterConfig variant.
+- knn-clip: votes of the k nearest support features, used where the zero-shot classifier is not
+  confident (max probability < `threshold`), zero-shot elsewhere; threshold 1.0 = votes only
+  (the paper's "w/o text" variant).
+- freeda: FREEDA adapted to real support: score_c = alpha q . v_c + (1 - alpha) g . t_c, with
+  v_c the class's visual prototype (memory.prototypes(), matched to the class by ground truth)
+  and g the image's mean query (the global term); alpha = 1 without text.
+- linear: an offline linear classifier trained once per support set on the per-image class
+  features (no text, no test-time training).
+
+Classes without text use the mean of the available text features (RNS section 4.4).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ZERO_SHOT_SCALE = 100.0  # CLIP logit scale of eq. 1
+
+
+def filled_text(memory) -> torch.Tensor | None:
+    """(C, d) text features in column order, missing rows replaced by the normalised mean of the
+    available ones; None when no class has text."""
+    text, has = memory.text_matrix()
+    if not bool(has.any()):
+        return None
+    if not bool(has.all()):
+        text = text.clone()
+        text[~has] = F.normalize(text[has].mean(dim=0), dim=-1)
+    return text
+
+
+def zero_shot_probs(queries: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(ZERO_SHOT_SCALE * queries @ text.T, dim=-1)
+
+
+def _columns(memory) -> dict[int, int]:
+    return {cid: col for col, cid in enumerate(memory.class_ids)}
+
+
+class Method:
+    """Base: `prepare(memory)` once per support set, then `predict(queries, memory)` per image."""
+
+    name: str = ""
+    needs_text = False  # cannot run when no class has text
+    needs_visual = False  # cannot run without any support feature
+    uses_support = True  # False: the result does not depend on B or the sampled images
+
+    def prepare(self, memory) -> None:
+        pass
+
+    def predict(self, queries: torch.Tensor, memory) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that determines the method's output (for resumable runs)."""
+        return {"name": self.name}
+
+
+class ZeroShot(Method):
+    name = "zero-shot"
+    needs_text = True
+    uses_support = False
+
+    def predict(self, queries, memory):
+        text = filled_text(memory)
+        if text is None:
+            raise ValueError("zero-shot needs class text features; no class has one")
+        return zero_shot_probs(queries, text)
+
+
+class RNS(Method):
+    """RNS through the engine's TestTimeAdapter; `overrides` are AdapterConfig fields."""
+
+    def __init__(self, name: str = "rns", **overrides: Any) -> None:
+        self.name = name
+        self.overrides = overrides
+        self._adapter = None
+
+    def _build(self):
+        from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
+        unknown = set(self.overrides) - {f.name for f in dataclasses.fields(AdapterConfig)}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown AdapterConfig fields {sorted(unknown)}")
+        return TestTimeAdapter(AdapterConfig(**self.overrides))
+
+    def prepare(self, memory):
+        if self._adapter is None:
+            self._adapter = self._build()
+
+    def predict(self, queries, memory):
+        self.prepare(memory)
+        return self._adapter.predict(queries, memory)
+
+    def describe(self):
+        from rns_ros.core.adapter import AdapterConfig
+        return {"name": self.name, "adapter": dataclasses.asdict(AdapterConfig(**self.overrides))}
+
+
+@dataclass(frozen=True)
+class KnnClipConfig:
+    k: int = 16  # neighbours voting per query
+    threshold: float = 0.5  # zero-shot confidence below which the kNN vote is used; 1.0 = always
+
+
+class KnnClip(Method):
+    name = "knn-clip"
+    needs_visual = True
+
+    def __init__(self, config: KnnClipConfig = KnnClipConfig()) -> None:
+        self.config = config
+
+    def knn_votes(self, queries, memory) -> torch.Tensor:
+        """(N, C) similarity-weighted votes of the k nearest per-image class features."""
+        scores, class_ids, _ = memory.search(queries, self.config.k)
+        cols = _columns(memory)
+        n, c = queries.shape[0], len(cols)
+        valid = class_ids > 0
+        col_idx = torch.tensor([cols.get(int(i), 0) for i in class_ids.flatten().tolist()],
+                               dtype=torch.int64, device=queries.device).reshape(class_ids.shape)
+        weights = torch.where(valid, scores.clamp(min=0), torch.zeros_like(scores))
+        # A query whose neighbours all have non-positive similarity still gets its nearest votes.
+        weights = torch.where((weights.sum(1, keepdim=True) > 0) | ~valid, weights, valid.float())
+        votes = torch.zeros(n, c, device=queries.device, dtype=torch.float32)
+        votes.scatter_add_(1, col_idx, weights.to(torch.float32))
+        return votes / votes.sum(1, keepdim=True).clamp(min=1e-12)
+
+    def predict(self, queries, memory):
+        votes = self.knn_votes(queries, memory)
+        text = filled_text(memory)
+        if text is None or self.config.threshold >= 1.0:
+            return votes
+        zs = zero_shot_probs(queries, text)
+        unsure = zs.max(dim=1, keepdim=True).values < self.config.threshold
+        return torch.where(unsure, votes, zs)
+
+    def describe(self):
+        return {"name": self.name, **dataclasses.asdict(self.config)}
+
+
+@dataclass(frozen=True)
+class FreedaConfig:
+    alpha: float = 0.5  # weight of the local visual similarity; 1 - alpha for the global text term
+
+
+class Freeda(Method):
+    name = "freeda"
+    needs_visual = True
+
+    def __init__(self, config: FreedaConfig = FreedaConfig()) -> None:
+        self.config = config
+
+    def predict(self, queries, memory):
+        cols = _columns(memory)
+        protos, proto_ids = memory.prototypes()
+        text = filled_text(memory)
+        d = queries.shape[1]
+        visual = torch.zeros(len(cols), d, device=queries.device)
+        has_visual = torch.zeros(len(cols), dtype=torch.bool, device=queries.device)
+        for row, cid in zip(protos, proto_ids.tolist()):
+            visual[cols[cid]] = row
+            has_visual[cols[cid]] = True
+        if text is None:
+            # Visual only: classes without a prototype cannot win.
+            local = queries @ visual.T
+            score = torch.where(has_visual[None, :], local, torch.full_like(local, -2.0))
+        else:
+            # Classes without a prototype compare with their text instead.
+            visual = torch.where(has_visual[:, None], visual, text)
+            g = F.normalize(queries.mean(dim=0), dim=-1)
+            score = self.config.alpha * (queries @ visual.T) + (1 - self.config.alpha) * (g @ text.T)[None, :]
+        return torch.softmax(ZERO_SHOT_SCALE * score, dim=-1)
+
+    def describe(self):
+        return {"name": self.name, **dataclasses.asdict(self.config)}
+
+
+@dataclass(frozen=True)
+class LinearProbeConfig:
+    steps: int = 700  # full-batch optimiser steps
+    lr: float = 0.002  # AdamW learning rate (the adapter's default)
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+class LinearProbe(Method):
+    """Offline multinomial logistic regression on the support bank (per-image class features)."""
+
+    name = "linear"
+    needs_visual = True
+
+    def __init__(self, config: LinearProbeConfig = LinearProbeConfig()) -> None:
+        self.config = config
+        self._weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._version: int | None = None
+
+    def prepare(self, memory):
+        if self._weights is not None and self._version == memory.version:
+            return
+        feats, class_ids = memory.bank()
+        if feats.shape[0] == 0:
+            raise ValueError("linear needs support features; the memory has none")
+        cols = _columns(memory)
+        target = torch.tensor([cols[int(c)] for c in class_ids.tolist()], device=feats.device)
+        gen = torch.Generator().manual_seed(self.config.seed)
+        layer = torch.nn.Linear(feats.shape[1], len(cols))
+        with torch.no_grad():  # nn.Linear's Kaiming-uniform init, drawn from our generator
+            bound = 1.0 / feats.shape[1] ** 0.5
+            layer.weight.copy_(torch.empty_like(layer.weight).uniform_(-bound, bound, generator=gen))
+            layer.bias.zero_()
+        layer = layer.to(feats.device)
+        opt = torch.optim.AdamW(layer.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        with torch.enable_grad():
+            for _ in range(self.config.steps):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(layer(feats), target).backward()
+                opt.step()
+        self._weights = (layer.weight.detach().clone(), layer.bias.detach().clone())
+        self._version = memory.version
+
+    def predict(self, queries, memory):
+        self.prepare(memory)
+        w, b = self._weights
+        return torch.softmax(queries @ w.T + b, dim=-1)
+
+    def describe(self):
+        return {"name": self.name, **dataclasses.asdict(self.config)}
+
+
+# RNS ablations of paper Table 1 / Table 5 / Fig. 5, as AdapterConfig overrides.
+RNS_VARIANTS: dict[str, dict[str, Any]] = {
+    "rns": {},
+    "rns-no-relevance": {"relevance_weights": False},
+    "rns-single-lambda": {"lambdas": (0.8,)},
+    "rns-no-text": {"use_text": False},
+    "rns-random": {"retrieval": "random"},
+}
+METHOD_NAMES: tuple[str, ...] = (
+    "zero-shot", *RNS_VARIANTS, "rns-k1", "rns-k16", "rns-k32", "knn-clip", "freeda", "linear")
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Run-wide settings that several methods share (from the CLI)."""
+
+    steps: int | None = None  # optimiser steps of RNS and the linear probe (None = their defaults)
+    seed: int = 0  # seed of every classifier's initialisation
+    solver: str | None = None  # AdapterConfig.solver override (None = its default)
+    knn: KnnClipConfig = field(default_factory=KnnClipConfig)
+    freeda: FreedaConfig = field(default_factory=FreedaConfig)
+    no_text: bool = False  # the w/o text setting: kNN-CLIP threshold 1.0, FREEDA alpha 1.0
+
+
+def build_method(name: str, options: MethodOptions = MethodOptions()) -> Method:
+    """A fresh method instance by name (see METHOD_NAMES; also 'rns-k<N>' for any N)."""
+    key = name.strip().lower()
+    if key == "zero-shot":
+        return ZeroShot()
+    k_match = re.fullmatch(r"rns-k(\d+)", key)
+    if key in RNS_VARIANTS or k_match:
+        overrides = dict(RNS_VARIANTS.get(key, {}))
+        if k_match:
+            overrides["k"] = int(k_match.group(1))
+        overrides["seed"] = options.seed
+        if options.steps is not None:
+            overrides["steps"] = options.steps
+        if options.solver is not None:
+            overrides["solver"] = options.solver
+        return RNS(key, **overrides)
+    if key == "knn-clip":
+        cfg = dataclasses.replace(options.knn, threshold=1.0) if options.no_text else options.knn
+        return KnnClip(cfg)
+    if key == "freeda":
+        cfg = dataclasses.replace(options.freeda, alpha=1.0) if options.no_text else options.freeda
+        return Freeda(cfg)
+    if key == "linear":
+        steps = options.steps if options.steps is not None else LinearProbeConfig.steps
+        return LinearProbe(LinearProbeConfig(steps=steps, seed=options.seed))
+    raise ValueError(f"unknown method {name!r}; choose from {list(METHOD_NAMES)} or 'rns-k<N>'")
