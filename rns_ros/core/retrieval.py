@@ -23,15 +23,16 @@ import numpy as np
 import torch
 
 BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
+_SCORE_BLOCK = 1 << 26  # largest (queries x rows) score matrix the torch backend makes at once
 
 
 @dataclass(frozen=True)
 class IvfSettings:
     """How the approximate (IVF) index is built and searched."""
 
-    nlist: int | None = None  # inverted lists; None = 4 * sqrt(n) at conversion, clipped to [16, 16384]
+    nlist: int | None = None  # inverted lists; None = sqrt(n) at conversion (<= n / 39, <= 16384)
     nprobe: int = 32  # lists visited per query: higher = better recall, slower
-    train_sample: int = 64  # training points per list (k-means sample = nlist * train_sample)
+    train_sample: int = 40  # training points per list (k-means sample = nlist * train_sample)
     seed: int = 0  # k-means seed, for reproducible lists
 
 
@@ -97,11 +98,17 @@ class InnerProductIndex:
             raise ValueError(f"approximate_above must be >= 1 or None, got {approximate_above}")
         self.approximate_above = approximate_above
         self.ivf = ivf
-        self._ids = np.zeros(0, dtype=np.int64)  # ids held, in insertion order (host bookkeeping)
+        # Host bookkeeping: the ids held (a set for O(1) membership) and, for the tensor-backed
+        # backends, the id of every buffer row in row order (faiss CPU: insertion order).
+        self._id_set: set[int] = set()
+        self._ids = np.zeros(0, dtype=np.int64)
         self._faiss_index = None
         self._gpu_res = None
-        self._tensor = torch.zeros(0, dim, dtype=torch.float32, device=self.device)  # torch / faiss-gpu
-        self._tensor_ids = torch.zeros(0, dtype=torch.int64, device=self.device)
+        # torch / faiss-gpu: rows live in a buffer with spare capacity, so an insert copies only the
+        # new rows (amortised), and a removal moves only as many tail rows as it removed.
+        self._n = 0
+        self._buf = torch.zeros(0, dim, dtype=torch.float32, device=self.device)
+        self._buf_ids = torch.zeros(0, dtype=torch.int64, device=self.device)
         self._build_empty()
 
     # ------------------------------------------------------------------ construction
@@ -121,16 +128,19 @@ class InnerProductIndex:
         return self._faiss_index is not None and type(self._faiss_index).__name__ == "IndexIVFFlat"
 
     def __len__(self) -> int:
-        return int(self._ids.size)
+        return len(self._id_set)
 
     def ids(self) -> np.ndarray:
-        """The ids held, in insertion order (a copy)."""
+        """The ids held (a copy; insertion order until the first removal)."""
         return self._ids.copy()
 
     def memory_bytes(self) -> int:
-        """Approximate bytes held by the index's vectors, ids and (IVF) centroids."""
-        n = len(self)
-        size = n * (self.dim * 4 + 8)
+        """Approximate bytes held by the index: vectors and ids (allocated capacity for the tensor
+        backends) and, for IVF, the centroids."""
+        rows = self._buf.shape[0] if self.backend in ("torch", "faiss-gpu") else len(self)
+        size = rows * (self.dim * 4 + 8)
+        if self.backend == "faiss-gpu":
+            size += len(self) * self.dim * 4  # the GPU index's own copy
         if self.is_approximate:
             size += self._faiss_index.nlist * self.dim * 4
         return size
@@ -154,19 +164,17 @@ class InnerProductIndex:
             return
         if np.unique(ids).size != ids.size:
             raise ValueError("ids to add contain duplicates")
-        clash = np.intersect1d(ids, self._ids)
-        if clash.size:
-            raise ValueError(f"ids already in the index: {clash[:5].tolist()}")
-        if self.backend == "torch":
-            self._tensor = torch.cat([self._tensor, feats.to(self.device)])
-            self._tensor_ids = torch.cat([self._tensor_ids, torch.from_numpy(ids).to(self.device)])
-        elif self.backend == "faiss-gpu":
-            self._tensor = torch.cat([self._tensor, feats.to(self.device)])
-            self._tensor_ids = torch.cat([self._tensor_ids, torch.from_numpy(ids).to(self.device)])
-            self._faiss_index.add(np.ascontiguousarray(feats.cpu().numpy()))
+        clash = [i for i in ids.tolist() if i in self._id_set]
+        if clash:
+            raise ValueError(f"ids already in the index: {clash[:5]}")
+        if self.backend in ("torch", "faiss-gpu"):
+            self._append_rows(ids, feats.to(self.device))
+            if self.backend == "faiss-gpu":
+                self._faiss_index.add(np.ascontiguousarray(feats.cpu().numpy()))
         else:
             self._faiss_index.add_with_ids(np.ascontiguousarray(feats.cpu().numpy()), ids)
         self._ids = np.concatenate([self._ids, ids])
+        self._id_set.update(ids.tolist())
         if (self.approximate_above is not None and not self.is_approximate
                 and len(self) >= self.approximate_above):
             self._convert_to_ivf()
@@ -176,24 +184,52 @@ class InnerProductIndex:
         ids = _as_ids(ids)
         if ids.size == 0:
             return
-        missing = np.setdiff1d(ids, self._ids)
-        if missing.size:
-            raise ValueError(f"ids not in the index: {missing[:5].tolist()}")
-        keep = ~np.isin(self._ids, ids)
+        if np.unique(ids).size != ids.size:
+            raise ValueError("ids to remove contain duplicates")
+        missing = [i for i in ids.tolist() if i not in self._id_set]
+        if missing:
+            raise ValueError(f"ids not in the index: {missing[:5]}")
         if self.backend in ("torch", "faiss-gpu"):
-            keep_t = torch.from_numpy(keep).to(self.device)
-            self._tensor = self._tensor[keep_t]
-            self._tensor_ids = self._tensor_ids[keep_t]
+            self._remove_rows(np.nonzero(np.isin(self._ids, ids))[0])
             if self.backend == "faiss-gpu":
-                # GpuIndexFlat cannot remove rows: refill it from the resident copy (removal is rare).
+                # GpuIndexFlat cannot remove rows: refill it from the resident buffer (removal is rare).
                 self._faiss_index.reset()
-                if self._tensor.shape[0]:
-                    self._faiss_index.add(np.ascontiguousarray(self._tensor.cpu().numpy()))
+                if self._n:
+                    self._faiss_index.add(np.ascontiguousarray(self._buf[:self._n].cpu().numpy()))
         else:
             faiss = _import_faiss()
             removed = self._faiss_index.remove_ids(faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids)))
             assert removed == ids.size, (removed, ids.size)
-        self._ids = self._ids[keep]
+            self._ids = self._ids[~np.isin(self._ids, ids)]
+        self._id_set.difference_update(ids.tolist())
+
+    def _append_rows(self, ids: np.ndarray, feats: torch.Tensor) -> None:
+        need = self._n + ids.size
+        if need > self._buf.shape[0]:
+            cap = max(need, 2 * self._buf.shape[0], 1024)
+            buf = torch.empty(cap, self.dim, dtype=torch.float32, device=self.device)
+            buf_ids = torch.empty(cap, dtype=torch.int64, device=self.device)
+            buf[:self._n] = self._buf[:self._n]
+            buf_ids[:self._n] = self._buf_ids[:self._n]
+            self._buf, self._buf_ids = buf, buf_ids
+        self._buf[self._n:need] = feats
+        self._buf_ids[self._n:need] = torch.from_numpy(ids).to(self.device)
+        self._n = need
+
+    def _remove_rows(self, positions: np.ndarray) -> None:
+        """Drop buffer rows at `positions` by moving kept rows from the tail into the holes."""
+        n_new = self._n - positions.size
+        holes = positions[positions < n_new]
+        tail = np.arange(n_new, self._n)
+        tail = tail[~np.isin(tail, positions)]
+        if holes.size:
+            h = torch.from_numpy(holes).to(self.device)
+            t = torch.from_numpy(tail).to(self.device)
+            self._buf[h] = self._buf[t]
+            self._buf_ids[h] = self._buf_ids[t]
+            self._ids[holes] = self._ids[tail]
+        self._ids = self._ids[:n_new].copy()
+        self._n = n_new
 
     def _convert_to_ivf(self) -> None:
         """Replace the flat CPU index by an IVF index trained on the current contents (once)."""
@@ -202,7 +238,8 @@ class InnerProductIndex:
         n = len(self)
         vecs = flat.index.reconstruct_n(0, n)
         ids = faiss.vector_to_array(flat.id_map).astype(np.int64)
-        nlist = self.ivf.nlist or int(min(16384, max(16, round(4 * math.sqrt(n)))))
+        # sqrt(n) lists, but at least ~39 training points per list (k-means needs them).
+        nlist = self.ivf.nlist or int(min(16384, round(math.sqrt(n)), n // 39))
         nlist = max(1, min(nlist, n))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -236,13 +273,18 @@ class InnerProductIndex:
                     torch.zeros(n_q, k, dtype=torch.int64, device=self.device))
         if self.backend == "torch":
             q = queries.detach().to(device=self.device, dtype=torch.float32)
-            scores, pos = torch.topk(q @ self._tensor.T, k, dim=1)
-            return scores, self._tensor_ids[pos]
+            # Bound the (queries x rows) score block to ~2^26 floats; one block up to ~1e5 rows.
+            step = max(1, _SCORE_BLOCK // len(self))
+            rows = self._buf[:self._n]
+            parts = [torch.topk(q[i:i + step] @ rows.T, k, dim=1) for i in range(0, n_q, step)]
+            scores = torch.cat([p.values for p in parts])
+            pos = torch.cat([p.indices for p in parts])
+            return scores, self._buf_ids[pos]
         q = np.ascontiguousarray(queries.detach().to(torch.float32).cpu().numpy())
         scores, found = self._faiss_index.search(q, k)
         scores_t = torch.from_numpy(scores)
         if self.backend == "faiss-gpu":
-            found_t = self._tensor_ids[torch.from_numpy(found).to(self.device)]
+            found_t = self._buf_ids[torch.from_numpy(found).to(self.device)]
             return scores_t.to(self.device), found_t
         found_t = torch.from_numpy(found)
         scores_t = torch.where(found_t < 0, torch.full_like(scores_t, -math.inf), scores_t)

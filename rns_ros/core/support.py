@@ -45,6 +45,50 @@ class _ExemplarState:
     class_ids: list[int]  # class of each of those rows
 
 
+class _Bank:
+    """The rows of V in ascending key order, in buffers with spare capacity: appending copies only
+    the new rows (amortised); removing compacts once (O(M), removals are rare)."""
+
+    def __init__(self, dim: int, device: torch.device):
+        self.n = 0
+        self._feats = torch.zeros(0, dim, dtype=torch.float32, device=device)
+        self._classes = torch.zeros(0, dtype=torch.int64, device=device)
+        self._keys = torch.zeros(0, dtype=torch.int64, device=device)
+
+    @property
+    def feats(self) -> torch.Tensor:
+        return self._feats[:self.n]
+
+    @property
+    def classes(self) -> torch.Tensor:
+        return self._classes[:self.n]
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self._keys[:self.n]
+
+    def append(self, feats: torch.Tensor, classes: torch.Tensor, keys: torch.Tensor) -> None:
+        need = self.n + feats.shape[0]
+        if need > self._feats.shape[0]:
+            cap = max(need, 2 * self._feats.shape[0], 256)
+            grown = [torch.empty((cap,) + t.shape[1:], dtype=t.dtype, device=t.device)
+                     for t in (self._feats, self._classes, self._keys)]
+            for new, old in zip(grown, (self._feats, self._classes, self._keys)):
+                new[:self.n] = old[:self.n]
+            self._feats, self._classes, self._keys = grown
+        self._feats[self.n:need] = feats
+        self._classes[self.n:need] = classes
+        self._keys[self.n:need] = keys
+        self.n = need
+
+    def remove(self, keys: torch.Tensor) -> None:
+        keep = ~torch.isin(self.keys, keys)
+        n_keep = int(keep.sum())
+        for buf in (self._feats, self._classes, self._keys):
+            buf[:n_keep] = buf[:self.n][keep]
+        self.n = n_keep
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -73,10 +117,9 @@ class SupportMemory:
         self._next_class_id = 1
         self._next_exemplar_id = 1
         self._next_key = 0
-        # The bank V, rows ordered by ascending key (keys only grow, removal keeps the order).
-        self._bank_feats = torch.zeros(0, self.dim, dtype=torch.float32, device=self.device)
-        self._bank_classes = torch.zeros(0, dtype=torch.int64, device=self.device)
-        self._bank_keys = torch.zeros(0, dtype=torch.int64, device=self.device)
+        # The bank V, rows ordered by ascending key (keys only grow, removal keeps the order), so a
+        # key found by the index maps to its row with one searchsorted.
+        self._bank = _Bank(self.dim, self.device)
         self._version = 0
         self._cache: dict[str, object] = {}
 
@@ -107,6 +150,18 @@ class SupportMemory:
     def num_features(self) -> int:
         """Rows in the bank V."""
         return int(self._bank_keys.shape[0])
+
+    @property
+    def _bank_feats(self) -> torch.Tensor:
+        return self._bank.feats
+
+    @property
+    def _bank_classes(self) -> torch.Tensor:
+        return self._bank.classes
+
+    @property
+    def _bank_keys(self) -> torch.Tensor:
+        return self._bank.keys
 
     @property
     def next_class_id(self) -> int:
@@ -365,11 +420,8 @@ class SupportMemory:
         keys = list(range(self._next_key, self._next_key + feats.shape[0]))
         self._index.add(np.asarray(keys, dtype=np.int64), feats)  # may raise: nothing changed yet
         self._next_key += len(keys)
-        self._bank_feats = torch.cat([self._bank_feats, feats])
-        self._bank_classes = torch.cat([self._bank_classes,
-                                        torch.as_tensor(ids, dtype=torch.int64, device=self.device)])
-        self._bank_keys = torch.cat([self._bank_keys,
-                                     torch.as_tensor(keys, dtype=torch.int64, device=self.device)])
+        self._bank.append(feats, torch.as_tensor(ids, dtype=torch.int64, device=self.device),
+                          torch.as_tensor(keys, dtype=torch.int64, device=self.device))
         self._exemplars[eid] = _ExemplarState(exemplar, keys, list(ids))
         self._next_exemplar_id = max(self._next_exemplar_id, eid + 1)
         self._changed()
@@ -379,10 +431,7 @@ class SupportMemory:
         if not keys:
             return
         self._index.remove(np.asarray(keys, dtype=np.int64))
-        drop = torch.isin(self._bank_keys, torch.as_tensor(keys, dtype=torch.int64, device=self.device))
-        self._bank_feats = self._bank_feats[~drop]
-        self._bank_classes = self._bank_classes[~drop]
-        self._bank_keys = self._bank_keys[~drop]
+        self._bank.remove(torch.as_tensor(keys, dtype=torch.int64, device=self.device))
 
     def remove_exemplar(self, eid: int) -> None:
         """Remove exemplar `eid` and all its features."""

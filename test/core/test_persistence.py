@@ -56,8 +56,14 @@ def state(memory: SupportMemory):
         raws.append(None if ex is None else (ex.image.tobytes(), ex.labels.tobytes(), ex.image.shape))
     return dict(ids=memory.class_ids, records=memory.classes, next=(memory.next_class_id,
                 memory.next_exemplar_id), exemplars=memory.exemplar_ids, identity=memory.backbone_identity,
-                text=np.round(text.numpy(), 6).tobytes(), has=has.tolist(),
-                bank=np.round(bank.numpy(), 6).tobytes(), classes=classes.tolist(), raws=raws)
+                text=text.numpy(), has=has.tolist(), bank=bank.numpy(), classes=classes.tolist(), raws=raws)
+
+
+def same(a: dict, b: dict) -> bool:
+    """Equal states; features equal up to float rounding (loading re-normalises rows)."""
+    floats = ("text", "bank")
+    return ({k: v for k, v in a.items() if k not in floats} == {k: v for k, v in b.items() if k not in floats}
+            and all(a[k].shape == b[k].shape and np.allclose(a[k], b[k], atol=1e-6) for k in floats))
 
 
 def test_round_trip_keeps_ids_features_and_raw_exemplars(tmp_path):
@@ -66,7 +72,7 @@ def test_round_trip_keeps_ids_features_and_raw_exemplars(tmp_path):
     save_memory(memory, tmp_path / "mem")
     loaded, report = load_memory(tmp_path / "mem")
     assert report.ok and not report.reencoded and report.format_version == persistence.FORMAT_VERSION
-    assert state(loaded) == state(memory)
+    assert same(state(loaded), state(memory))
     queries = torch.nn.functional.normalize(torch.randn(7, D), dim=1)
     for a, b in zip(loaded.search(queries, 3), memory.search(queries, 3)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
@@ -125,9 +131,9 @@ def test_interrupted_save_at_any_point_leaves_a_loadable_state(tmp_path, monkeyp
         monkeypatch.setattr(os, target, real)
         loaded, report = load_memory(directory)
         assert report.ok, report
-        assert state(loaded) in (old_state, new_state), fail_at
+        assert same(state(loaded), old_state) or same(state(loaded), new_state), fail_at
         if not crashed:
-            assert state(loaded) == new_state and fail_at > 3
+            assert same(state(loaded), new_state) and fail_at > 3
             break
         save_memory(old, directory)  # back to the old state for the next crash point
 
@@ -187,7 +193,7 @@ def test_corrupt_manifest_is_set_aside_and_previous_save_loaded(tmp_path):
     (directory / "memory.json").write_text('{"format": "rns_ros.support_memory", "format_vers')
     loaded, report = load_memory(directory)
     assert report.used_previous_save and not report.ok
-    assert state(loaded) == state(first)
+    assert same(state(loaded), state(first))
     aside = Path(report.set_aside[0].moved_to)
     assert aside.exists() and aside.read_text().endswith("format_vers")  # kept, not deleted
     (directory / "memory.prev.json").write_text("garbage")
@@ -232,7 +238,7 @@ def test_damaged_features_recomputed_with_the_same_backbone(tmp_path):
     corrupt(directory / manifest_of(directory)["text"]["file"])
     loaded, report = load_memory(directory, backbone=backbone)
     assert not report.reencoded and report.reencoded_exemplars == [2] and report.reencoded_text == [1, 3]
-    assert state(loaded) == state(memory)
+    assert same(state(loaded), state(memory))
 
 
 def test_identity_change_reencodes_raw_exemplars_and_text(tmp_path):

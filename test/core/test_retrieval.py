@@ -124,3 +124,35 @@ def test_gpu_backends_match_brute_force(backend):
     keep[::3] = False
     _, exp_ids = brute_force(feats[keep], ids[keep], queries, 4)
     np.testing.assert_array_equal(found.cpu().numpy(), exp_ids)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_interleaved_inserts_and_removals_match_brute_force(backend, monkeypatch):
+    import rns_ros.core.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "_SCORE_BLOCK", 500)  # force the torch backend's query blocks
+    rng = np.random.default_rng(3)
+    d = 8
+    index = InnerProductIndex(d, backend=backend)
+    held: dict[int, np.ndarray] = {}
+    next_id = 0
+    for step in range(40):
+        n_add = int(rng.integers(1, 60))
+        feats = unit_rows(rng, n_add, d)
+        ids = np.arange(next_id, next_id + n_add)
+        next_id += n_add
+        index.add(ids, feats)
+        held.update(zip(ids.tolist(), feats))
+        if step % 3 == 2:
+            drop = rng.choice(sorted(held), size=len(held) // 3, replace=False)
+            index.remove(drop)
+            for i in drop.tolist():
+                del held[i]
+    keys = np.array(sorted(held))
+    feats = np.stack([held[i] for i in keys.tolist()])
+    queries = unit_rows(rng, 30, d)
+    scores, found = index.search(queries, 6)
+    exp_scores, exp_ids = brute_force(feats, keys, queries, 6)
+    np.testing.assert_array_equal(found.numpy(), exp_ids)
+    np.testing.assert_allclose(scores.numpy(), exp_scores, atol=1e-5)
+    assert len(index) == len(held) and sorted(index.ids().tolist()) == keys.tolist()
