@@ -1,0 +1,241 @@
+"""The node's view of the RNS engine: one config, one constructor, one small interface.
+
+`build_engine(EngineConfig)` is the only place where the node touches `rns_ros.core`: it picks the
+device (with the CPU fallback policy), builds the backbone, the support memory, the test-time
+adapter and the segmenter, and wraps them in an `RnsEngine`. The node only needs the methods of
+`Engine`, so tests can hand it a fake (slow, failing, many classes) through its
+`engine_factory` argument.
+
+Every call into an engine holds `engine.lock`, so class changes happen between frames, never in
+the middle of one.
+"""
+from __future__ import annotations
+
+import re
+import resource
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from rns_ros.core.adapter import AdapterConfig
+from rns_ros.core.proposals import ProposalConfig
+
+MODES = ("patch", "region")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the node builds its engine. Defaults here; ROS parameters override (see params.py)."""
+
+    backbone: str = "openclip-vit-b16"  # backbone preset; "test-tiny" = random weights, tests only
+    checkpoint: str = ""  # local backbone weights file ('' = the preset's weights from the HF cache/hub)
+    precision: str = "fp32"  # autocast dtype of the backbone: fp32 | bf16 | fp16 (CUDA only)
+    device: str = "cuda"  # cuda | cuda:N | cpu
+    allow_cpu_fallback: bool = True  # device cuda* but no CUDA: run on the CPU (logged loudly) or fail
+    mode: str = "patch"  # "patch" (patch features) | "region" (SAM 2 regions, much slower)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)  # test-time training settings
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)  # SAM 2 settings (region mode)
+
+    def __post_init__(self):
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device must be 'cuda', 'cuda:N' or 'cpu', got {self.device!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError("backbone must name a preset, e.g. 'openclip-vit-b16' (or 'test-tiny' for tests)")
+
+
+def resolve_device(requested: str, allow_cpu_fallback: bool, cuda_device_count: int) -> tuple[str, str | None]:
+    """The device to run on and, when it is not the requested one, a warning saying why.
+
+    Policy: "cpu" is used as is. "cuda"/"cuda:N" needs a visible CUDA device; with none, fall
+    back to the CPU when `allow_cpu_fallback` (returning a warning) or raise. An index beyond the
+    visible devices is always an error (a typo should not silently run 50x slower).
+    """
+    if not _DEVICE_PATTERN.match(requested):
+        raise ValueError(f"device must be 'cuda', 'cuda:N' or 'cpu', got {requested!r}")
+    if requested == "cpu":
+        return "cpu", None
+    index = int(requested.split(":")[1]) if ":" in requested else 0
+    if cuda_device_count == 0:
+        if not allow_cpu_fallback:
+            raise RuntimeError(f"device {requested!r} requested but no CUDA device is visible "
+                               "(torch.cuda.is_available() is False); set device:=cpu, or "
+                               "allow_cpu_fallback:=true to run on the CPU anyway")
+        return "cpu", (f"CUDA FALLBACK: device {requested!r} requested but no CUDA device is visible; "
+                       "running on the CPU, many times slower. Set allow_cpu_fallback:=false to fail "
+                       "instead, or device:=cpu to silence this warning")
+    if index >= cuda_device_count:
+        raise RuntimeError(f"device {requested!r} does not exist: {cuda_device_count} CUDA device(s) visible "
+                           f"(cuda:0..cuda:{cuda_device_count - 1})")
+    return requested, None
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """One class as the node publishes it (see rns_ros/msg/ClassInfo.msg)."""
+
+    id: int
+    name: str  # '' for a class without a name
+    description: str  # prompt used instead of the name ('' = the name)
+    has_text: bool
+    exemplar_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """Segmentation of one (H, W) frame."""
+
+    labels: np.ndarray  # (H, W) int32 class ids, 0 = unlabeled
+    confidence: np.ndarray  # (H, W) float32 probability of the winning class (0 where unlabeled)
+    support_version: int  # the memory version the frame was segmented with
+    timings: dict  # seconds per engine stage
+
+
+class Engine(Protocol):
+    """What the node needs from an engine (RnsEngine, or a fake in tests)."""
+
+    lock: threading.RLock
+    device: str  # the device actually used
+    device_warning: str | None  # why `device` differs from the requested one
+    backbone_identity: str
+
+    def segment(self, rgb: np.ndarray) -> EngineResult: ...
+    def add_classes(self, names: Sequence[str], descriptions: Sequence[str] = ()) -> list[int]: ...
+    def classes(self) -> list[ClassEntry]: ...
+    def support_version(self) -> int: ...
+    def num_exemplars(self) -> int: ...
+    def memory_usage_mb(self) -> dict[str, float]: ...
+    def close(self) -> None: ...
+
+
+EngineFactory = Callable[[EngineConfig], Engine]
+
+
+def validate_new_class_names(names: Sequence[str], descriptions: Sequence[str], existing: Sequence[str]) -> None:
+    """ValueError unless `names` are non-empty, unique, new, and `descriptions` is empty or one per name."""
+    if descriptions and len(descriptions) != len(names):
+        raise ValueError(f"descriptions must be empty or one per name: {len(descriptions)} for {len(names)} names")
+    seen = set(existing)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class names must be non-empty strings, got {name!r}")
+        if name in seen:
+            raise ValueError(f"class {name!r} already exists or is listed twice; names must be unique")
+        seen.add(name)
+
+
+def process_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class RnsEngine:
+    """The real engine: a `rns_ros.core.segmenter.Segmenter` and its support memory."""
+
+    def __init__(self, segmenter, device: str, device_warning: str | None = None):
+        self.segmenter = segmenter
+        self.device = device
+        self.device_warning = device_warning
+        self.backbone_identity = segmenter.backbone.identity
+        self.lock = threading.RLock()
+
+    def segment(self, rgb: np.ndarray) -> EngineResult:
+        with self.lock:
+            out = self.segmenter.segment(rgb)
+        if out.probabilities.shape[0]:
+            confidence = out.probabilities.max(axis=0).astype(np.float32, copy=False)
+        else:
+            confidence = np.zeros(out.labels.shape, np.float32)
+        version = out.support_version if out.support_version is not None else self.support_version()
+        return EngineResult(out.labels.astype(np.int32, copy=False), confidence, int(version), dict(out.timings))
+
+    def add_classes(self, names: Sequence[str], descriptions: Sequence[str] = ()) -> list[int]:
+        """Add classes with text features, all or nothing; returns their ids in order."""
+        with self.lock:
+            memory = self.segmenter.memory
+            validate_new_class_names(names, descriptions,
+                                     [c.name for c in memory.classes if c.name is not None])
+            prompts = [descriptions[i] if descriptions and descriptions[i] else name
+                       for i, name in enumerate(names)]
+            # Encode every prompt before touching the memory: a failure then changes nothing.
+            texts = self.segmenter.backbone.encode_text(prompts) if names else []
+            added = [memory.add_class(name, text_feature=texts[i], prompt=None if prompts[i] == name else prompts[i])
+                     for i, name in enumerate(names)]
+            return added
+
+    def classes(self) -> list[ClassEntry]:
+        with self.lock:
+            return [ClassEntry(id=int(c.id), name=c.name or "", description=c.prompt or "",
+                               has_text=bool(c.has_text), exemplar_ids=tuple(int(e) for e in c.exemplar_ids))
+                    for c in self.segmenter.memory.classes]
+
+    def support_version(self) -> int:
+        return int(self.segmenter.memory.version)
+
+    def num_exemplars(self) -> int:
+        return int(self.segmenter.memory.num_exemplars)
+
+    def set_adapter_config(self, config: AdapterConfig) -> None:
+        """Use new test-time training settings from the next frame on."""
+        from rns_ros.core.adapter import TestTimeAdapter
+
+        adapter = TestTimeAdapter(config)
+        with self.lock:
+            self.segmenter.adapter = adapter
+
+    def memory_usage_mb(self) -> dict[str, float]:
+        usage = {"process_peak_rss_mb": process_rss_mb()}
+        if self.device.startswith("cuda"):
+            import torch
+
+            usage["cuda_allocated_mb"] = torch.cuda.memory_allocated(self.device) / 2**20
+            usage["cuda_reserved_mb"] = torch.cuda.memory_reserved(self.device) / 2**20
+        return usage
+
+    def close(self) -> None:
+        """Drop the models; on CUDA also hand the cached blocks back to the driver."""
+        with self.lock:
+            self.segmenter = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def build_engine(config: EngineConfig) -> RnsEngine:
+    """Build the backbone, memory, adapter (and SAM 2 proposer in region mode) on the chosen device.
+
+    Raises ValueError / FileNotFoundError (e.g. weights unavailable, with instructions) or
+    RuntimeError (device policy) before loading anything heavy where it can.
+    """
+    from rns_ros.core.adapter import TestTimeAdapter
+    from rns_ros.core.backbones import build_backbone
+    from rns_ros.core.segmenter import Segmenter
+    from rns_ros.core.support import SupportMemory
+
+    device, warning = resolve_device(config.device, config.allow_cpu_fallback, cuda_device_count())
+    backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
+                              precision=config.precision)
+    memory = SupportMemory(dim=backbone.dim, device=device, backbone_identity=backbone.identity)
+    proposer = None
+    if config.mode == "region":
+        from dataclasses import replace
+
+        from rns_ros.core.proposals import RegionProposer
+
+        proposer = RegionProposer(replace(config.proposals, device=device))
+    segmenter = Segmenter(backbone, memory, TestTimeAdapter(config.adapter), proposer=proposer, mode=config.mode)
+    return RnsEngine(segmenter, device, warning)

@@ -1,0 +1,388 @@
+"""The `rns` lifecycle node: camera images in, label images, class map, confidence, overlay out.
+
+    rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
+
+Lifecycle: configure builds the engine (models on the device) and adds the initial `classes`;
+activate subscribes to `image` and starts the worker thread; deactivate stops both; cleanup frees
+the models. With `autostart` (default) the node configures and activates itself on start.
+
+Frame flow: the subscription callback only drops the message into a one-slot mailbox (newest
+wins: an untaken frame is replaced and counted as stale); one worker thread decodes it, runs the
+engine and publishes. Bad frames are dropped with a logged, counted reason. Topics (private
+names, so `/rns/labels` for the default node name):
+  ~/labels      sensor_msgs/Image mono8 (mono16 once a class id exceeds 255), 0 = unlabeled,
+                header copied from the input, input resolution
+  ~/confidence  sensor_msgs/Image 32FC1, probability of the winning class
+  ~/overlay     sensor_msgs/Image rgb8, input blended with class colours (only while subscribed)
+  ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
+  /diagnostics  diagnostic_msgs/DiagnosticArray
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import Image
+
+from rns_ros.msg import ClassMap
+from rns_ros.ros import interfaces, params
+from rns_ros.ros.conversions import (FrameError, confidence_to_image, image_to_rgb, labels_to_image,
+                                     rgb_to_image)
+from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.mailbox import FrameMailbox
+from rns_ros.ros.stats import PipelineStats
+from rns_ros.ros.visualization import color_table, overlay
+
+NODE_NAME = "rns"
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+NO_INPUT_WARN_S = 5.0  # /diagnostics warns when an active node received nothing for this long
+
+
+def image_qos(name: str, depth: int) -> QoSProfile:
+    """The subscription QoS for the `image_qos` parameter value."""
+    if name == "sensor_data":
+        profile = QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
+                             durability=qos_profile_sensor_data.durability, history=HistoryPolicy.KEEP_LAST)
+    elif name == "reliable":
+        profile = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    else:
+        raise ValueError(f"image_qos must be one of {params.IMAGE_QOS}, got {name!r}")
+    return profile
+
+
+class RnsNode(LifecycleNode):
+    """The segmentation node. `engine_factory` builds the engine on configure (tests pass fakes)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, engine_factory: EngineFactory = build_engine, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._engine_factory = engine_factory
+        self._declare_parameters()
+        self.node_config, self.engine_config = params.build_configs(self._parameter_values())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.engine: Engine | None = None
+        self.stats = PipelineStats()
+        self._mailbox = FrameMailbox()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subscription = None
+        self._pubs: dict[str, Any] = {}
+        self._diag_pub = None
+        self._diag_timer = None
+        self._configured = False
+        self._active = False
+        self._class_map_version: int | None = None
+        self._colors_for: tuple[int, ...] = ()
+        self._colors = color_table([])
+        self._max_class_id = 0
+        self._last_warning = 0.0
+        self.autostart_error: str | None = None
+        if self.node_config.autostart:
+            self._autostart()
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> None:
+        for spec in params.PARAMETERS:
+            self.declare_parameter(spec.name, params.default_value(spec), params.descriptor(spec))
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        unknown = params.unknown_parameters(overrides)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for node {self.get_name()!r}; "
+                             f"known: {sorted(params.SPECS)}")
+
+    def _parameter_values(self, changed: dict[str, Any] | None = None) -> dict[str, Any]:
+        values = {spec.name: self.get_parameter(spec.name).value for spec in params.PARAMETERS}
+        values.update(changed or {})
+        return values
+
+    def _on_set_parameters(self, new_params) -> SetParametersResult:
+        changed = {p.name: p.value for p in new_params if params.SPECS.get(p.name)}
+        for name in changed:
+            if self._configured and not params.SPECS[name].runtime:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{name!r} is read on configure; deactivate and clean up the node, set it, "
+                           "then configure again")
+        try:
+            node_config, engine_config = params.build_configs(self._parameter_values(changed))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        adapter_changed = engine_config.adapter != self.engine_config.adapter
+        self.node_config, self.engine_config = node_config, engine_config
+        if adapter_changed and self.engine is not None and hasattr(self.engine, "set_adapter_config"):
+            self.engine.set_adapter_config(engine_config.adapter)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            self.autostart_error = self._last_transition_error or "configure failed"
+            return
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.autostart_error = self._last_transition_error or "activate failed"
+
+    _last_transition_error: str | None = None
+
+    def _fail(self, what: str, exc: BaseException) -> TransitionCallbackReturn:
+        self._last_transition_error = f"{what}: {exc}"
+        self.get_logger().error(self._last_transition_error)
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self.engine_config
+        self.get_logger().info(f"configuring: backbone {cfg.backbone!r} on {cfg.device!r}, mode {cfg.mode!r}")
+        if cfg.backbone == "test-tiny":
+            self.get_logger().warning("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, "
+                                      "its labels are meaningless")
+        try:
+            engine = self._engine_factory(cfg)
+        except Exception as exc:  # weights missing, device policy, bad checkpoint ...
+            return self._fail("could not build the engine", exc)
+        if engine.device_warning:
+            self.get_logger().error(engine.device_warning)
+        try:
+            if self.node_config.classes:
+                engine.add_classes(list(self.node_config.classes))
+        except Exception as exc:
+            engine.close()
+            return self._fail("could not add the initial classes", exc)
+        self.engine = engine
+        self._pubs = {
+            "labels": self.create_lifecycle_publisher(Image, "~/labels", OUTPUT_QOS),
+            "confidence": self.create_lifecycle_publisher(Image, "~/confidence", OUTPUT_QOS),
+            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", OUTPUT_QOS),
+            "class_map": self.create_lifecycle_publisher(ClassMap, "~/class_map", CLASS_MAP_QOS),
+        }
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s, self.publish_diagnostics)
+        self._configured = True
+        names = ", ".join(e.name for e in engine.classes()) or "none"
+        self.get_logger().info(f"configured on {engine.device}; classes: {names}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            qos = image_qos(self.node_config.image_qos, self.node_config.image_qos_depth)
+        except ValueError as exc:
+            return self._fail("could not activate", exc)
+        self._mailbox.clear()
+        self._mailbox.reopen()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
+        self._worker.start()
+        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        result = super().on_activate(state)
+        self._active = True
+        self._class_map_version = None
+        self.publish_class_map()
+        self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_pipeline()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_pipeline()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_pipeline()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_pipeline(self) -> None:
+        """Unsubscribe, stop the worker (after its current frame), forget the pending frame."""
+        self._active = False
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        self._stop.set()
+        self._mailbox.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self._mailbox.clear()
+
+    def _release(self) -> None:
+        """Destroy publishers and timer, free the engine."""
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        self._configured = False
+
+    def close(self) -> None:
+        """Stop everything this node started (call before destroy_node)."""
+        self._stop_pipeline()
+        self._release()
+
+    # ------------------------------------------------------------------ frames
+    def _on_image(self, msg: Image) -> None:
+        start = time.monotonic()
+        replaced = self._mailbox.put((msg, start))
+        self.stats.frame_arrived(replaced)
+        self.stats.callback_took(time.monotonic() - start)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._mailbox.take(timeout=0.2)
+            if item is None or self._stop.is_set():
+                continue
+            msg, arrived = item
+            try:
+                self.process_frame(msg, arrived)
+            except Exception as exc:  # never let the worker die
+                self.stats.frame_failed(f"internal error: {exc!r}")
+                self._warn(f"frame failed: internal error: {exc!r}")
+
+    def process_frame(self, msg: Image, arrived: float) -> None:
+        """Decode, segment and publish one frame (worker thread)."""
+        started = time.monotonic()
+        try:
+            rgb = image_to_rgb(msg)
+        except FrameError as exc:
+            return self._drop_invalid(f"bad frame: {exc}")
+        pixels = rgb.shape[0] * rgb.shape[1]
+        if pixels > self.node_config.max_image_pixels:
+            return self._drop_invalid(f"bad frame: {rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels "
+                                      f"{self.node_config.max_image_pixels}")
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            result = engine.segment(rgb)
+        except Exception as exc:
+            self.stats.frame_failed(f"engine error: {exc}")
+            self._warn(f"frame dropped: engine error: {exc!r}")
+            return
+        self.publish_class_map()  # a no-op unless the classes changed
+        header = msg.header
+        try:
+            self._pubs["labels"].publish(labels_to_image(result.labels, header, self._max_class_id))
+        except ValueError as exc:  # ids beyond mono16
+            self.stats.frame_failed(f"labels not encodable: {exc}")
+            self._warn(f"frame dropped: {exc}")
+            return
+        if self.node_config.publish_confidence:
+            self._pubs["confidence"].publish(confidence_to_image(result.confidence, header))
+        overlay_pub = self._pubs["overlay"]
+        if overlay_pub.get_subscription_count() > 0:
+            colours = self._colors if len(self._colors) > self._max_class_id else color_table([self._max_class_id])
+            overlay_pub.publish(rgb_to_image(overlay(rgb, result.labels, colours, self.node_config.overlay_alpha),
+                                             header))
+        self.stats.frame_processed(arrived, started)
+
+    def _drop_invalid(self, reason: str) -> None:
+        self.stats.frame_invalid(reason)
+        self._warn(f"frame dropped: {reason}")
+
+    def _warn(self, text: str) -> None:
+        """Log a warning at most once per second (a broken camera must not flood the log)."""
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:
+            self._last_warning = now
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ class map + diagnostics
+    def publish_class_map(self, force: bool = False) -> None:
+        """Publish ~/class_map if the support memory changed since the last one (or `force`)."""
+        engine = self.engine
+        if engine is None or "class_map" not in self._pubs:
+            return
+        with engine.lock:
+            version = engine.support_version()
+            if not force and version == self._class_map_version:
+                return
+            entries = engine.classes()
+        ids = tuple(e.id for e in entries)
+        self._max_class_id = max(ids, default=0)
+        if ids != self._colors_for:
+            self._colors, self._colors_for = color_table(ids), ids
+        self._pubs["class_map"].publish(
+            interfaces.class_map(entries, version, engine.backbone_identity, self.get_clock().now().to_msg()))
+        self._class_map_version = version
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        snap = self.stats.snapshot()
+        engine = self.engine
+        level, problems = DiagnosticStatus.OK, []
+        extra: dict[str, object] = {"state": "active" if self._active else ("inactive" if self._configured
+                                                                             else "unconfigured")}
+        if engine is not None:
+            extra.update({"device": engine.device, "backbone": engine.backbone_identity,
+                          "classes": len(engine.classes()), "exemplars": engine.num_exemplars(),
+                          "support_version": engine.support_version()})
+            extra.update({k: round(v, 1) for k, v in engine.memory_usage_mb().items()})
+            if engine.device_warning:
+                level = DiagnosticStatus.WARN
+                problems.append("running on the CPU fallback")
+        if self._active and snap.seconds_since_input > NO_INPUT_WARN_S:
+            level = DiagnosticStatus.WARN
+            problems.append(f"no image on {self._subscription.topic_name if self._subscription else 'image'}")
+        message = "; ".join(problems) or ("segmenting" if self._active else extra["state"])
+        return interfaces.diagnostic_status(f"{self.get_fully_qualified_name()}: segmentation",
+                                            engine.device if engine else "", level, message, snap, extra)
+
+    def publish_diagnostics(self) -> None:
+        if self._diag_pub is None:
+            return
+        msg = DiagnosticArray(status=[self.diagnostic_status()])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script `rns_node`: run the node until Ctrl-C / SIGTERM. Exit 1 if autostart fails."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=4)
+    code = 0
+    try:
+        node = RnsNode()
+        if node.autostart_error:
+            node.get_logger().fatal(f"autostart failed, exiting: {node.autostart_error}")
+            code = 1
+        else:
+            executor.add_node(node)
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # bad parameters: refuse to start, say why
+        print(f"rns_node: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""ROS parameters of the `rns` node: one table mapping parameter names to config fields.
+
+Defaults are not written here: each comes from a field of `NodeConfig` (below), `EngineConfig`
+(engine.py) or the core's `AdapterConfig` / `ProposalConfig`. The table adds the ROS side: the
+name, a description, a range or choices, and whether a change applies while the node is
+configured (`runtime`) or only at the next configure. Values are validated by building the
+configs from them (the dataclasses' own checks), so the node and the library refuse the same
+values with the same reasons. Unknown parameter names are refused, never ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Iterable, Mapping
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from rns_ros.core.adapter import AdapterConfig
+from rns_ros.core.proposals import ProposalConfig
+from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
+
+IMAGE_QOS = ("sensor_data", "reliable")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Settings of the node itself (the engine's are in EngineConfig)."""
+
+    classes: tuple[str, ...] = ()  # class names added (with text) on configure
+    autostart: bool = True  # configure + activate at start; false = wait for a lifecycle manager
+    image_qos: str = "sensor_data"  # subscription QoS: sensor_data (best effort) | reliable
+    image_qos_depth: int = 5  # subscription history depth (the mailbox keeps only the newest anyway)
+    publish_confidence: bool = True  # publish ~/confidence (32FC1)
+    overlay_alpha: float = 0.5  # class colour weight in ~/overlay
+    diagnostics_period_s: float = 1.0  # /diagnostics publishing period
+    max_image_pixels: int = 16_777_216  # larger frames are dropped (counted) instead of exhausting memory
+
+    def __post_init__(self):
+        if self.image_qos not in IMAGE_QOS:
+            raise ValueError(f"image_qos must be one of {IMAGE_QOS}, got {self.image_qos!r}")
+        if not 1 <= self.image_qos_depth <= 1000:
+            raise ValueError(f"image_qos_depth must be in 1..1000, got {self.image_qos_depth}")
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {self.overlay_alpha}")
+        if not 0.05 <= self.diagnostics_period_s <= 3600.0:
+            raise ValueError(f"diagnostics_period_s must be in [0.05, 3600], got {self.diagnostics_period_s}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be unique, got {list(self.classes)}")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: where its value goes and how it is described."""
+
+    name: str  # ROS parameter name ("adapter.steps" = key steps under adapter: in YAML)
+    target: str  # "node" | "engine" | "adapter" | "proposals": which config it sets
+    field: str  # field of that config
+    description: str
+    runtime: bool = False  # True: may change while configured (applies to the next frame)
+    choices: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None  # inclusive bounds shown to ROS tools
+    none_if_empty: bool = False  # '' in ROS stands for the field's None
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- the node
+    ParamSpec("classes", "node", "classes",
+              "Initial class names, added on configure: a comma-separated string ('car, person') or "
+              "a list of strings. Later changes: the ~/add_classes and ~/remove_classes services."),
+    ParamSpec("autostart", "node", "autostart",
+              "Configure and activate on start. false: stay unconfigured until a lifecycle manager "
+              "(or `ros2 lifecycle set`) drives the transitions."),
+    ParamSpec("image_qos", "node", "image_qos",
+              "QoS of the `image` subscription: sensor_data (best effort, keep last; matches reliable "
+              "and best-effort cameras) or reliable (only reliable publishers). Read on activate.", choices=IMAGE_QOS),
+    ParamSpec("image_qos_depth", "node", "image_qos_depth",
+              "History depth of the `image` subscription. Read on activate.", range=(1, 1000)),
+    ParamSpec("publish_confidence", "node", "publish_confidence",
+              "Publish ~/confidence (32FC1, probability of the winning class).", runtime=True),
+    ParamSpec("overlay_alpha", "node", "overlay_alpha",
+              "Weight of the class colour in ~/overlay (0 = input only, 1 = colours only).",
+              runtime=True, range=(0.0, 1.0)),
+    ParamSpec("diagnostics_period_s", "node", "diagnostics_period_s",
+              "Period of the /diagnostics status in seconds.", range=(0.05, 3600.0)),
+    ParamSpec("max_image_pixels", "node", "max_image_pixels",
+              "Frames with more pixels are dropped (counted, reason logged).", runtime=True,
+              range=(1, 2**31 - 1)),
+    # --- the engine
+    ParamSpec("backbone", "engine", "backbone",
+              "Backbone preset: openclip-vit-b16 (needs its weights, see docs/ros.md), "
+              "openclip:<ARCH>, or test-tiny (TEST-ONLY random weights: meaningless labels)."),
+    ParamSpec("checkpoint", "engine", "checkpoint",
+              "Local backbone weights file (open_clip .bin/.safetensors); '' = the preset's weights "
+              "from the Hugging Face cache (downloaded when the hub is reachable)."),
+    ParamSpec("precision", "engine", "precision",
+              "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only).", choices=PRECISIONS),
+    ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),
+    ParamSpec("allow_cpu_fallback", "engine", "allow_cpu_fallback",
+              "When device is cuda* and no CUDA device is visible: true = run on the CPU (logged as an "
+              "error and flagged in /diagnostics), false = fail to configure."),
+    ParamSpec("mode", "engine", "mode",
+              "patch: every 16x16 patch is a query (fast). region: SAM 2 regions are the queries "
+              "(sharper edges, seconds per frame, needs SAM 2 weights).", choices=MODES),
+    # --- test-time adapter (rns_ros.core.adapter.AdapterConfig)
+    ParamSpec("adapter.steps", "adapter", "steps",
+              "Test-time training steps per frame (fewer = faster; the paper uses 700).",
+              runtime=True, range=(1, 100_000)),
+    ParamSpec("adapter.solver", "adapter", "solver",
+              "fast (same predictions as the reference loop, faster), plain (reference loop) or "
+              "lbfgs (approximate).", runtime=True, choices=("fast", "plain", "lbfgs")),
+    ParamSpec("adapter.k", "adapter", "k", "Support features retrieved per query.", runtime=True,
+              range=(1, 1024)),
+    ParamSpec("adapter.tau", "adapter", "tau", "Temperature of the class relevance weights.",
+              runtime=True, range=(1e-6, 100.0)),
+    ParamSpec("adapter.lr", "adapter", "lr", "Learning rate of the test-time training.", runtime=True,
+              range=(1e-9, 10.0)),
+    ParamSpec("adapter.use_text", "adapter", "use_text",
+              "Use the class names' text features (false = visual exemplars only).", runtime=True),
+    ParamSpec("adapter.seed", "adapter", "seed", "Seed of the adapter's random start.", runtime=True,
+              range=(0, 2**31 - 1)),
+    # --- SAM 2 region proposals (mode region; rns_ros.core.proposals.ProposalConfig)
+    ParamSpec("regions.model", "proposals", "model", "SAM 2 model preset for region mode."),
+    ParamSpec("regions.checkpoint", "proposals", "checkpoint",
+              "Local SAM 2.1 checkpoint (.pt) for region mode ('' = none).", none_if_empty=True),
+    ParamSpec("regions.points_per_side", "proposals", "points_per_side",
+              "Automatic-mask point grid per side.", range=(1, 128)),
+    ParamSpec("regions.points_per_batch", "proposals", "points_per_batch",
+              "Prompts per SAM 2 decoder call (memory vs speed only).", range=(1, 4096)),
+)
+SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
+_DEFAULT_CONFIGS = {"node": NodeConfig(), "engine": EngineConfig(), "adapter": AdapterConfig(),
+                    "proposals": ProposalConfig()}
+# Parameters every rclpy node has (or that ROS tooling passes), which are not ours to refuse.
+ROS_OWNED_PARAMETERS = ("use_sim_time", "start_type_description_service")
+ROS_OWNED_PREFIXES = ("qos_overrides.",)
+
+
+def default_value(spec: ParamSpec) -> Any:
+    """The parameter's default as a ROS value (tuples become lists, None becomes '')."""
+    value = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
+    if value is None and spec.none_if_empty:
+        return ""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def parse_classes(value: Any) -> tuple[str, ...]:
+    """`classes` as a tuple of names: from 'a, b' or ['a', 'b']; blanks dropped, names stripped."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ValueError(f"classes must be a comma-separated string or a list of strings, got {value!r}")
+    return tuple(name.strip() for name in items if name.strip())
+
+
+def unknown_parameters(names: Iterable[str]) -> list[str]:
+    """Names that are neither in the table nor owned by ROS itself."""
+    return sorted(n for n in names if n not in SPECS and n not in ROS_OWNED_PARAMETERS
+                  and not n.startswith(ROS_OWNED_PREFIXES))
+
+
+def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
+    """NodeConfig and EngineConfig from parameter values (missing names keep their defaults).
+
+    Raises ValueError naming the parameter for unknown names, wrong types and invalid values.
+    """
+    unknown = unknown_parameters(values)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(SPECS)}")
+    changes: dict[str, dict[str, Any]] = {t: {} for t in _DEFAULT_CONFIGS}
+    for name, value in values.items():
+        spec = SPECS.get(name)
+        if spec is None:
+            continue
+        default = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
+        if spec.name == "classes":
+            value = parse_classes(value)
+        elif spec.none_if_empty and value == "":
+            value = None
+        elif isinstance(default, bool) != isinstance(value, bool) or (
+                default is not None and not isinstance(value, type(default))
+                and not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))):
+            raise ValueError(f"parameter {name!r} must be a {type(default).__name__}, got {value!r}")
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"parameter {name!r} must be one of {list(spec.choices)}, got {value!r}")
+        if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+            raise ValueError(f"parameter {name!r} must be in [{spec.range[0]}, {spec.range[1]}], got {value!r}")
+        changes[spec.target][spec.field] = float(value) if isinstance(default, float) else value
+    try:
+        adapter = replace(_DEFAULT_CONFIGS["adapter"], **changes["adapter"])
+        proposals = replace(_DEFAULT_CONFIGS["proposals"], **changes["proposals"])
+        engine = replace(_DEFAULT_CONFIGS["engine"], adapter=adapter, proposals=proposals, **changes["engine"])
+        node = replace(_DEFAULT_CONFIGS["node"], **changes["node"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid parameter value: {exc}") from exc
+    return node, engine
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS descriptor of a parameter: description, constraints, range; `classes` takes a
+    string or a string list, so it is dynamically typed."""
+    constraints = []
+    if spec.choices:
+        constraints.append("one of: " + ", ".join(spec.choices))
+    constraints.append("changes apply to the next frame" if spec.runtime
+                       else "read on configure: change it while unconfigured")
+    desc = ParameterDescriptor(name=spec.name, description=spec.description,
+                               additional_constraints="; ".join(constraints))
+    default = default_value(spec)
+    if spec.name == "classes":
+        desc.dynamic_typing = True
+    elif spec.range is not None and isinstance(default, float):
+        desc.type = ParameterType.PARAMETER_DOUBLE
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                        to_value=float(spec.range[1]))]
+    elif spec.range is not None and isinstance(default, int) and not isinstance(default, bool):
+        desc.type = ParameterType.PARAMETER_INTEGER
+        desc.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]))]
+    return desc

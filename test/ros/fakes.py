@@ -1,0 +1,82 @@
+"""A fake engine for node tests: instant (or deliberately slow/failing), independent of torch.
+
+Its segmentation is simple enough to recompute independently in a test: a pixel belongs to the
+class at position argmax(R, G, B) of the class list (the first three classes), or to none (0)
+when its brightest channel is below 128. Confidence = brightest channel / 255.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from rns_ros.ros.engine import ClassEntry, EngineResult, validate_new_class_names
+
+
+def expected_labels(rgb: np.ndarray, class_ids: list[int]) -> np.ndarray:
+    """The fake's labels, computed from the image independently of the node."""
+    ids = np.array(list(class_ids[:3]) + [0] * (3 - len(class_ids[:3])), dtype=np.int32)
+    out = ids[np.argmax(rgb, axis=2)]
+    out[rgb.max(axis=2) < 128] = 0
+    return out
+
+
+class FakeEngine:
+    def __init__(self, config=None, *, delay_s: float = 0.0, fail=None, first_id: int = 1,
+                 device: str = "cpu", device_warning: str | None = None):
+        self.config = config
+        self.delay_s = delay_s
+        self.fail = fail  # callable(rgb) -> bool: raise on such frames
+        self.device = device
+        self.device_warning = device_warning
+        self.backbone_identity = "fake/engine"
+        self.lock = threading.RLock()
+        self._classes: dict[int, ClassEntry] = {}
+        self._next_id = first_id
+        self._version = 0
+        self.segmented: list[np.ndarray] = []  # every frame it was given, in order
+        self.closed = False
+        self.adapter_configs = []
+
+    def segment(self, rgb):
+        with self.lock:
+            if self.fail is not None and self.fail(rgb):
+                raise RuntimeError("fake engine failure")
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            self.segmented.append(rgb.copy())
+            labels = expected_labels(rgb, sorted(self._classes))
+            return EngineResult(labels, rgb.max(axis=2).astype(np.float32) / 255.0, self._version, {})
+
+    def add_classes(self, names, descriptions=()):
+        with self.lock:
+            validate_new_class_names(names, descriptions, [c.name for c in self._classes.values()])
+            ids = []
+            for i, name in enumerate(names):
+                cid = self._next_id
+                self._next_id += 1
+                desc = descriptions[i] if descriptions else ""
+                self._classes[cid] = ClassEntry(cid, name, desc, True, ())
+                ids.append(cid)
+            self._version += 1
+            return ids
+
+    def classes(self):
+        with self.lock:
+            return [self._classes[c] for c in sorted(self._classes)]
+
+    def support_version(self):
+        return self._version
+
+    def num_exemplars(self):
+        return 0
+
+    def memory_usage_mb(self):
+        return {"process_peak_rss_mb": 1.0}
+
+    def set_adapter_config(self, config):
+        self.adapter_configs.append(config)
+
+    def close(self):
+        self.closed = True
