@@ -1,0 +1,52 @@
+"""rns_ros.core: the Retrieve-and-Segment engine (torch + numpy only, never ROS).
+
+    from rns_ros.core import build_backbone, SupportMemory, TestTimeAdapter, AdapterConfig, Segmenter
+    backbone = build_backbone("openclip-vit-b16", device="cuda")
+    memory = SupportMemory(dim=backbone.dim, backbone_identity=backbone.identity)
+    seg = Segmenter(backbone, memory, TestTimeAdapter(AdapterConfig(seed=0)))
+    car = seg.add_class("car"); seg.add_exemplar(image, mask, class_id=car)
+    result = seg.segment(frame)            # labels (H, W) class ids, probabilities (C, H, W)
+
+The names below are imported on first access, so `import rns_ros.core` stays cheap and never
+pulls in open_clip, sam2 or faiss.
+"""
+from __future__ import annotations
+
+import importlib
+
+# public name -> module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    "DenseBackbone": "backbones.base",
+    "DenseFeatures": "backbones.base",
+    "BACKBONE_PRESETS": "backbones",
+    "build_backbone": "backbones",
+    "ResolutionConfig": "backbones.sliding",
+    "WeightsUnavailableError": "backbones.weights",
+    "Exemplar": "exemplars",
+    "encode_exemplar": "exemplars",
+    "SupportMemory": "support",
+    "save_memory": "persistence",
+    "load_memory": "persistence",
+    "AdapterConfig": "adapter",
+    "TestTimeAdapter": "adapter",
+    "ProposalConfig": "proposals",
+    "RegionProposer": "proposals",
+    "PromptMasker": "proposals",
+    "Segmenter": "segmenter",
+    "Segmentation": "segmenter",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
