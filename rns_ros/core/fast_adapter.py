@@ -1,0 +1,173 @@
+"""The fast solver: the plain loop's objective, optimiser, start and step count, executed as a
+fixed-shape step with analytic gradients (issue 6, item 1). `AdapterConfig(solver="fast")`, the
+default.
+
+What is restructured (the math is that of `adapter.solve_plain`):
+- Everything constant is built once: the training rows get a ones column (the bias becomes column d
+  of one parameter matrix P = [W | b]) and zero columns up to a multiple of 8; the per-row factor
+  a_i = beta_i w_i / M (beta, L1-normalised relevance weight and the loss mean folded together).
+  Zero columns stay exactly zero (zero gradient, zero moments, zero update).
+- The loss gradient is closed-form: for a row with target y (one-hot, or soft with sum s_y),
+  d/dz [CE or KL(y || softmax z)] = s_y softmax(z) - y, so dL/dP = R^T X with
+  R = softmax(X P^T) * (a s_y) - a y. Logits are kept class-major (C, M) so the softmax runs along
+  the long axis. One fused AdamW kernel (`torch._fused_adamw_`, torch.optim's fused=True kernel)
+  updates P and its moments. Buffers are preallocated; nothing is read back to the host.
+
+Two step kinds:
+- exact (`fast_rank=0`, and always on CUDA): two full (C, M, d) matmuls per step. Agrees with the
+  plain loop to float rounding. On CUDA the step is captured once as a CUDA graph and replayed
+  (`cuda_graphs`), with an eager fallback if capture fails.
+- subspace (`fast_rank=r > 0`, the CPU default): on this CPU the two full matmuls are the whole
+  cost (the plain loop is arithmetic-bound, not overhead-bound), so the per-step matmuls use a
+  rank-r basis B of the training rows (randomised range finder, seeded): X = A B + E. Every
+  `fast_refresh` steps the residual terms E P^T (logits) and R^T E (gradient) are computed exactly
+  and then held until the next refresh; in between, logits = A (B P^T) + held, gradient =
+  (R^T A) B + held. Adam itself still runs on every coordinate of P, every step. Only the change
+  of the residual terms between two refreshes is neglected; the agreement with the plain loop is
+  measured by the tests and the benchmark (docs/adapter.md), not assumed.
+"""
+from __future__ import annotations
+
+import torch
+
+from rns_ros.core.adapter import AdapterConfig, initial_parameters
+from rns_ros.core.adapter_problem import TrainingProblem
+
+_COLUMN_ALIGN = 8  # pad the augmented feature dimension to a multiple of this
+_OVERSAMPLE = 8  # extra random directions of the range finder (standard randomised-SVD practice)
+
+
+class _FastState:
+    """Preallocated tensors of one solve: constants, parameters, moments, step buffers."""
+
+    def __init__(self, problem: TrainingProblem, config: AdapterConfig):
+        features = problem.features
+        rows, dim = features.shape
+        device, dtype = features.device, features.dtype
+        width = -(-(dim + 1) // _COLUMN_ALIGN) * _COLUMN_ALIGN
+        self.dim, self.config = dim, config
+        self.inputs = torch.zeros(rows, width, dtype=dtype, device=device)  # X = [features | 1 | 0]
+        self.inputs[:, :dim] = features
+        self.inputs[:, dim] = 1.0
+        self.inputs_t = self.inputs.T.contiguous()  # (width, M)
+        factor = (problem.loss_weights / rows)[None, :]  # a_i: betas, weights and the mean
+        self.prob_scale = (factor * problem.targets.sum(dim=1)[None, :]).contiguous()  # (1, M) a s_y
+        self.neg_target = (-factor * problem.targets.T).contiguous()  # (C, M) -a y
+        weight, bias = initial_parameters(problem.num_classes, dim, config, device=device)
+        self.params = torch.zeros(problem.num_classes, width, dtype=dtype, device=device)
+        self.params[:, :dim] = weight
+        self.params[:, dim] = bias
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
+        self.grad = torch.zeros_like(self.params)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=device)
+        self.logits = torch.zeros(problem.num_classes, rows, dtype=dtype, device=device)  # class-major
+        self.residual = torch.zeros_like(self.logits)
+        self.fused_kernel = torch._fused_adamw_ if config.optimizer == "adamw" else torch._fused_adam_
+        self.hyper = dict(lr=config.lr, beta1=config.betas[0], beta2=config.betas[1],
+                          weight_decay=config.weight_decay, eps=config.eps, amsgrad=False,
+                          maximize=False)
+
+    def residual_from_logits(self) -> None:
+        """residual = a s_y softmax(logits) - a y, class-major (C, M)."""
+        torch.addcmul(self.neg_target, torch.softmax(self.logits, dim=0), self.prob_scale,
+                      out=self.residual)
+
+    def adam_update(self) -> None:
+        self.step_count.add_(1.0)
+        self.fused_kernel([self.params], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                          [self.step_count], **self.hyper)
+
+    def exact_step(self) -> None:
+        """One full-batch optimiser step with full-rank matmuls, in place."""
+        torch.mm(self.params, self.inputs_t, out=self.logits)
+        self.residual_from_logits()
+        torch.mm(self.residual, self.inputs, out=self.grad)
+        self.adam_update()
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.params[:, : self.dim].clone(), self.params[:, self.dim].clone()
+
+
+def subspace_basis(inputs: torch.Tensor, rank: int, seed: int) -> torch.Tensor:
+    """(rank, width) orthonormal rows spanning (approximately) the top right-singular subspace of
+    `inputs` (M, width): a randomised range finder with one power iteration, seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    probe = torch.randn(inputs.shape[0], rank + _OVERSAMPLE, generator=generator).to(inputs)
+    sketch = inputs.T @ (inputs @ (inputs.T @ probe))  # (width, rank + oversample)
+    q, _ = torch.linalg.qr(sketch)
+    _, _, vh = torch.linalg.svd(inputs @ q, full_matrices=False)
+    return (vh[:rank] @ q.T).contiguous()
+
+
+def _run_subspace(state: _FastState, steps: int, rank: int, refresh: int) -> None:
+    """`steps` steps with rank-`rank` matmuls and exact residual terms refreshed every `refresh`."""
+    basis = subspace_basis(state.inputs, rank, state.config.seed)  # (r, width)
+    basis_t = basis.T.contiguous()  # (width, r)
+    coords = (state.inputs @ basis_t).contiguous()  # A (M, r)
+    coords_t = coords.T.contiguous()  # (r, M)
+    remainder = (state.inputs - coords @ basis).contiguous()  # E (M, width)
+    remainder_t = remainder.T.contiguous()
+    held_logits = torch.zeros_like(state.logits)  # E P^T at the last refresh, class-major
+    held_grad = torch.zeros_like(state.grad)  # R^T E at the last refresh
+    projected = torch.zeros(state.params.shape[0], rank, dtype=basis.dtype, device=basis.device)
+    for step in range(steps):
+        refreshing = step % refresh == 0
+        if refreshing:
+            torch.mm(state.params, remainder_t, out=held_logits)
+        torch.mm(state.params, basis_t, out=projected)
+        torch.addmm(held_logits, projected, coords_t, out=state.logits)
+        state.residual_from_logits()
+        if refreshing:
+            torch.mm(state.residual, remainder, out=held_grad)
+        torch.mm(state.residual, coords, out=projected)
+        torch.addmm(held_grad, projected, basis, out=state.grad)
+        state.adam_update()
+
+
+def _run_cuda_graph(state: _FastState, steps: int) -> bool:
+    """Run `steps` exact steps by replaying a captured step. Returns False, with the state as it
+    was, when capture is not possible (the caller then runs the eager loop)."""
+    tensors = (state.params, state.exp_avg, state.exp_avg_sq, state.step_count)
+    saved = [t.clone() for t in tensors]
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up before capture (allocations, kernel choice)
+            for _ in range(2):
+                state.exact_step()
+        torch.cuda.current_stream().wait_stream(side)
+        for target, value in zip(tensors, saved):
+            target.copy_(value)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            state.exact_step()
+    except RuntimeError:
+        for target, value in zip(tensors, saved):
+            target.copy_(value)
+        return False
+    for _ in range(steps):
+        graph.replay()
+    return True
+
+
+def effective_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
+    """The subspace rank the fast solver will use for `problem` (0 = exact steps): exact on CUDA,
+    and wherever a rank-r step would not save at least half of the full-rank arithmetic."""
+    rows, dim = problem.features.shape
+    rank = config.fast_rank
+    if rank == 0 or problem.features.is_cuda or 2 * rank * (rows + dim + 1) > rows * (dim + 1):
+        return 0
+    return rank
+
+
+def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train the classifier of `problem` (mode "train"); returns (W (C, d), b (C,))."""
+    state = _FastState(problem, config)
+    rank = effective_rank(problem, config)
+    if rank > 0:
+        _run_subspace(state, config.steps, rank, config.fast_refresh)
+    elif not (state.inputs.is_cuda and config.cuda_graphs and _run_cuda_graph(state, config.steps)):
+        for _ in range(config.steps):
+            state.exact_step()
+    return state.result()
