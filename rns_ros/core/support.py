@@ -8,6 +8,8 @@ change bumps `version`.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,7 +49,9 @@ class _ExemplarState:
 
 class _Bank:
     """The rows of V in ascending key order, in buffers with spare capacity: appending copies only
-    the new rows (amortised); removing compacts once (O(M), removals are rare)."""
+    the new rows (amortised) past the end; removing copies the kept rows into new buffers (O(M),
+    removals are rare). Rows [:n] of a buffer are therefore never written again, so views handed
+    out by `SupportMemory.bank()` stay valid and unchanged after later updates."""
 
     def __init__(self, dim: int, device: torch.device):
         self.n = 0
@@ -84,9 +88,22 @@ class _Bank:
     def remove(self, keys: torch.Tensor) -> None:
         keep = ~torch.isin(self.keys, keys)
         n_keep = int(keep.sum())
+        kept = []
         for buf in (self._feats, self._classes, self._keys):
-            buf[:n_keep] = buf[:self.n][keep]
+            new = torch.empty_like(buf)
+            new[:n_keep] = buf[:self.n][keep]
+            kept.append(new)
+        self._feats, self._classes, self._keys = kept
         self.n = n_keep
+
+
+def _locked(method):
+    """Run `method` under the memory's lock: a ROS service may teach while a frame retrieves."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _is_int(value) -> bool:
@@ -122,6 +139,7 @@ class SupportMemory:
         self._bank = _Bank(self.dim, self.device)
         self._version = 0
         self._cache: dict[str, object] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ read access
     @property
@@ -180,12 +198,14 @@ class SupportMemory:
             raise ValueError(f"unknown class id {cid!r}; known ids: {self.class_ids}")
         return self._classes[int(cid)]
 
+    @_locked
     def class_record(self, cid: int) -> ClassRecord:
         state = self._state(cid)
         eids = tuple(sorted(e for e, ex in self._exemplars.items() if int(cid) in ex.class_ids))
         return ClassRecord(id=int(cid), name=state.name, prompt=state.prompt,
                            has_text=state.text is not None, exemplar_ids=eids)
 
+    @_locked
     def class_id(self, name: str) -> int:
         """The id of the class called `name`."""
         for cid, state in self._classes.items():
@@ -194,6 +214,7 @@ class SupportMemory:
         raise ValueError(f"no class named {name!r}; known names: "
                          f"{[s.name for s in self._classes.values() if s.name is not None]}")
 
+    @_locked
     def text_feature(self, cid: int) -> torch.Tensor | None:
         """(d,) text feature of class `cid`, or None when it has no text."""
         text = self._state(cid).text
@@ -204,10 +225,12 @@ class SupportMemory:
             raise ValueError(f"unknown exemplar id {eid!r}; known ids: {self.exemplar_ids}")
         return self._exemplars[int(eid)]
 
+    @_locked
     def exemplar(self, eid: int) -> Exemplar | None:
         """The raw exemplar kept with exemplar `eid` (None when only its features were given)."""
         return self._exemplar_state(eid).exemplar
 
+    @_locked
     def exemplar_features(self, eid: int) -> tuple[torch.Tensor, list[int]]:
         """(m, d) features of exemplar `eid` and their class ids."""
         state = self._exemplar_state(eid)
@@ -215,6 +238,7 @@ class SupportMemory:
         rows = torch.searchsorted(self._bank_keys, keys)
         return self._bank_feats[rows].clone(), list(state.class_ids)
 
+    @_locked
     def text_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(C, d) text features in `class_ids` order (zero rows where a class has no text) and the
         (C,) bool mask of classes with text."""
@@ -232,9 +256,13 @@ class SupportMemory:
         return cached[0].clone(), cached[1].clone()
 
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The visual support set V: (M, d) unit-norm per-image class features, (M,) int64 class ids."""
-        return self._bank_feats.clone(), self._bank_classes.clone()
+        """The visual support set V: (M, d) unit-norm per-image class features, (M,) int64 class ids.
 
+        Zero-copy views that later updates never modify (a snapshot for free): treat them as
+        read-only, clone before writing into them."""
+        return self._bank_feats, self._bank_classes
+
+    @_locked
     def prototypes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Aggregated visual class features v_c = normalise(sum_i v_c^i) (RNS eq. 5) for the classes
         with visual support: (K, d) and their (K,) int64 class ids, ascending."""
@@ -246,6 +274,7 @@ class SupportMemory:
             cached = self._cache["prototypes"] = (F.normalize(sums, dim=-1), ids)
         return cached[0].clone(), cached[1].clone()
 
+    @_locked
     def fused_features(self, text: torch.Tensor | None = None,
                        lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> tuple[torch.Tensor, torch.Tensor]:
         """f_c^lambda = normalise(lambda v_c + (1 - lambda) t_c) for the classes with visual support.
@@ -268,6 +297,7 @@ class SupportMemory:
                              f"visual support), got {tuple(text.shape)}")
         return fuse_features(visual, text, lambdas), ids
 
+    @_locked
     def search(self, queries, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The k nearest bank rows of each query by inner product (RNS section 3).
 
@@ -305,6 +335,7 @@ class SupportMemory:
             raise ValueError("text_feature is all zeros; pass None for a class without text")
         return F.normalize(text, dim=0).to(self.device)
 
+    @_locked
     def add_class(self, name: str | None, text_feature=None, *, prompt: str | None = None) -> int:
         """Register a class and return its new id (>= 1, never reused).
 
@@ -327,12 +358,14 @@ class SupportMemory:
         self._changed()
         return cid
 
+    @_locked
     def set_text_feature(self, cid: int, text_feature) -> None:
         """Replace (or, with None, drop) the text feature of class `cid`."""
         state = self._state(cid)
         state.text = self._check_text(text_feature)
         self._changed()
 
+    @_locked
     def remove_class(self, cid: int) -> None:
         """Remove class `cid` and its features from every exemplar. Exemplars left with no feature
         are removed; the others keep their other classes (their raw label map loses this class)."""
@@ -392,6 +425,7 @@ class SupportMemory:
             raise ValueError(f"unknown class ids {unknown}; add the classes first (known: {self.class_ids})")
         return F.normalize(feats, dim=1).to(self.device), ids
 
+    @_locked
     def add_image_features(self, feats, class_ids, *, exemplar: Exemplar | None = None) -> int:
         """Add the per-image class features of one support image; returns its exemplar id.
 
@@ -433,6 +467,7 @@ class SupportMemory:
         self._index.remove(np.asarray(keys, dtype=np.int64))
         self._bank.remove(torch.as_tensor(keys, dtype=torch.int64, device=self.device))
 
+    @_locked
     def remove_exemplar(self, eid: int) -> None:
         """Remove exemplar `eid` and all its features."""
         state = self._exemplar_state(eid)
@@ -440,6 +475,7 @@ class SupportMemory:
         del self._exemplars[int(eid)]
         self._changed()
 
+    @_locked
     def remove_exemplars(self, class_id: int) -> list[int]:
         """Remove every exemplar holding a feature of class `class_id` (the class stays); returns
         their ids."""
@@ -454,6 +490,7 @@ class SupportMemory:
         return eids
 
     # ------------------------------------------------------------------ restoring (persistence)
+    @_locked
     def _restore_class(self, cid: int, name: str | None, prompt: str | None, text_feature) -> None:
         """Insert a class under a given id (loading); keeps ids stable across save/load."""
         if cid in self._classes or cid < 1:

@@ -219,3 +219,16 @@ def test_remove_exemplars_of_a_class_and_versions(memory):
     e4 = memory.add_image_features(unit(rng, 1, D), [a])
     assert e4 == 4  # exemplar ids are not reused either
     assert memory.prototypes()[1].tolist() == [a, b]
+
+
+def test_bank_views_are_snapshots_that_updates_never_change(memory):
+    rng = np.random.default_rng(8)
+    a, b = memory.add_class("a"), memory.add_class("b")
+    e1 = memory.add_image_features(unit(rng, 2, D), [a, b])
+    feats, classes = memory.bank()
+    frozen = (feats.clone(), classes.clone())
+    for _ in range(300):  # grows the buffers past their first capacity
+        memory.add_image_features(unit(rng, 1, D), [b])
+    memory.remove_exemplar(e1)
+    assert torch.equal(feats, frozen[0]) and torch.equal(classes, frozen[1])
+    assert memory.num_features == 300 and memory.bank()[1].tolist() == [b] * 300
