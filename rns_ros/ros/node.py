@@ -39,10 +39,13 @@ from rns_ros.ros.conversions import (FrameError, confidence_to_image, image_to_r
                                      rgb_to_image)
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.mailbox import FrameMailbox
+from rns_ros.ros.spinning import stop_executor
 from rns_ros.ros.stats import PipelineStats
 from rns_ros.ros.visualization import color_table, overlay
 
 NODE_NAME = "rns"
+INPUT_TOPIC = "image"  # remap it to the camera: -r image:=/camera/image_raw
+OUTPUT_TOPICS = ("~/labels", "~/confidence", "~/overlay", "~/class_map")
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
@@ -67,7 +70,11 @@ class RnsNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, *, engine_factory: EngineFactory = build_engine, **kwargs):
         super().__init__(node_name, **kwargs)
         self._engine_factory = engine_factory
-        self._declare_parameters()
+        try:
+            self._declare_parameters()
+        except Exception:
+            self.destroy_node()
+            raise
         self.node_config, self.engine_config = params.build_configs(self._parameter_values())
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -181,7 +188,7 @@ class RnsNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
         self._worker.start()
-        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        self._subscription = self.create_subscription(Image, INPUT_TOPIC, self._on_image, qos)
         result = super().on_activate(state)
         self._active = True
         self._class_map_version = None
@@ -376,7 +383,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"rns_node: {exc}", file=sys.stderr)
         code = 2
     finally:
-        executor.shutdown()
+        stop_executor(executor)
         if node is not None:
             node.close()
             node.destroy_node()

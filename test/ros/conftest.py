@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import threading
 import time
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -24,6 +23,8 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
+from rns_ros.ros.spinning import spin_in_thread, stop_executor  # noqa: E402
+
 
 class RosHarness:
     """One rclpy context, an executor spinning in a thread, and helpers to poll for conditions."""
@@ -33,14 +34,7 @@ class RosHarness:
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.nodes: list[Node] = []
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # shutdown races end the spin; the test's own asserts report failures
-            pass
+        self._thread = spin_in_thread(self.executor)
 
     def add(self, node: Node) -> Node:
         self.nodes.append(node)
@@ -63,8 +57,7 @@ class RosHarness:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
     def close(self):
-        self.executor.shutdown()
-        self._thread.join(timeout=10)
+        stop_executor(self.executor, self._thread)
         for node in self.nodes:
             if hasattr(node, "close"):
                 node.close()

@@ -1,0 +1,56 @@
+"""Launch the rns segmentation node (and optionally RViz).
+
+    ros2 launch rns_ros rns.launch.py image_topic:=/camera/color/image_raw classes:="mug, keyboard"
+
+Arguments (empty = keep the value of the params file):
+  namespace    namespace of the node ('' = none; topics become /<ns>/rns/labels ...)
+  image_topic  camera topic the node subscribes to                      [/camera/image_raw]
+  params_file  parameter YAML                              [share/rns_ros/config/rns.yaml]
+  device       cuda | cuda:N | cpu                                                      ['']
+  classes      comma-separated initial class names                                      ['']
+  use_rviz     start RViz with rviz/rns.rviz (input, overlay, labels)                 [false]
+  log_level    debug | info | warn | error                                             [info]
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "rns_ros"
+ARGUMENTS = {
+    "namespace": ("", "namespace of the node ('' = none)"),
+    "image_topic": ("/camera/image_raw", "camera topic (sensor_msgs/Image) to segment"),
+    "params_file": (None, "parameter YAML (default: the package's config/rns.yaml)"),
+    "device": ("", "torch device: cuda, cuda:N or cpu ('' = the params file's)"),
+    "classes": ("", "comma-separated initial class names ('' = the params file's)"),
+    "use_rviz": ("false", "start RViz showing the input, the overlay and the labels"),
+    "log_level": ("info", "log level of the node: debug, info, warn, error"),
+}
+
+
+def _share(*parts: str) -> str:
+    return os.path.join(get_package_share_directory(PACKAGE), *parts)
+
+
+def _nodes(context, *args, **kwargs):
+    value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    overrides = {key: value[key] for key in ("device", "classes") if value[key].strip()}
+    parameters = [value["params_file"]] + ([overrides] if overrides else [])
+    actions = [Node(
+        package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
+        parameters=parameters, remappings=[("image", value["image_topic"])],
+        ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True)]
+    if value["use_rviz"].strip().lower() in ("true", "1", "yes", "on"):
+        actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz",
+                            arguments=["-d", _share("rviz", "rns.rviz")], output="screen"))
+    return actions
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(name, default_value=default if default is not None
+                                      else _share("config", "rns.yaml"), description=description)
+                for name, (default, description) in ARGUMENTS.items()]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

@@ -1,0 +1,272 @@
+"""`rns-demo`: the whole pipeline out of the box, recorded to a folder.
+
+    rns-demo                                   # sample images, the real backbone (needs weights)
+    rns-demo --backbone test-tiny --frames 20  # random-weight model: checks the plumbing only
+
+Starts an image-folder camera and the `rns` segmentation node (in this process, or with
+`--processes 2` the node as its own process, exactly as launch_ros starts it), records what the
+node publishes (labels as PNG, overlays as PNG, the class map and a summary as JSON) into
+`--output`, prints throughput and latency, and stops after `--frames` label images or on Ctrl-C.
+If the node cannot start (typically: no model weights here), it stops within seconds and says why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS_HINT = """\
+How to provide the backbone weights (see docs/ros.md, "Model weights"):
+  * a local file:    rns-demo --checkpoint /path/to/open_clip_pytorch_model.bin
+                     (node parameter: checkpoint:=/path/to/open_clip_pytorch_model.bin)
+  * the HF cache:    on a machine with internet, run once with HF_HUB_OFFLINE unset (it downloads
+                     laion/CLIP-ViT-B-16-laion2B-s34B-b88K), or copy ~/.cache/huggingface here
+  * plumbing only:   rns-demo --backbone test-tiny   (random weights: meaningless labels)"""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rns-demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=WEIGHTS_HINT)
+    p.add_argument("--images", default="", help="image folder (default: the package's sample images)")
+    p.add_argument("--classes", default="person, cat, cup, plate, spoon, table, wall",
+                   help="comma-separated class names")
+    p.add_argument("--backbone", default=None, help="backbone preset (default: the node's, openclip-vit-b16); "
+                   "test-tiny = TEST-ONLY random weights")
+    p.add_argument("--checkpoint", default="", help="local backbone weights file")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cuda falls back to cpu if absent)")
+    p.add_argument("--steps", type=int, default=None, help="test-time training steps per frame")
+    p.add_argument("--frames", type=int, default=20, help="stop after this many label images")
+    p.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz")
+    p.add_argument("--output", default="output/demo", help="folder for labels, overlays and the summary")
+    p.add_argument("--processes", type=int, choices=(1, 2), default=1,
+                   help="1: camera and node in this process; 2: the node as its own rns_node process")
+    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    return p.parse_args(argv)
+
+
+def _node_overrides(args) -> dict:
+    values = {"classes": args.classes, "device": args.device, "checkpoint": args.checkpoint, "autostart": True}
+    if args.backbone:
+        values["backbone"] = args.backbone
+    if args.steps is not None:
+        values["adapter.steps"] = args.steps
+    return values
+
+
+def _ros_arg(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else (
+        json.dumps(value) if isinstance(value, str) and ("," in value or not value) else str(value))
+
+
+class Recorder:
+    """Subscribes to the node's outputs and writes them to `out`; measures end-to-end latency."""
+
+    def __init__(self, node, out: Path):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from rns_ros.msg import ClassMap
+
+        self.node, self.out = node, out
+        for sub in ("labels", "overlay"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        self.latencies: list[float] = []
+        self.arrivals: list[float] = []
+        self.class_map = None
+        self.diagnostics: dict[str, str] = {}
+        self.lock = threading.Lock()
+        node.create_subscription(Image, "/rns/labels", self._on_labels, 10)
+        node.create_subscription(Image, "/rns/overlay", self._on_overlay, 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(ClassMap, "/rns/class_map", self._on_class_map, latched)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    @staticmethod
+    def _name(msg) -> str:
+        return f"{msg.header.stamp.sec}_{msg.header.stamp.nanosec:09d}.png"
+
+    def _on_labels(self, msg) -> None:
+        from PIL import Image as PILImage
+
+        from rns_ros.ros.conversions import labels_from_image
+
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        labels = labels_from_image(msg)
+        arr = labels.astype(np.uint8 if msg.encoding == "mono8" else np.uint16)
+        PILImage.fromarray(arr).save(self.out / "labels" / self._name(msg))
+        with self.lock:
+            self.latencies.append(now - stamp)
+            self.arrivals.append(time.monotonic())
+
+    def _on_overlay(self, msg) -> None:
+        from PIL import Image as PILImage
+
+        from rns_ros.ros.conversions import image_to_rgb
+
+        PILImage.fromarray(image_to_rgb(msg)).save(self.out / "overlay" / self._name(msg))
+
+    def _on_class_map(self, msg) -> None:
+        self.class_map = msg
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("/rns:"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    @property
+    def frames(self) -> int:
+        with self.lock:
+            return len(self.latencies)
+
+    def summary(self) -> dict:
+        with self.lock:
+            lat, arrivals = np.array(self.latencies) * 1e3, list(self.arrivals)
+        fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+        classes = [] if self.class_map is None else [
+            {"id": c.id, "name": c.name, "color": [round(c.color.r * 255), round(c.color.g * 255),
+                                                   round(c.color.b * 255)]} for c in self.class_map.classes]
+        return {"frames": len(arrivals), "throughput_fps": round(fps, 3),
+                "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
+                "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
+                "classes": classes, "node_diagnostics": self.diagnostics}
+
+
+def _start_node_process(overrides: dict) -> subprocess.Popen:
+    exe = shutil.which("rns_node") or str(Path(sys.prefix) / "bin" / "rns_node")
+    cmd = [exe] if Path(exe).exists() else [sys.executable, "-m", "rns_ros.ros.node"]
+    cmd += ["--ros-args", "-r", "__node:=rns"]
+    for key, value in overrides.items():
+        cmd += ["-p", f"rns:{key}:={_ros_arg(value)}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+
+    from rns_ros.ros.image_folder_camera import ImageFolderCamera
+    from rns_ros.ros.node import RnsNode
+    from rns_ros.ros.spinning import spin_in_thread, stop_executor
+
+    out = Path(args.output)
+    overrides = _node_overrides(args)
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    nodes, process, code = [], None, 0
+    spin = None
+    try:
+        if args.processes == 1:
+            node = RnsNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+            nodes.append(node)
+            if node.autostart_error:
+                print(f"\nrns-demo: the segmentation node could not start (the error is logged above).\n"
+                      f"{WEIGHTS_HINT}", file=sys.stderr)
+                return 2
+        else:
+            process = _start_node_process(overrides)
+        recorder_node = Node("rns_demo_recorder", context=context)
+        nodes.append(recorder_node)
+        recorder = Recorder(recorder_node, out)
+        camera = ImageFolderCamera(context=context, parameter_overrides=[
+            Parameter("folder", value=args.images), Parameter("rate_hz", value=float(args.rate))])
+        nodes.append(camera)
+        for n in nodes:
+            executor.add_node(n)
+        spin = spin_in_thread(executor)
+        print(f"rns-demo: {len(camera.images)} image(s) at {args.rate} Hz -> /rns/labels; "
+              f"recording {args.frames} frames to {out}/", flush=True)
+        deadline = time.monotonic() + args.timeout
+        while recorder.frames < args.frames:
+            if process is not None and process.poll() is not None:
+                tail = process.stdout.read()[-3000:] if process.stdout else ""
+                print(f"\nrns-demo: the rns_node process exited with code {process.returncode}:\n{tail}\n"
+                      f"{WEIGHTS_HINT}", file=sys.stderr)
+                return 2
+            if time.monotonic() > deadline:
+                print(f"rns-demo: timed out after {args.timeout} s with {recorder.frames} frame(s)", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        print("\nrns-demo: interrupted", file=sys.stderr)
+    finally:
+        stop_executor(executor, spin)
+        summary = _finish(nodes, recorder if "recorder" in locals() else None, camera if "camera" in locals() else None,
+                          out, args)
+        for n in nodes:
+            if hasattr(n, "close"):
+                n.close()
+            n.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait()
+    if summary:
+        _print_summary(summary)
+    return code
+
+
+def _finish(nodes, recorder, camera, out: Path, args) -> dict | None:
+    if recorder is None or recorder.frames == 0:
+        return None
+    summary = recorder.summary()
+    summary["camera_published"] = camera.published if camera is not None else None
+    node = next((n for n in nodes if hasattr(n, "stats")), None)
+    if node is not None:
+        s = node.stats.snapshot()
+        summary["node"] = {"received": s.received, "processed": s.processed, "dropped_stale": s.dropped_stale,
+                           "dropped_invalid": s.dropped_invalid, "failed": s.failed,
+                           "processing_ms_median": round(s.processing_median_s * 1e3, 2),
+                           "processing_ms_p95": round(s.processing_p95_s * 1e3, 2),
+                           "device": node.engine.device if node.engine else None,
+                           "backbone": node.engine.backbone_identity if node.engine else None}
+    summary["settings"] = {k: v for k, v in vars(args).items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    print(f"\nrns-demo: {s['frames']} label images in {s['settings']['output']}/labels "
+          f"(overlays in {s['settings']['output']}/overlay)")
+    print(f"  throughput      {s['throughput_fps']:.2f} frames/s (camera {s['settings']['rate']} Hz)")
+    print(f"  latency         median {s['latency_ms_median']} ms, p95 {s['latency_ms_p95']} ms "
+          "(camera stamp -> label image received)")
+    node = s.get("node")
+    if node:
+        print(f"  node            processing median {node['processing_ms_median']} ms, p95 "
+              f"{node['processing_ms_p95']} ms; received {node['received']}, processed {node['processed']}, "
+              f"dropped stale {node['dropped_stale']}, invalid {node['dropped_invalid']} on {node['device']}")
+    if node and node.get("backbone", "") and "test-tiny" in str(node["backbone"]):
+        print("  NOTE: test-tiny has random weights; the labels are meaningless (plumbing check only)")
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

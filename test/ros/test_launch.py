@@ -1,0 +1,190 @@
+"""launch/rns.launch.py against stub launch/launch_ros modules (neither is on PyPI), and the node
+started as a process exactly as launch_ros would start it from that description."""
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from messages import make_image, random_rgb
+from rns_ros.msg import ClassMap
+from rns_ros.ros import params
+from rns_ros.ros.node import INPUT_TOPIC, NODE_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
+EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "use_rviz", "log_level"}
+
+
+class _Recorded:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchDescription(_Recorded):
+    @property
+    def entities(self):
+        return self.args[0]
+
+
+class DeclareLaunchArgument(_Recorded):
+    @property
+    def name(self):
+        return self.args[0]
+
+
+class OpaqueFunction(_Recorded):
+    pass
+
+
+class LaunchConfiguration(_Recorded):
+    def perform(self, context):
+        return context.launch_configurations[self.args[0]]
+
+
+class Node(_Recorded):
+    pass
+
+
+@pytest.fixture
+def launch_description(monkeypatch):
+    """Load the launch file with stubs in sys.modules; returns (description, evaluate(overrides))."""
+    stubs = {
+        "launch": types.ModuleType("launch"), "launch.actions": types.ModuleType("launch.actions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"), "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+    }
+    stubs["launch"].LaunchDescription = LaunchDescription
+    stubs["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
+    stubs["launch.actions"].OpaqueFunction = OpaqueFunction
+    stubs["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    stubs["launch_ros.actions"].Node = Node
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("rns_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+
+    def evaluate(**overrides):
+        values = {name: arg.kwargs["default_value"] for name, arg in declared.items()}
+        values.update(overrides)
+        context = types.SimpleNamespace(launch_configurations=values)
+        return opaque.kwargs["function"](context)
+
+    return declared, evaluate
+
+
+def test_launch_arguments_and_the_node_they_start(launch_description):
+    declared, evaluate = launch_description
+    assert set(declared) == EXPECTED_ARGUMENTS
+    assert all(arg.kwargs["description"] for arg in declared.values())
+    (node,) = evaluate()
+    kw = node.kwargs
+    assert (kw["package"], kw["executable"], kw["name"]) == ("rns_ros", "rns_node", NODE_NAME)
+    executable = Path(sys.prefix) / "lib" / "rns_ros" / "rns_node"  # where `ros2 run` looks (pip route)
+    assert executable.is_file() and os.access(executable, os.X_OK)
+    assert kw["remappings"] == [(INPUT_TOPIC, "/camera/image_raw")]
+    (params_file,) = kw["parameters"]  # no overrides unless given
+    doc = yaml.safe_load(Path(params_file).read_text())
+    params.build_configs(doc["/**"]["ros__parameters"])  # a valid parameter file for this node
+    assert kw["ros_arguments"] == ["--log-level", "info"]
+
+
+def test_launch_overrides_and_rviz(launch_description):
+    _, evaluate = launch_description
+    node, rviz = evaluate(device="cpu", classes="mug, plate", namespace="robot1", use_rviz="true",
+                          image_topic="/cam/rgb", log_level="debug")
+    kw = node.kwargs
+    assert kw["parameters"][1] == {"device": "cpu", "classes": "mug, plate"}
+    assert set(kw["parameters"][1]) <= set(params.SPECS)  # only parameters the node declares
+    assert kw["namespace"] == "robot1" and kw["remappings"] == [("image", "/cam/rgb")]
+    assert kw["ros_arguments"] == ["--log-level", "debug"]
+    assert (rviz.kwargs["package"], rviz.kwargs["executable"]) == ("rviz2", "rviz2")
+    rviz_file = Path(rviz.kwargs["arguments"][1])
+    assert rviz_file.is_file()
+    config = yaml.safe_load(rviz_file.read_text())
+    displays = {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
+    assert {d["Class"] for d in displays.values()} == {"rviz_default_plugins/Image"}
+    assert {d["Topic"]["Value"] for d in displays.values()} == {"/camera/image_raw", "/rns/overlay", "/rns/labels"}
+
+
+def launch_ros_command(node: Node, tmp_path: Path) -> list[str]:
+    """The command line launch_ros builds for a Node action (dict parameters become a YAML file
+    keyed by the node's full name)."""
+    kw = node.kwargs
+    cmd = [str(Path(sys.prefix) / "lib" / kw["package"] / kw["executable"]), "--ros-args", *kw["ros_arguments"],
+           "-r", f"__node:={kw['name']}"]
+    full_name = f"/{kw['name']}"
+    if kw["namespace"]:
+        cmd += ["-r", f"__ns:=/{kw['namespace']}"]
+        full_name = f"/{kw['namespace']}{full_name}"
+    for i, entry in enumerate(kw["parameters"]):
+        if isinstance(entry, dict):
+            path = tmp_path / f"launch_params_{i}.yaml"
+            path.write_text(yaml.dump({full_name: {"ros__parameters": entry}}))
+            entry = str(path)
+        cmd += ["--params-file", entry]
+    for src, dst in kw["remappings"]:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def test_node_process_started_as_launch_ros_does_segments_and_stops_on_sigint(launch_description, ros, tmp_path):
+    _, evaluate = launch_description
+    # The user's params file: the shipped one with the test-only tiny backbone.
+    shipped = yaml.safe_load((ROOT / "config" / "rns.yaml").read_text())
+    shipped["/**"]["ros__parameters"].update({"backbone": "test-tiny", "adapter": {"steps": 5}})
+    params_file = tmp_path / "rns_test.yaml"
+    params_file.write_text(yaml.dump(shipped))
+    (node,) = evaluate(params_file=str(params_file), device="cpu", classes="cat, dog")
+    cmd = launch_ros_command(node, tmp_path)
+    log = open(tmp_path / "node.log", "w")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        helper = ros.node("helper")
+        labels, maps = [], []
+        helper.create_subscription(Image, "/rns/labels", labels.append, 10)
+        helper.create_subscription(ClassMap, "/rns/class_map", maps.append, LATCHED)
+        pub = helper.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+        rgb = random_rgb(40, 56, seed=4)
+        deadline = time.monotonic() + 120
+        while not labels:
+            assert proc.poll() is None, (tmp_path / "node.log").read_text()
+            assert time.monotonic() < deadline, "no labels within 120 s:\n" + (tmp_path / "node.log").read_text()
+            if pub.get_subscription_count():
+                pub.publish(make_image(rgb, "rgb8", stamp=(7, 8)))
+            time.sleep(0.2)
+        out = labels[0]
+        assert (out.height, out.width, out.encoding, out.header.stamp.sec) == (40, 56, "mono8", 7)
+        ros.wait_for(lambda: maps, what="class map")
+        # the launch argument (node-specific file) won over the params file's list
+        assert [c.name for c in maps[-1].classes] == ["cat", "dog"]
+        ids = {c.id for c in maps[-1].classes}
+        assert set(np.unique(np.frombuffer(bytes(out.data), np.uint8))) <= ids | {0}
+        assert "test-tiny" in maps[-1].backbone
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            code = proc.wait()
+        log.close()
+    assert code == 0, (tmp_path / "node.log").read_text()

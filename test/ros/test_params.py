@@ -1,0 +1,87 @@
+"""The parameter table: defaults from the dataclasses, validation, the shipped YAML."""
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rns_ros.core.adapter import AdapterConfig
+from rns_ros.core.proposals import ProposalConfig
+from rns_ros.ros import params
+from rns_ros.ros.engine import EngineConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = {"node": params.NodeConfig, "engine": EngineConfig, "adapter": AdapterConfig, "proposals": ProposalConfig}
+
+
+def test_every_parameter_maps_to_a_real_field_and_takes_its_default_from_it():
+    for spec in params.PARAMETERS:
+        cls = CONFIGS[spec.target]
+        assert spec.field in {f.name for f in fields(cls)}, spec.name
+        default = getattr(cls(), spec.field)
+        expected = "" if default is None else (list(default) if isinstance(default, tuple) else default)
+        assert params.default_value(spec) == expected, spec.name
+        assert spec.description.strip(), spec.name
+
+
+def test_defaults_build_the_default_configs():
+    node, engine = params.build_configs({s.name: params.default_value(s) for s in params.PARAMETERS})
+    assert node == params.NodeConfig() and engine == EngineConfig()
+
+
+def test_values_reach_their_fields():
+    node, engine = params.build_configs({"classes": " car, person ,, tree", "adapter.steps": 25, "overlay_alpha": 1,
+                                         "device": "cpu", "regions.checkpoint": "", "mode": "patch"})
+    assert node.classes == ("car", "person", "tree") and node.overlay_alpha == 1.0
+    assert engine.adapter.steps == 25 and engine.device == "cpu" and engine.proposals.checkpoint is None
+    assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"adapter.steps": 0}, "adapter.steps"),
+    ({"adapter.tau": -1.0}, "adapter.tau"),
+    ({"adapter.solver": "sgd"}, "adapter.solver"),
+    ({"device": "gpu0"}, "device"),
+    ({"mode": "pixels"}, "mode"),
+    ({"overlay_alpha": 1.5}, "overlay_alpha"),
+    ({"overlay_alpha": "half"}, "overlay_alpha"),
+    ({"image_qos": "fast"}, "image_qos"),
+    ({"classes": "a, b, a"}, "unique"),
+    ({"classes": [1, 2]}, "classes"),
+    ({"autostart": 1}, "autostart"),
+    ({"no_such_parameter": 1}, "unknown parameter"),
+    ({"regions.model": "sam9"}, "SAM 2 model"),
+])
+def test_bad_values_are_refused_with_the_parameter_named(values, match):
+    with pytest.raises(ValueError, match=match):
+        params.build_configs(values)
+
+
+def test_unknown_parameters_ignore_what_ros_owns():
+    assert params.unknown_parameters(["use_sim_time", "qos_overrides./image.subscription.depth",
+                                      "classes", "typo_classes"]) == ["typo_classes"]
+
+
+def _flatten(d, prefix=""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def test_shipped_yaml_holds_only_known_valid_parameters():
+    doc = yaml.safe_load((ROOT / "config" / "rns.yaml").read_text())
+    (section,) = doc.values()
+    values = dict(_flatten(section["ros__parameters"]))
+    assert values, "config/rns.yaml sets no parameter"
+    params.build_configs(values)  # raises on unknown keys or bad values
+    # The commented reference lines must name real parameters with their real defaults.
+    for line in (ROOT / "config" / "rns.yaml").read_text().splitlines():
+        m = re.match(r"^\s*#\s*([a-z_]+):\s+([^\s#]+)", line)
+        if m:
+            key, value = m.groups()
+            name = key if key in params.SPECS else f"adapter.{key}"
+            assert name in params.SPECS, f"config/rns.yaml documents unknown parameter {key!r}"
+            assert yaml.safe_load(value) == params.default_value(params.SPECS[name]), line
