@@ -74,12 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="score only the first N test images")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of RNS and the linear probe (default 700)")
     p.add_argument("--solver", default=None, help="AdapterConfig.solver override")
+    p.add_argument("--adapter", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="AdapterConfig field for every RNS variant, e.g. lr=0.02, optimizer=adam (repeatable)")
     p.add_argument("--classifier-seed", type=int, default=0, help="initialisation seed of every classifier")
     p.add_argument("--cache-dir", default=None, help="feature cache (default <out>/cache); share it between runs")
     p.add_argument("--pool-size", type=int, default=SamplingConfig.pool_size, help="support candidate pool cap")
     p.add_argument("--authors-sampling", action="store_true",
                    help="sample exactly like the authors' code (an image may be drawn twice and count twice)")
     p.add_argument("--knn-k", type=int, default=KnnClipConfig.k, help="kNN-CLIP neighbours")
+    p.add_argument("--knn-temperature", type=float, default=KnnClipConfig.temperature,
+                   help="kNN-CLIP: vote weight exp(similarity / T)")
     p.add_argument("--knn-threshold", type=float, default=KnnClipConfig.threshold,
                    help="kNN-CLIP: zero-shot confidence below which the kNN vote is used")
     p.add_argument("--freeda-alpha", type=float, default=FreedaConfig.alpha,
@@ -87,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposal", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="ProposalConfig field for region mode, e.g. model=sam2.1-hiera-large, "
                         "checkpoint=/w/sam2.1_hiera_large.pt, points_per_batch=256 (repeatable)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is often faster for the tiny test-time classifiers)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -94,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     from rns_ros.eval.runner import EvalConfig
     options = MethodOptions(steps=args.steps, seed=args.classifier_seed, solver=args.solver,
-                            knn=KnnClipConfig(k=args.knn_k, threshold=args.knn_threshold),
+                            adapter=dict(args.adapter),
+                            knn=KnnClipConfig(k=args.knn_k, temperature=args.knn_temperature,
+                                              threshold=args.knn_threshold),
                             freeda=FreedaConfig(alpha=args.freeda_alpha))
     return EvalConfig(
         datasets=tuple(args.datasets), root=args.root, out=args.out, methods=tuple(args.methods),
@@ -102,11 +111,15 @@ def config_from_args(args: argparse.Namespace):
         backbone=args.backbone, checkpoint=args.checkpoint, device=args.device, split=args.split,
         support_split=args.support_split, max_images=args.max_images, cache_dir=args.cache_dir,
         sampling=SamplingConfig(pool_size=args.pool_size, skip_taken=not args.authors_sampling),
-        method_options=options, proposal=dict(args.proposal), progress=not args.no_progress)
+        method_options=options, proposal=dict(args.proposal), progress=not args.no_progress,
+        plots=not args.no_plots)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         config = config_from_args(args)
         from rns_ros.eval.runner import run_evaluation

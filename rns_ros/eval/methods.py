@@ -5,9 +5,9 @@ Every method maps (N, d) queries + a SupportMemory to (N, C) class probabilities
 
 - zero-shot: softmax(100 q . t_c) (RNS eq. 1); text only.
 - rns and its ablations (RNS section 4.6): TestTimeAdapter with an AdapterConfig variant.
-- knn-clip: votes of the k nearest support features, used where the zero-shot classifier is not
-  confident (max probability < `threshold`), zero-shot elsewhere; threshold 1.0 = votes only
-  (the paper's "w/o text" variant).
+- knn-clip: votes of the k nearest support features (weighted by softmax(similarity / T)), used
+  where the zero-shot classifier is not confident (max probability < `threshold`), zero-shot
+  elsewhere; threshold 1.0 = votes only (the paper's "w/o text" variant).
 - freeda: FREEDA adapted to real support: score_c = alpha q . v_c + (1 - alpha) g . t_c, with
   v_c the class's visual prototype (memory.prototypes(), matched to the class by ground truth)
   and g the image's mean query (the global term); alpha = 1 without text.
@@ -86,7 +86,7 @@ class RNS(Method):
     def __init__(self, name: str = "rns", **overrides: Any) -> None:
         self.name = name
         self.overrides = overrides
-        self._adapter = None
+        self._adapter = self._build()  # bad overrides are refused here, before any work
 
     def _build(self):
         from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
@@ -95,12 +95,7 @@ class RNS(Method):
             raise ValueError(f"{self.name}: unknown AdapterConfig fields {sorted(unknown)}")
         return TestTimeAdapter(AdapterConfig(**self.overrides))
 
-    def prepare(self, memory):
-        if self._adapter is None:
-            self._adapter = self._build()
-
     def predict(self, queries, memory):
-        self.prepare(memory)
         return self._adapter.predict(queries, memory)
 
     def describe(self):
@@ -110,7 +105,8 @@ class RNS(Method):
 
 @dataclass(frozen=True)
 class KnnClipConfig:
-    k: int = 16  # neighbours voting per query
+    k: int = 4  # neighbours voting per query (RNS's retrieval k)
+    temperature: float = 0.07  # vote weight exp(similarity / T): T -> 0 is 1-NN, large T majority
     threshold: float = 0.5  # zero-shot confidence below which the kNN vote is used; 1.0 = always
 
 
@@ -122,19 +118,20 @@ class KnnClip(Method):
         self.config = config
 
     def knn_votes(self, queries, memory) -> torch.Tensor:
-        """(N, C) similarity-weighted votes of the k nearest per-image class features."""
+        """(N, C) votes of the k nearest per-image class features, each weighted by
+        softmax(similarity / T) over the neighbours of its query."""
         scores, class_ids, _ = memory.search(queries, self.config.k)
         cols = _columns(memory)
         n, c = queries.shape[0], len(cols)
         valid = class_ids > 0
-        col_idx = torch.tensor([cols.get(int(i), 0) for i in class_ids.flatten().tolist()],
-                               dtype=torch.int64, device=queries.device).reshape(class_ids.shape)
-        weights = torch.where(valid, scores.clamp(min=0), torch.zeros_like(scores))
-        # A query whose neighbours all have non-positive similarity still gets its nearest votes.
-        weights = torch.where((weights.sum(1, keepdim=True) > 0) | ~valid, weights, valid.float())
+        lut = torch.zeros(max(cols) + 1, dtype=torch.int64, device=queries.device)
+        lut[torch.tensor(list(cols), device=queries.device)] = torch.tensor(list(cols.values()), device=queries.device)
+        col_idx = lut[class_ids.clamp(min=0).to(queries.device)]
+        logits = torch.where(valid, scores.float() / self.config.temperature, torch.full_like(scores, -torch.inf))
+        weights = torch.softmax(logits, dim=1).nan_to_num(0.0)  # a row with no neighbour votes nothing
         votes = torch.zeros(n, c, device=queries.device, dtype=torch.float32)
-        votes.scatter_add_(1, col_idx, weights.to(torch.float32))
-        return votes / votes.sum(1, keepdim=True).clamp(min=1e-12)
+        votes.scatter_add_(1, col_idx, weights)
+        return votes
 
     def predict(self, queries, memory):
         votes = self.knn_votes(queries, memory)
@@ -257,6 +254,7 @@ class MethodOptions:
     steps: int | None = None  # optimiser steps of RNS and the linear probe (None = their defaults)
     seed: int = 0  # seed of every classifier's initialisation
     solver: str | None = None  # AdapterConfig.solver override (None = its default)
+    adapter: dict[str, Any] = field(default_factory=dict)  # further AdapterConfig overrides (all RNS variants)
     knn: KnnClipConfig = field(default_factory=KnnClipConfig)
     freeda: FreedaConfig = field(default_factory=FreedaConfig)
     no_text: bool = False  # the w/o text setting: kNN-CLIP threshold 1.0, FREEDA alpha 1.0
@@ -269,7 +267,7 @@ def build_method(name: str, options: MethodOptions = MethodOptions()) -> Method:
         return ZeroShot()
     k_match = re.fullmatch(r"rns-k(\d+)", key)
     if key in RNS_VARIANTS or k_match:
-        overrides = dict(RNS_VARIANTS.get(key, {}))
+        overrides = {**options.adapter, **RNS_VARIANTS.get(key, {})}  # the variant's switch wins
         if k_match:
             overrides["k"] = int(k_match.group(1))
         overrides["seed"] = options.seed

@@ -209,7 +209,7 @@ def plot_results(results: dict, out: Path) -> list[Path]:
     return written
 
 
-def write_outputs(results: dict, out: Path, log: Callable[[str], None] = print) -> None:
+def write_outputs(results: dict, out: Path, log: Callable[[str], None] = print, plots: bool = True) -> None:
     """<out>/results.json, <out>/results.md and the plots (skipped, with a message, without
     matplotlib: install the 'eval' extra)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -217,10 +217,11 @@ def write_outputs(results: dict, out: Path, log: Callable[[str], None] = print) 
     atomic_write_bytes(out / "results.json", lambda f: f.write(data))
     table = markdown_table(results).encode()
     atomic_write_bytes(out / "results.md", lambda f: f.write(table))
-    try:
-        plots = plot_results(results, out)
-    except ImportError:
-        log("[rns-eval] matplotlib is not installed: no plots (pip install 'rns_ros[eval]')")
-        plots = []
+    written: list[Path] = []
+    if plots:
+        try:
+            written = plot_results(results, out)
+        except ImportError:
+            log("[rns-eval] matplotlib is not installed: no plots (pip install 'rns_ros[eval]')")
     log(f"[rns-eval] wrote {out / 'results.json'}, {out / 'results.md'}"
-        + "".join(f", {p}" for p in plots))
+        + "".join(f", {p}" for p in written))

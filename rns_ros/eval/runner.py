@@ -53,6 +53,7 @@ class EvalConfig:
     method_options: MethodOptions = field(default_factory=MethodOptions)
     proposal: dict[str, Any] = field(default_factory=dict)  # ProposalConfig overrides (region mode)
     progress: bool = True  # tqdm progress bars
+    plots: bool = True  # write the PNG plots (needs matplotlib, the 'eval' extra)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -388,5 +389,5 @@ def run_evaluation(config: EvalConfig, backbone=None, proposer=None,
     for name in config.datasets:
         records.extend(run_dataset(config, name, backbone, proposer, log))
     results = build_results(config, backbone.identity, records, random_weights=_random_weights(config, backbone))
-    write_outputs(results, Path(config.out), log=log)
+    write_outputs(results, Path(config.out), log=log, plots=config.plots)
     return results
