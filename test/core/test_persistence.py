@@ -277,3 +277,32 @@ def test_identity_mismatch_without_backbone_and_newer_format_are_refused(tmp_pat
     assert (directory / "memory.json").exists()  # a newer file is not corrupt: left in place
     with pytest.raises(FileNotFoundError):
         load_memory(tmp_path / "nothing-here")
+
+
+def test_real_tiny_backbone_end_to_end(tmp_path):
+    """The same path with the `test-tiny` preset: encode, save, load under another identity."""
+    backbones = pytest.importorskip("rns_ros.core.backbones")
+    first = backbones.build_backbone("test-tiny", seed=0)
+    second = backbones.build_backbone("test-tiny", seed=1)
+    assert first.identity != second.identity
+    rng = np.random.default_rng(9)
+    memory = SupportMemory(first.dim, backbone_identity=first.identity)
+    car = memory.add_class("car", first.encode_text(["car"])[0])
+    road = memory.add_class("road")
+    image = random_image(rng, 48, 80)
+    labels = np.zeros((48, 80), np.int64)
+    labels[:20, 10:50], labels[30:, :] = car, road
+    ex = Exemplar(image, labels)
+    feats, ids = encode_exemplar(first, ex)
+    assert ids == [car, road] and feats.shape == (2, first.dim)
+    memory.add_image_features(feats, ids, exemplar=ex)
+    save_memory(memory, tmp_path / "mem")
+    same_backbone, report = load_memory(tmp_path / "mem", backbone=first)
+    assert report.ok and not report.reencoded
+    np.testing.assert_allclose(same_backbone.bank()[0].numpy(), feats.numpy(), atol=1e-6)
+    loaded, report = load_memory(tmp_path / "mem", backbone=second)
+    assert report.reencoded and report.reencoded_exemplars == [1] and report.reencoded_text == [car]
+    expected, _ = encode_exemplar(second, ex)
+    np.testing.assert_allclose(loaded.bank()[0].numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(loaded.text_feature(car).numpy(), second.encode_text(["car"])[0].numpy(),
+                               atol=1e-5)
