@@ -98,7 +98,7 @@ def test_bad_masks_refused(mask, class_id, match):
         Exemplar.from_mask(np.zeros((6, 6, 3), np.uint8), mask, class_id)
 
 
-def test_class_lost_in_padding_only_is_not_possible_but_sparse_ids_are_compact():
+def test_sparse_class_ids_are_compacted():
     # ids far apart must not create a (patches x max_id) pooling matrix or spurious classes
     rng = np.random.default_rng(3)
     image = random_image(rng, 8, 8)
