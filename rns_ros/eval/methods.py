@@ -210,20 +210,7 @@ class LinearProbe(Method):
             raise ValueError("linear needs support features; the memory has none")
         cols = _columns(memory)
         target = torch.tensor([cols[int(c)] for c in class_ids.tolist()], device=feats.device)
-        gen = torch.Generator().manual_seed(self.config.seed)
-        layer = torch.nn.Linear(feats.shape[1], len(cols))
-        with torch.no_grad():  # nn.Linear's Kaiming-uniform init, drawn from our generator
-            bound = 1.0 / feats.shape[1] ** 0.5
-            layer.weight.copy_(torch.empty_like(layer.weight).uniform_(-bound, bound, generator=gen))
-            layer.bias.zero_()
-        layer = layer.to(feats.device)
-        opt = torch.optim.AdamW(layer.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        with torch.enable_grad():
-            for _ in range(self.config.steps):
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(layer(feats), target).backward()
-                opt.step()
-        self._weights = (layer.weight.detach().clone(), layer.bias.detach().clone())
+        self._weights = train_linear_probe(feats.float(), target, len(cols), self.config)
         self._version = memory.version
 
     def predict(self, queries, memory):
@@ -233,6 +220,32 @@ class LinearProbe(Method):
 
     def describe(self):
         return {"name": self.name, **dataclasses.asdict(self.config)}
+
+
+def train_linear_probe(feats: torch.Tensor, target: torch.Tensor, num_classes: int,
+                       config: LinearProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-batch AdamW on the mean cross-entropy of softmax(W x + b), analytic gradients (no
+    autograd or torch.optim: this is all it needs, and it stays cheap to import).
+    `feats`: (M, d), `target`: (M,) class columns. Returns (W (C, d), b (C,))."""
+    m, d = feats.shape
+    gen = torch.Generator().manual_seed(config.seed)
+    bound = 1.0 / d ** 0.5  # nn.Linear's Kaiming-uniform weight init; bias 0 as in the adapter
+    params = (torch.rand(num_classes, d + 1, generator=gen) * 2 - 1).mul_(bound).to(feats.device)
+    params[:, d] = 0.0
+    inputs = torch.cat([feats, torch.ones(m, 1, device=feats.device)], dim=1)  # bias as a last input
+    onehot = F.one_hot(target, num_classes).to(feats.dtype)
+    exp_avg = torch.zeros_like(params)
+    exp_avg_sq = torch.zeros_like(params)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, config.steps + 1):
+        residual = (torch.softmax(inputs @ params.T, dim=1) - onehot) / m  # dL/dlogits
+        grad = residual.T @ inputs
+        params.mul_(1 - config.lr * config.weight_decay)  # decoupled weight decay
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq / (1 - beta2 ** step)).sqrt_().add_(eps)
+        params.addcdiv_(exp_avg, denom, value=-config.lr / (1 - beta1 ** step))
+    return params[:, :d].clone(), params[:, d].clone()
 
 
 # RNS ablations of paper Table 1 / Table 5 / Fig. 5, as AdapterConfig overrides.
