@@ -56,7 +56,7 @@ class AdapterConfig:
     seed: int = 0  # seeds the Kaiming start and the random-retrieval draw
     solver: str = "fast"  # "fast" (same predictions, faster) | "plain" (the reference loop) | "lbfgs" (approximate)
     fast_rank: int = 16  # fast solver on CPU: rank of the per-step matmuls (0 = exact full-rank steps)
-    fast_refresh: int = 20  # fast solver, fast_rank > 0: steps between exact residual refreshes
+    fast_refresh_travel: float = 0.04  # fast_rank > 0: exact refresh every travel / lr steps (20 at lr 0.002)
     cuda_graphs: bool = True  # fast solver on CUDA: replay the step as a captured graph (falls back to eager)
     lbfgs_iterations: int = 50  # solver="lbfgs": iterations of L-BFGS on the same regularised loss
 
@@ -83,7 +83,7 @@ class AdapterConfig:
             (isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0"),
             (self.solver in SOLVERS, "solver", f"one of {SOLVERS}"),
             (isinstance(self.fast_rank, int) and self.fast_rank >= 0, "fast_rank", "an int >= 0"),
-            (isinstance(self.fast_refresh, int) and self.fast_refresh >= 1, "fast_refresh", "an int >= 1"),
+            (self.fast_refresh_travel > 0, "fast_refresh_travel", "a float > 0"),
             (isinstance(self.lbfgs_iterations, int) and self.lbfgs_iterations >= 1, "lbfgs_iterations",
              "an int >= 1"),
         ]
@@ -107,12 +107,13 @@ def initial_parameters(num_classes: int, dim: int, config: AdapterConfig, *,
     return weight.to(device), torch.zeros(num_classes, dtype=torch.float32, device=device)
 
 
-def plain_loss(logits: torch.Tensor, problem: TrainingProblem) -> torch.Tensor:
+def plain_loss(logits: torch.Tensor, problem: TrainingProblem, num_hard: int | None = None) -> torch.Tensor:
     """The reference objective, written as the authors' code writes it: mean over all M rows of
     [w CE (retrieved), beta_f w CE (fused), beta_p w KL(p || softmax) (pseudo)], w the
     L1-normalised relevance weight of each row. logits: (M, C). Rows are ordered hard (retrieved,
-    fused) then pseudo."""
-    num_hard = int((problem.kinds != PSEUDO).sum())
+    fused) then pseudo; num_hard = their count (computed when None)."""
+    if num_hard is None:
+        num_hard = int((problem.kinds != PSEUDO).sum())
     log_probs = F.log_softmax(logits, dim=-1)
     loss_pseudo = F.kl_div(log_probs[num_hard:], problem.targets[num_hard:], reduction="none")
     loss_pseudo = (loss_pseudo * problem.weights[num_hard:, None]).sum(dim=-1)
@@ -131,10 +132,11 @@ def solve_plain(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class([weight, bias], lr=config.lr, betas=config.betas, eps=config.eps,
                                 weight_decay=config.weight_decay)
+    num_hard = int((problem.kinds != PSEUDO).sum())
     with torch.enable_grad():
         for _ in range(config.steps):
             optimizer.zero_grad()
-            loss = plain_loss(features @ weight.T + bias, problem)
+            loss = plain_loss(features @ weight.T + bias, problem, num_hard)
             loss.backward()
             optimizer.step()
     return weight.detach(), bias.detach()

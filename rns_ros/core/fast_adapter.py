@@ -20,8 +20,9 @@ Two step kinds:
 - subspace (`fast_rank=r > 0`, the CPU default): on this CPU the two full matmuls are the whole
   cost (the plain loop is arithmetic-bound, not overhead-bound), so the per-step matmuls use a
   rank-r basis B of the training rows (randomised range finder, seeded): X = A B + E. Every
-  `fast_refresh` steps the residual terms E P^T (logits) and R^T E (gradient) are computed exactly
-  and then held until the next refresh; in between, logits = A (B P^T) + held, gradient =
+  K = round(fast_refresh_travel / lr) steps (20 at the default lr; an Adam step moves a weight by
+  about lr at most, so K bounds how far the weights travel between refreshes) the residual terms
+  E P^T (logits) and R^T E (gradient) are computed exactly and then held until the next refresh; in between, logits = A (B P^T) + held, gradient =
   (R^T A) B + held. Adam itself still runs on every coordinate of P, every step. Only the change
   of the residual terms between two refreshes is neglected; the agreement with the plain loop is
   measured by the tests and the benchmark (docs/adapter.md), not assumed.
@@ -60,7 +61,10 @@ class _FastState:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.grad = torch.zeros_like(self.params)
-        self.step_count = torch.zeros((), dtype=torch.float32, device=device)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the CUDA-graph counter
+        # 1, 2, ..., steps as 0-d tensors: the fused kernel reads the step number from a tensor, and
+        # taking a prepared one costs nothing per step (an increment is an extra op)
+        self.step_numbers = torch.arange(1, config.steps + 1, dtype=torch.float32, device=device).unbind()
         self.logits = torch.zeros(problem.num_classes, rows, dtype=dtype, device=device)  # class-major
         self.residual = torch.zeros_like(self.logits)
         self.fused_kernel = torch._fused_adamw_ if config.optimizer == "adamw" else torch._fused_adam_
@@ -73,17 +77,20 @@ class _FastState:
         torch.addcmul(self.neg_target, torch.softmax(self.logits, dim=0), self.prob_scale,
                       out=self.residual)
 
-    def adam_update(self) -> None:
-        self.step_count.add_(1.0)
+    def adam_update(self, step: int | None) -> None:
+        """AdamW (or Adam) step number step + 1; None = count in `step_count` (graph capture)."""
+        if step is None:
+            self.step_count.add_(1.0)
+        number = self.step_count if step is None else self.step_numbers[step]
         self.fused_kernel([self.params], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
-                          [self.step_count], **self.hyper)
+                          [number], **self.hyper)
 
-    def exact_step(self) -> None:
+    def exact_step(self, step: int | None) -> None:
         """One full-batch optimiser step with full-rank matmuls, in place."""
         torch.mm(self.params, self.inputs_t, out=self.logits)
         self.residual_from_logits()
         torch.mm(self.residual, self.inputs, out=self.grad)
-        self.adam_update()
+        self.adam_update(step)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.params[:, : self.dim].clone(), self.params[:, self.dim].clone()
@@ -122,7 +129,7 @@ def _run_subspace(state: _FastState, steps: int, rank: int, refresh: int) -> Non
             torch.mm(state.residual, remainder, out=held_grad)
         torch.mm(state.residual, coords, out=projected)
         torch.addmm(held_grad, projected, basis, out=state.grad)
-        state.adam_update()
+        state.adam_update(step)
 
 
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
@@ -135,13 +142,13 @@ def _run_cuda_graph(state: _FastState, steps: int) -> bool:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up before capture (allocations, kernel choice)
             for _ in range(2):
-                state.exact_step()
+                state.exact_step(None)
         torch.cuda.current_stream().wait_stream(side)
         for target, value in zip(tensors, saved):
             target.copy_(value)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            state.exact_step()
+            state.exact_step(None)
     except RuntimeError:
         for target, value in zip(tensors, saved):
             target.copy_(value)
@@ -149,6 +156,11 @@ def _run_cuda_graph(state: _FastState, steps: int) -> bool:
     for _ in range(steps):
         graph.replay()
     return True
+
+
+def refresh_interval(config: AdapterConfig) -> int:
+    """Steps between exact refreshes of the subspace path: fast_refresh_travel / lr, at least 1."""
+    return max(1, round(config.fast_refresh_travel / config.lr))
 
 
 def effective_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
@@ -166,8 +178,8 @@ def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.T
     state = _FastState(problem, config)
     rank = effective_rank(problem, config)
     if rank > 0:
-        _run_subspace(state, config.steps, rank, config.fast_refresh)
+        _run_subspace(state, config.steps, rank, refresh_interval(config))
     elif not (state.inputs.is_cuda and config.cuda_graphs and _run_cuda_graph(state, config.steps)):
-        for _ in range(config.steps):
-            state.exact_step()
+        for step in range(config.steps):
+            state.exact_step(step)
     return state.result()
