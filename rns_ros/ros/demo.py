@@ -140,7 +140,7 @@ class Recorder:
         return {"frames": len(arrivals), "throughput_fps": round(fps, 3),
                 "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
-                "classes": classes, "node_diagnostics": self.diagnostics}
+                "classes": classes}
 
 
 def _start_node_process(overrides: dict) -> subprocess.Popen:
@@ -243,6 +243,14 @@ def _finish(nodes, recorder, camera, out: Path, args) -> dict | None:
                            "processing_ms_p95": round(s.processing_p95_s * 1e3, 2),
                            "device": node.engine.device if node.engine else None,
                            "backbone": node.engine.backbone_identity if node.engine else None}
+    elif recorder.diagnostics:  # the node runs in its own process: take its /diagnostics
+        d = recorder.diagnostics
+        summary["node"] = {"received": d.get("frames_received"), "processed": d.get("frames_processed"),
+                           "dropped_stale": d.get("frames_dropped_stale"),
+                           "dropped_invalid": d.get("frames_dropped_invalid"), "failed": d.get("frames_failed"),
+                           "processing_ms_median": d.get("processing_median_ms"),
+                           "processing_ms_p95": d.get("processing_p95_ms"), "device": d.get("device"),
+                           "backbone": d.get("backbone")}
     summary["settings"] = {k: v for k, v in vars(args).items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

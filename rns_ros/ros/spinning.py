@@ -1,14 +1,16 @@
 """Spinning an executor in a thread and stopping it in the one order that is safe.
 
-Order (docs/ros2-on-pip.md): executor.shutdown(), join the spin thread, wait for callbacks still
-running, then destroy nodes, then try_shutdown. The waiting step works around rclpy 7.1.6:
-`Executor.shutdown()` sets its shutdown flag *before* testing it, so it never waits for the
-callbacks that a MultiThreadedExecutor's thread pool is still running; destroying a node under
-such a callback makes it raise (\"cannot use Destroyable because destruction was requested\").
+Order (docs/ros2-on-pip.md): executor.shutdown(), join the spin thread, then destroy nodes, then
+try_shutdown. Two extra waits work around rclpy 7.1.6: `Executor.shutdown()` sets its shutdown
+flag *before* testing it, so it never waits for callbacks that a MultiThreadedExecutor's thread
+pool is still running, and it destroys the guard condition those callbacks signal when they end
+("cannot use Destroyable because destruction was requested" printed at exit). So: remove the
+nodes first, wait for the callbacks in flight, then shut down and wait for the pool.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 
 def spin_in_thread(executor) -> threading.Thread:
@@ -26,7 +28,13 @@ def spin_in_thread(executor) -> threading.Thread:
 
 
 def stop_executor(executor, thread: threading.Thread | None = None, timeout: float = 10.0) -> None:
-    """Shut the executor down, join its spin thread and wait for callbacks still in flight."""
+    """Stop scheduling the nodes' callbacks, let running ones finish, then shut the executor down,
+    join its spin thread and wait for its thread pool."""
+    for node in list(executor.get_nodes()):
+        executor.remove_node(node)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(t.done() for t in list(getattr(executor, "_futures", []))):
+        time.sleep(0.005)
     executor.shutdown(timeout_sec=timeout)
     if thread is not None and thread.is_alive():
         thread.join(timeout)

@@ -1,0 +1,81 @@
+"""The out-of-the-box job: image-folder camera, rns-demo (tiny model) and its fail-fast path."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from rns_ros.ros import demo
+from rns_ros.ros.image_folder_camera import SAMPLE_IMAGES, ImageFolderCamera, load_images
+
+
+def test_sample_images_are_small_rgb():
+    images = load_images()
+    assert [name for name, _ in images] == ["astronaut.jpg", "chelsea_cat.jpg", "coffee.jpg"]
+    for _, rgb in images:
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and max(rgb.shape[:2]) <= 320
+    assert sum(p.stat().st_size for p in SAMPLE_IMAGES.glob("*.jpg")) < 100_000
+
+
+def test_load_images_sorts_converts_and_downscales(tmp_path):
+    PILImage.fromarray(np.full((10, 40), 7, np.uint8)).save(tmp_path / "b.png")  # grayscale
+    PILImage.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "a.bmp")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = load_images(tmp_path, max_long_side=20)
+    assert [n for n, _ in images] == ["a.bmp", "b.png"]
+    assert images[0][1].shape == (20, 13, 3) or images[0][1].shape == (20, 14, 3)
+    assert images[1][1].shape == (5, 20, 3) and (images[1][1] == 7).all()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        load_images(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_images(tmp_path / "missing")
+
+
+def test_camera_publishes_each_image_once_without_loop(ros, tmp_path):
+    for i in range(3):
+        PILImage.fromarray(np.full((6, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    helper = ros.node("helper")
+    got = []
+    helper.create_subscription(Image, "/camera/image_raw", got.append, 10)
+    camera = ros.add(ImageFolderCamera(context=ros.context, cli_args=["--ros-args", "-r", "image:=/camera/image_raw"],
+                                       parameter_overrides=[Parameter("folder", value=str(tmp_path)),
+                                                            Parameter("rate_hz", value=50.0),
+                                                            Parameter("loop", value=False),
+                                                            Parameter("qos", value="reliable")]))
+    ros.wait_for(camera.finished.is_set, what="camera finished")
+    ros.wait_for(lambda: len(got) == camera.published, what="all frames delivered")
+    # frames before the subscription matched may be lost; those that arrived are in order, rgb8
+    values = [np.frombuffer(bytes(m.data), np.uint8)[0] for m in got]
+    assert camera.published == 3 and values == sorted(values)
+    assert all((m.encoding, m.width, m.height, m.header.frame_id) == ("rgb8", 8, 6, "camera") for m in got)
+
+
+def test_demo_records_labels_overlays_and_a_summary(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "3",
+                      "--rate", "10", "--output", str(out), "--timeout", "120"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] >= 3 and summary["latency_ms_median"] > 0
+    assert [c["name"] for c in summary["classes"]] == [n.strip() for n in demo.parse_args([]).classes.split(",")]
+    labels = sorted((out / "labels").glob("*.png"))
+    assert len(labels) >= 3
+    sizes = {PILImage.open(p).size for p in labels}
+    assert sizes <= {(320, 320), (320, 213)}  # the sample images' sizes: labels at input resolution
+    ids = {c["id"] for c in summary["classes"]}
+    assert set(np.unique(np.asarray(PILImage.open(labels[0])))) <= ids | {0}
+    assert list((out / "overlay").glob("*.png"))
+    printed = capsys.readouterr().out
+    assert "throughput" in printed and "latency" in printed and "meaningless" in printed
+
+
+def test_demo_without_weights_fails_fast_and_says_how_to_get_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = demo.main(["--device", "cpu", "--frames", "1", "--output", str(tmp_path / "x")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "test-tiny" in err and "checkpoint:=" in err
+    assert not (tmp_path / "x" / "summary.json").exists()

@@ -1,0 +1,71 @@
+"""The real engine wrapper with the TEST-ONLY tiny random model: construction, classes, a frame,
+and the node end to end on it (labels only mean something with real weights)."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from messages import make_image, random_rgb
+from rns_ros.core.adapter import AdapterConfig
+from rns_ros.ros.engine import EngineConfig, build_engine
+from rns_ros.ros.node import RnsNode
+
+TINY = EngineConfig(backbone="test-tiny", device="cpu", adapter=AdapterConfig(steps=5))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return build_engine(TINY)
+
+
+def test_classes_are_added_all_or_nothing(engine):
+    ids = engine.add_classes(["cat", "dog"], ["a photo of a cat", ""])
+    entries = engine.classes()
+    assert [e.id for e in entries] == ids and [e.name for e in entries] == ["cat", "dog"]
+    assert entries[0].description == "a photo of a cat" and entries[1].description == ""
+    assert all(e.has_text and e.exemplar_ids == () for e in entries)
+    version = engine.support_version()
+    for names, descriptions, match in [(["bird", "cat"], [], "already exists"), (["x", "x"], [], "listed twice"),
+                                       (["  "], [], "non-empty"), (["bird"], ["a", "b"], "one per name")]:
+        with pytest.raises(ValueError, match=match):
+            engine.add_classes(names, descriptions)
+    assert engine.classes() == entries and engine.support_version() == version  # refused: nothing changed
+
+
+def test_segment_gives_input_sized_labels_from_existing_classes(engine):
+    rgb = random_rgb(45, 70, seed=1)
+    result = engine.segment(rgb)
+    ids = {e.id for e in engine.classes()}
+    assert result.labels.shape == (45, 70) and result.labels.dtype == np.int32
+    assert set(np.unique(result.labels)) <= ids
+    assert result.confidence.shape == (45, 70) and result.confidence.dtype == np.float32
+    assert (result.confidence >= 1.0 / len(ids) - 1e-5).all() and (result.confidence <= 1.0 + 1e-6).all()
+    assert result.support_version == engine.support_version()
+    assert engine.device == "cpu" and engine.device_warning is None and "test-tiny" in engine.backbone_identity
+
+
+def test_adapter_settings_change_between_frames(engine):
+    engine.set_adapter_config(replace(TINY.adapter, steps=2))
+    assert engine.segmenter.adapter.config.steps == 2
+    assert engine.segment(random_rgb(20, 20)).labels.shape == (20, 20)
+
+
+def test_node_on_the_tiny_model_end_to_end(ros):
+    node = ros.add(RnsNode(context=ros.context, parameter_overrides=[
+        Parameter("backbone", value="test-tiny"), Parameter("device", value="cpu"),
+        Parameter("classes", value=["road", "sky", "tree"]), Parameter("adapter.steps", value=5)]))
+    assert node.autostart_error is None
+    helper = ros.node("helper")
+    labels = []
+    helper.create_subscription(Image, "/rns/labels", labels.append, 10)
+    pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
+    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count())
+    pub.publish(make_image(random_rgb(48, 64, seed=9), "rgb8", stamp=(3, 4)))
+    ros.wait_for(lambda: labels, timeout=30, what="labels from the tiny model")
+    out = labels[0]
+    assert (out.height, out.width, out.encoding, out.header.stamp.sec) == (48, 64, "mono8", 3)
+    got = set(np.unique(np.frombuffer(bytes(out.data), np.uint8)))
+    assert got <= {e.id for e in node.engine.classes()}
