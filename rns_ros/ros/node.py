@@ -27,12 +27,17 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
+from geometry_msgs.msg import PointStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.service import Service
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from sensor_msgs.msg import Image
+from std_srvs.srv import SetBool
 
+from rns_ros import srv
 from rns_ros.msg import ClassMap
 from rns_ros.ros import interfaces, params
 from rns_ros.ros.conversions import (FrameError, confidence_to_image, image_to_rgb, labels_to_image,
@@ -41,6 +46,8 @@ from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.mailbox import FrameMailbox
 from rns_ros.ros.spinning import stop_executor
 from rns_ros.ros.stats import PipelineStats
+from rns_ros.ros.teach_by_click import ClickTeacher
+from rns_ros.ros.teaching import Teacher, default_memory_dir, prompt_masker_factory
 from rns_ros.ros.visualization import color_table, overlay
 
 NODE_NAME = "rns"
@@ -95,6 +102,9 @@ class RnsNode(LifecycleNode):
         self._max_class_id = 0
         self._last_warning = 0.0
         self.autostart_error: str | None = None
+        self.teacher: Teacher | None = None  # teaching services (docs/teaching.md), set on configure
+        self._latest_image: Image | None = None  # newest camera frame, for teaching from "now"
+        self._teaching_handles: list = []
         if self.node_config.autostart:
             self._autostart()
 
@@ -158,13 +168,23 @@ class RnsNode(LifecycleNode):
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
+        teacher = self._make_teacher(engine)
         try:
-            if self.node_config.classes:
-                engine.add_classes(list(self.node_config.classes))
+            teacher.restore()  # the saved memory first; then the initial classes it lacks
+            for problem in teacher.load_problems:
+                self.get_logger().error(f"support memory: {problem}")
+            with engine.lock:
+                known = {e.name for e in engine.classes()}
+                missing = [n for n in self.node_config.classes if n not in known]
+                if missing:
+                    engine.add_classes(missing)
+                    teacher.save()
         except Exception as exc:
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine = engine
+        self.teacher = teacher
+        self._create_teaching_interfaces(teacher)
         self._pubs = {
             "labels": self.create_lifecycle_publisher(Image, "~/labels", OUTPUT_QOS),
             "confidence": self.create_lifecycle_publisher(Image, "~/confidence", OUTPUT_QOS),
@@ -227,8 +247,43 @@ class RnsNode(LifecycleNode):
             self._worker = None
         self._mailbox.clear()
 
+    def _make_teacher(self, engine) -> Teacher:
+        logger = self.get_logger()
+        return Teacher(engine, memory_dir=self.node_config.memory_dir or default_memory_dir(self.get_name()),
+                       latest_frame=lambda: self._latest_image,
+                       masker=prompt_masker_factory(engine, self.engine_config.proposals),
+                       on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
+                       log_error=logger.error, log_info=logger.info,
+                       max_image_pixels=self.node_config.max_image_pixels)
+
+    def _create_teaching_interfaces(self, teacher: Teacher) -> None:
+        """~/add_classes ... ~/enable and ~/click (reentrant: a slow SAM 2 prompt blocks no frame)."""
+        group = ReentrantCallbackGroup()
+        for srv_type, name, handler in (
+                (srv.AddClasses, "~/add_classes", teacher.add_classes),
+                (srv.RemoveClasses, "~/remove_classes", teacher.remove_classes),
+                (srv.AddExemplar, "~/add_exemplar", teacher.add_exemplar),
+                (srv.RemoveExemplars, "~/remove_exemplars", teacher.remove_exemplars),
+                (srv.ListClasses, "~/list_classes", teacher.list_classes),
+                (srv.SaveSupport, "~/save_support", teacher.save_support),
+                (srv.LoadSupport, "~/load_support", teacher.load_support),
+                (srv.Segment, "~/segment", teacher.segment),
+                (SetBool, "~/enable", teacher.enable)):
+            self._teaching_handles.append(self.create_service(srv_type, name, handler, callback_group=group))
+        logger = self.get_logger()
+        clicks = ClickTeacher(teacher, lambda: self.node_config.teach_class, logger.info, logger.warning)
+        self._teaching_handles.append(self.create_subscription(PointStamped, "~/click", clicks.on_click, 10,
+                                                               callback_group=group))
+
     def _release(self) -> None:
         """Destroy publishers and timer, free the engine."""
+        for handle in self._teaching_handles:
+            if isinstance(handle, Service):
+                self.destroy_service(handle)
+            else:
+                self.destroy_subscription(handle)
+        self._teaching_handles = []
+        self.teacher = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -251,6 +306,9 @@ class RnsNode(LifecycleNode):
     # ------------------------------------------------------------------ frames
     def _on_image(self, msg: Image) -> None:
         start = time.monotonic()
+        self._latest_image = msg
+        if self.teacher is not None and not self.teacher.processing_enabled:
+            return  # paused by ~/enable: keep the frame for teaching, segment nothing
         replaced = self._mailbox.put((msg, start))
         self.stats.frame_arrived(replaced)
         self.stats.callback_took(time.monotonic() - start)
@@ -348,6 +406,11 @@ class RnsNode(LifecycleNode):
             if engine.device_warning:
                 level = DiagnosticStatus.WARN
                 problems.append("running on the CPU fallback")
+        if self.teacher is not None:
+            extra.update(self.teacher.diagnostics())
+            if self.teacher.load_problems or self.teacher.last_save_error:
+                level = DiagnosticStatus.WARN
+                problems.append("support memory problem (see memory_* values)")
         if self._active and snap.seconds_since_input > NO_INPUT_WARN_S:
             level = DiagnosticStatus.WARN
             problems.append(f"no image on {self._subscription.topic_name if self._subscription else 'image'}")

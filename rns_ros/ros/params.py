@@ -33,6 +33,8 @@ class NodeConfig:
     overlay_alpha: float = 0.5  # class colour weight in ~/overlay
     diagnostics_period_s: float = 1.0  # /diagnostics publishing period
     max_image_pixels: int = 16_777_216  # larger frames are dropped (counted) instead of exhausting memory
+    memory_dir: str = ""  # support memory directory, saved on every change ('' = $ROS_HOME/rns_ros/<node>)
+    teach_class: str = ""  # class that clicks on ~/click teach ('' = clicks are ignored)
 
     def __post_init__(self):
         if self.image_qos not in IMAGE_QOS:
@@ -86,6 +88,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_image_pixels", "node", "max_image_pixels",
               "Frames with more pixels are dropped (counted, reason logged).", runtime=True,
               range=(1, 2**31 - 1)),
+    ParamSpec("memory_dir", "node", "memory_dir",
+              "Directory of the support memory: restored on configure, saved atomically after every "
+              "teaching change. '' = $ROS_HOME/rns_ros/<node name> (ROS_HOME defaults to ~/.ros)."),
+    ParamSpec("teach_class", "node", "teach_class",
+              "Class that a click on ~/click (geometry_msgs/PointStamped) teaches through a SAM 2 point "
+              "prompt on the latest frame; created if missing. '' = clicks are ignored.", runtime=True),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16 (needs its weights, see docs/ros.md), "

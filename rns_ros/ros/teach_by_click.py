@@ -1,0 +1,49 @@
+"""Teach by click: a clicked pixel (geometry_msgs/PointStamped on ~/click, e.g. from an image view
+tool) becomes an exemplar of the class named by the `teach_class` parameter, through a SAM 2
+point prompt on the latest camera frame.
+
+    ros2 param set /rns teach_class "my mug"
+    ros2 topic pub --once /rns/click geometry_msgs/msg/PointStamped "{point: {x: 320, y: 240}}"
+
+`click_request` builds the same AddExemplar request that ~/add_exemplar takes (empty image = the
+latest frame, one positive point, create_class=true), so a click is checked, applied, saved and
+answered exactly like a service call; `ClickTeacher.on_click` logs the outcome.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from geometry_msgs.msg import Point32, PointStamped
+
+from rns_ros.srv import AddExemplar
+
+
+def click_request(click: PointStamped, class_name: str) -> AddExemplar.Request:
+    """AddExemplar request: latest frame, one positive point at the click's (x, y), create the class."""
+    request = AddExemplar.Request(class_name=class_name, create_class=True)
+    request.points = [Point32(x=float(click.point.x), y=float(click.point.y), z=0.0)]
+    request.point_labels = [True]
+    return request
+
+
+class ClickTeacher:
+    """Turns clicks into `teacher.add_exemplar` calls for the class `class_name()` names."""
+
+    def __init__(self, teacher, class_name: Callable[[], str], log_info: Callable[[str], None],
+                 log_warning: Callable[[str], None]):
+        self.teacher = teacher
+        self.class_name = class_name
+        self.log_info = log_info
+        self.log_warning = log_warning
+        self.last_response: AddExemplar.Response | None = None
+
+    def on_click(self, click: PointStamped) -> AddExemplar.Response | None:
+        name = self.class_name().strip()
+        if not name:
+            self.log_warning("click ignored: set the teach_class parameter to the class the clicks teach")
+            return None
+        response = self.teacher.add_exemplar(click_request(click, name), AddExemplar.Response())
+        self.last_response = response
+        text = f"click at ({click.point.x:.0f}, {click.point.y:.0f}) for {name!r}: {response.message}"
+        (self.log_info if response.success else self.log_warning)(text)
+        return response
