@@ -86,6 +86,8 @@ def test_bad_names_are_refused(tmp_path):
         build_backbone("vit-huge")
     with pytest.raises(ValueError, match="no pretrained weights"):
         build_backbone("test-tiny", pretrained="laion2b_s34b_b88k")
+    with pytest.raises(ValueError, match="needs weights"):
+        build_backbone("openclip:ViT-B-16")
     with pytest.raises(FileNotFoundError, match="missing.bin"):
         build_backbone("openclip-vit-b16", checkpoint=str(tmp_path / "missing.bin"))
 

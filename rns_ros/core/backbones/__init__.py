@@ -55,7 +55,7 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
                    checkpoint: str | None = None, pretrained: str | None = None,
                    precision: str = "fp32", seed: int = 0,
                    resolution: ResolutionConfig | None = None,
-                   cache_dir: str | None = None) -> DenseBackbone:
+                   cache_dir: str | None = None, random_weights: bool = False) -> DenseBackbone:
     """Build a dense backbone from a preset name (see `BACKBONE_PRESETS`) or `"openclip:<ARCH>"`.
 
     Args:
@@ -65,9 +65,11 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
         pretrained: open_clip pretrained tag overriding the preset's default (fetched from the
             Hugging Face cache, or downloaded when the hub is reachable).
         precision: "fp32" (default), "bf16" (CPU or CUDA) or "fp16" (CUDA only): autocast dtype.
-        seed: random-weight seed of test-only presets; ignored otherwise.
+        seed: seed of random weights (test-only presets, or random_weights=True).
         resolution: preprocessing protocol overriding the preset's.
         cache_dir: Hugging Face cache directory (default: the hub's own default).
+        random_weights: build a weights-needing preset untrained (seeded by `seed`), for
+            compute-only benchmarks; its predictions are meaningless.
 
     Raises:
         ValueError: unknown name/tag/precision. FileNotFoundError: missing checkpoint file.
@@ -101,6 +103,8 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
         quick_gelu, mean, std = False, oc.CLIP_MEAN, oc.CLIP_STD
         if ckpt is not None:
             weights_file = str(ckpt)
+        elif random_weights:
+            weights_file, weights_id = None, f"random-seed{seed}"
         elif tag is None:
             raise ValueError(f"backbone {name!r} needs weights: pass pretrained=<open_clip tag> or "
                              "checkpoint=<file>")
@@ -112,7 +116,9 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
             weights_file = resolve_hub_weights(repo_id, filenames, cache_dir=cache_dir)
             quick_gelu = bool(cfg.get("quick_gelu", False))
             mean, std = cfg.get("mean", mean), cfg.get("std", std)
-        model, tokenizer = oc.create_openclip(preset.model, weights_file, quick_gelu=quick_gelu)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # only matters for random_weights
+            model, tokenizer = oc.create_openclip(preset.model, weights_file, quick_gelu=quick_gelu)
         identity = f"openclip/{preset.model}/{weights_id or tag}"
     return oc.OpenClipBackbone(model.to(device), tokenizer, identity=identity, resolution=resolution,
                                precision=precision, mean=mean, std=std)
