@@ -199,10 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _proposal_config(args):
     from rns_ros.core.proposals import ProposalConfig
 
+    from rns_ros.core.sam2_models import check_checkpoint
+
     kwargs = {"device": args.device, "checkpoint": args.sam_checkpoint}
     if args.sam_model:
         kwargs["model"] = args.sam_model
-    return ProposalConfig(**kwargs)
+    config = ProposalConfig(**kwargs)
+    check_checkpoint(config.model, config.checkpoint)  # fail before loading any model
+    return config
 
 
 def _check_files(specs: list[ExemplarSpec], class_names: list[str]) -> None:

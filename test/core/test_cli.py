@@ -106,6 +106,8 @@ def test_parsers():
     (["--exemplar", "IMG:IMG:green"], "not in --classes"),
     (["--no-text"], "needs at least one exemplar"),
     (["--classes", "a,a"], "more than once"),
+    (["--mode", "region", "--sam-checkpoint", "no-sam.pt"], "no-sam.pt"),
+    (["--mode", "region"], "needs weights"),
 ])
 def test_clear_errors(tmp_path, capsys, extra, message):
     write_image(tmp_path / "x.png")
