@@ -1,0 +1,226 @@
+"""The teaching handlers called directly (no DDS): every annotation format, the latest-frame path,
+versions, refusals that change nothing, save/load, segment, enable."""
+import json
+
+import numpy as np
+import pytest
+from std_srvs.srv import SetBool
+
+from messages import make_image, random_rgb
+from rns_ros.core.persistence import load_memory
+from rns_ros.ros.teaching import Teacher
+from rns_ros.srv import (AddClasses, AddExemplar, ListClasses, LoadSupport, RemoveClasses, RemoveExemplars,
+                         SaveSupport, Segment)
+from teaching_helpers import BoxMasker, exemplar_request, square, tiny_engine
+
+H, W = 40, 56
+
+
+@pytest.fixture
+def setup(tmp_path):
+    engine = tiny_engine()
+    frames = {"latest": None}
+    masker = BoxMasker()
+    changes = []
+    teacher = Teacher(engine, memory_dir=tmp_path / "mem", latest_frame=lambda: frames["latest"],
+                      masker=lambda: masker, on_change=lambda: changes.append(engine.support_version()))
+    return teacher, engine, frames, masker, changes
+
+
+def add_classes(teacher, *names, descriptions=()):
+    return teacher.add_classes(AddClasses.Request(names=list(names), descriptions=list(descriptions)),
+                               AddClasses.Response())
+
+
+def snapshot(teacher):
+    """Everything a refused request must leave alone: class map, version, files on disk."""
+    cmap = teacher.class_map()
+    memory = teacher.engine.segmenter.memory
+    files = sorted(p.name for p in teacher.memory_dir.rglob("*")) if teacher.memory_dir.exists() else []
+    return ([(c.id, c.name, c.description, list(c.exemplar_ids)) for c in cmap.classes], cmap.support_version,
+            memory.num_features, files)
+
+
+def test_add_and_remove_classes_bump_version_save_and_republish(setup):
+    teacher, engine, _, _, changes = setup
+    res = add_classes(teacher, "mug", "my mug", descriptions=["", "a red ceramic mug with a chipped handle"])
+    assert res.success, res.message
+    assert list(res.class_ids) == [1, 2] and "added" in res.message
+    assert [(c.id, c.name, c.description, c.has_text) for c in res.class_map.classes] == [
+        (1, "mug", "", True), (2, "my mug", "a red ceramic mug with a chipped handle", True)]
+    v1 = res.class_map.support_version
+    assert v1 > 0 and changes == [v1]
+    saved, _ = load_memory(teacher.memory_dir)  # autosaved: the directory holds the same classes
+    assert [(c.id, c.name) for c in saved.classes] == [(1, "mug"), (2, "my mug")]
+
+    res = teacher.remove_classes(RemoveClasses.Request(names=["mug"]), RemoveClasses.Response())
+    assert res.success and [c.name for c in res.class_map.classes] == ["my mug"]
+    assert res.class_map.support_version > v1 and changes[-1] == res.class_map.support_version
+    res = add_classes(teacher, "mug")  # the same name again gets a NEW id: ids are never reused
+    assert list(res.class_ids) == [3]
+    assert [(c.id, c.name) for c in load_memory(teacher.memory_dir)[0].classes] == [(2, "my mug"), (3, "mug")]
+
+
+@pytest.mark.parametrize("kind", ["mask", "box", "points", "scribble"])
+def test_add_exemplar_each_annotation_format(setup, kind):
+    teacher, engine, _, masker, _ = setup
+    add_classes(teacher, "cup")
+    rgb = random_rgb(H, W, seed=3)
+    image = make_image(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", pad=3)
+    strokes = square(H, W, 10, 12, 5, 30)
+    ann = {"mask": dict(mask=square(H, W, 5, 25, 10, 40)), "box": dict(box=(10, 5, 40, 25)),
+           "points": dict(points=[(20, 15), (50, 35)], labels=[True, False]),
+           "scribble": dict(scribble=strokes)}[kind]
+    expected = {"mask": square(H, W, 5, 25, 10, 40), "box": square(H, W, 5, 25, 10, 40),
+                "points": square(H, W, 13, 18, 18, 23), "scribble": strokes}[kind]
+    v0 = engine.support_version()
+    res = teacher.add_exemplar(exemplar_request("cup", image, **ann), AddExemplar.Response())
+    assert res.success, res.message
+    assert res.exemplar_id >= 1 and res.class_id == 1 and kind in res.message
+    stored = np.frombuffer(bytes(res.mask.data), np.uint8).reshape(H, W)
+    np.testing.assert_array_equal(stored != 0, expected)
+    assert res.class_map.support_version > v0
+    assert res.class_map.classes[0].exemplar_count == 1 and list(res.class_map.classes[0].exemplar_ids) == [
+        res.exemplar_id]
+    # SAM 2 was asked exactly for the prompted formats, with the request's prompt
+    assert [c[0] for c in masker.calls] == ([] if kind == "mask" else [kind])
+    if kind == "points":
+        assert masker.calls[0][1:] == ([[20.0, 15.0], [50.0, 35.0]], [1, 0])
+    raw = engine.segmenter.memory.exemplar(res.exemplar_id)  # the image was decoded bgr8 -> rgb
+    np.testing.assert_array_equal(raw.image, rgb)
+    np.testing.assert_array_equal(raw.labels, expected.astype(np.int64))
+
+
+def test_latest_frame_path_and_create_class(setup):
+    teacher, engine, frames, _, _ = setup
+    req = exemplar_request("my mug", mask=square(H, W, 0, 10, 0, 10), create_class=True)
+    res = teacher.add_exemplar(req, AddExemplar.Response())
+    assert not res.success and "no camera frame seen yet" in res.message and engine.classes() == []
+    rgb = random_rgb(H, W, seed=5)
+    frames["latest"] = make_image(rgb, "rgb8")
+    res = teacher.add_exemplar(req, AddExemplar.Response())
+    assert res.success, res.message
+    assert [(c.name, c.has_text, c.exemplar_count) for c in res.class_map.classes] == [("my mug", False, 1)]
+    np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, rgb)
+
+
+def test_remove_exemplars_by_id_and_by_class(setup):
+    teacher, engine, _, _, _ = setup
+    add_classes(teacher, "a", "b")
+    image = make_image(random_rgb(H, W), "rgb8")
+    ids = [teacher.add_exemplar(exemplar_request(n, image, mask=square(H, W, 0, 20, 0, 20)),
+                                AddExemplar.Response()).exemplar_id for n in ("a", "a", "b")]
+    res = teacher.remove_exemplars(RemoveExemplars.Request(exemplar_ids=[ids[0]]), RemoveExemplars.Response())
+    assert res.success and res.removed_count == 1
+    assert {c.name: list(c.exemplar_ids) for c in res.class_map.classes} == {"a": [ids[1]], "b": [ids[2]]}
+    res = teacher.remove_exemplars(RemoveExemplars.Request(class_name="b"), RemoveExemplars.Response())
+    assert res.success and res.removed_count == 1
+    assert {c.name: c.exemplar_count for c in res.class_map.classes} == {"a": 1, "b": 0}
+    assert engine.segmenter.memory.num_features == 1
+
+
+def test_refusals_give_reasons_and_change_nothing(setup):
+    teacher, engine, frames, _, _ = setup
+    add_classes(teacher, "cup", "plate")
+    image = make_image(random_rgb(H, W), "rgb8")
+    teacher.add_exemplar(exemplar_request("cup", image, mask=square(H, W, 0, 9, 0, 9)), AddExemplar.Response())
+    before = snapshot(teacher)
+    ok_mask = square(H, W, 2, 8, 2, 8)
+    cases = [
+        ("unknown class", exemplar_request("bowl", image, mask=ok_mask), "unknown class"),
+        ("all-zero mask", exemplar_request("cup", image, mask=np.zeros((H, W))), "all zero"),
+        ("size mismatch", exemplar_request("cup", image, mask=np.ones((H, W + 1))), "same size"),
+        ("box outside", exemplar_request("cup", image, box=(10, 5, W + 1, 20)), "inside"),
+        ("box min>max", exemplar_request("cup", image, box=(30, 5, 10, 20)), "min < max"),
+        ("box 3 numbers", exemplar_request("cup", image, box=(1, 2, 3)), "4 finite"),
+        ("points outside", exemplar_request("cup", image, points=[(5, 5), (W, 3)]), "outside"),
+        ("mismatched labels", exemplar_request("cup", image, points=[(5, 5)], labels=[True, False]),
+         "point_labels"),
+        ("only negative points", exemplar_request("cup", image, points=[(5, 5)], labels=[False]), "positive"),
+        ("no annotation", exemplar_request("cup", image), "exactly one"),
+        ("two annotations", exemplar_request("cup", image, mask=ok_mask, box=(0, 0, 5, 5)), "exactly one"),
+        ("unsupported image encoding", exemplar_request("cup", make_image(np.zeros((H, W), np.float32)
+                                                                          .view(np.uint8).reshape(H, W, 4),
+                                                                          "32FC1"), mask=ok_mask), "32FC1"),
+        ("unsupported mask encoding", exemplar_request("cup", image), "mono8"),
+        ("no frame yet", exemplar_request("cup", mask=ok_mask), "no camera frame"),
+        ("empty class name", exemplar_request("", image, mask=ok_mask), "class_name is empty"),
+    ]
+    cases[12][1].mask = make_image(np.full((H, W, 3), 255, np.uint8), "rgb8")
+    for what, req, reason in cases:
+        res = teacher.add_exemplar(req, AddExemplar.Response())
+        assert not res.success and res.message.startswith("refused") and reason in res.message, (what, res.message)
+        assert res.exemplar_id == 0 and len(res.class_map.classes) == 2, what
+        assert snapshot(teacher) == before, what
+    for req, reason in [(AddClasses.Request(names=["cup"]), "already exists"),
+                        (AddClasses.Request(names=["x", "x"]), "listed twice"),
+                        (AddClasses.Request(names=["x", ""]), "non-empty"),
+                        (AddClasses.Request(names=[]), "no class names"),
+                        (AddClasses.Request(names=["x"], descriptions=["a", "b"]), "one per name")]:
+        res = teacher.add_classes(req, AddClasses.Response())
+        assert not res.success and reason in res.message and snapshot(teacher) == before, res.message
+    for req, reason in [(RemoveClasses.Request(names=["cup", "bowl"]), "unknown class"),
+                        (RemoveClasses.Request(names=["cup", "cup"]), "twice"),
+                        (RemoveClasses.Request(names=[]), "no class names")]:
+        res = teacher.remove_classes(req, RemoveClasses.Response())
+        assert not res.success and reason in res.message and snapshot(teacher) == before, res.message
+    for req, reason in [(RemoveExemplars.Request(exemplar_ids=[1, 99]), "unknown exemplar"),
+                        (RemoveExemplars.Request(class_name="bowl"), "unknown class"),
+                        (RemoveExemplars.Request(class_name="plate"), "no exemplars"),
+                        (RemoveExemplars.Request(), "nothing to remove")]:
+        res = teacher.remove_exemplars(req, RemoveExemplars.Response())
+        assert not res.success and reason in res.message and snapshot(teacher) == before, res.message
+    res = teacher.load_support(LoadSupport.Request(directory="/nonexistent/memory"), LoadSupport.Response())
+    assert not res.success and "cannot load" in res.message and snapshot(teacher) == before
+    res = teacher.segment(Segment.Request(image=make_image(np.zeros((4, 4), np.uint16), "mono16")),
+                          Segment.Response())
+    assert not res.success and "mono16" in res.message
+
+
+def test_save_load_segment_and_enable(setup, tmp_path):
+    teacher, engine, _, _, changes = setup
+    add_classes(teacher, "wall")
+    image = make_image(random_rgb(H, W, seed=8), "rgb8")
+    eid = teacher.add_exemplar(exemplar_request("wall", image, mask=square(H, W, 0, 30, 0, 30)),
+                               AddExemplar.Response()).exemplar_id
+    res = teacher.save_support(SaveSupport.Request(directory=str(tmp_path / "backup")), SaveSupport.Response())
+    assert res.success and res.directory == str(tmp_path / "backup")
+    assert json.loads((tmp_path / "backup" / "memory.json").read_text())["classes"][0]["name"] == "wall"
+
+    teacher.remove_classes(RemoveClasses.Request(names=["wall"]), RemoveClasses.Response())
+    add_classes(teacher, "floor")
+    version = engine.support_version()
+    res = teacher.load_support(LoadSupport.Request(directory=str(tmp_path / "backup")), LoadSupport.Response())
+    assert res.success, res.message
+    assert [(c.id, c.name, list(c.exemplar_ids)) for c in res.class_map.classes] == [(1, "wall", [eid])]
+    assert res.class_map.support_version > version  # loading never moves the version back
+    assert [c.name for c in load_memory(teacher.memory_dir)[0].classes] == ["wall"]  # and autosaved
+
+    res = teacher.segment(Segment.Request(image=image), Segment.Response())
+    assert res.success and (res.labels.height, res.labels.width, res.labels.encoding) == (H, W, "mono8")
+    # one class: argmax over a single column labels every pixel with it
+    assert set(np.frombuffer(bytes(res.labels.data), np.uint8).tolist()) == {1}
+    assert res.confidence.encoding == "32FC1" and [c.name for c in res.class_map.classes] == ["wall"]
+
+    res = teacher.enable(SetBool.Request(data=False), SetBool.Response())
+    assert res.success and not teacher.processing_enabled and "paused" in res.message
+    assert teacher.enable(SetBool.Request(data=True), SetBool.Response()).success and teacher.processing_enabled
+    res = teacher.list_classes(ListClasses.Request(), ListClasses.Response())
+    assert res.success and [c.name for c in res.class_map.classes] == ["wall"]
+
+
+def test_personalised_class_coexists_with_its_generic_class(setup):
+    teacher, engine, _, _, _ = setup
+    add_classes(teacher, "mug")
+    rgb = random_rgb(H, W, seed=11)
+    image = make_image(rgb, "rgb8")
+    res = teacher.add_exemplar(exemplar_request("my mug", image, mask=square(H, W, 0, H, 0, W // 2),
+                                                create_class=True), AddExemplar.Response())
+    assert res.success, res.message
+    classes = {c.name: c for c in res.class_map.classes}
+    assert set(classes) == {"mug", "my mug"} and classes["mug"].id != classes["my mug"].id
+    assert classes["mug"].has_text and not classes["my mug"].has_text and classes["my mug"].exemplar_count == 1
+    out = teacher.segment(Segment.Request(image=image), Segment.Response())
+    labels = np.frombuffer(bytes(out.labels.data), np.uint8)
+    assert set(labels.tolist()) <= {classes["mug"].id, classes["my mug"].id}
+    assert [c.name for c in out.class_map.classes] == ["mug", "my mug"]
