@@ -1,0 +1,157 @@
+"""Teaching services on real topics/services (in-process DDS, tiny random models, test-tiny SAM 2):
+round trips, the next frame's labels and class map, teach by click, and no frame mixing classes."""
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import PointStamped
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_srvs.srv import SetBool
+
+from messages import make_image, random_rgb
+from rns_ros.msg import ClassMap
+from rns_ros.ros.node import RnsNode
+from rns_ros.srv import AddClasses, AddExemplar, RemoveClasses
+from teaching_helpers import call, exemplar_request, square, tiny_engine
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+H, W = 48, 64
+
+
+def start(ros, tmp_path, classes="a", engine=None, **overrides):
+    engine = engine or tiny_engine()
+    node = ros.add(RnsNode(engine_factory=lambda cfg: engine, context=ros.context, parameter_overrides=[
+        Parameter("classes", value=classes), Parameter("memory_dir", value=str(tmp_path / "mem")),
+        Parameter("regions.model", value="test-tiny"), Parameter("device", value="cpu"),
+        *(Parameter(k, value=v) for k, v in overrides.items())]))
+    assert node.autostart_error is None
+    return node, engine
+
+
+def labels_of(msg):
+    return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+
+
+def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
+    node, engine = start(ros, tmp_path)
+    helper = ros.node("helper")
+    labels, maps = [], []
+    helper.create_subscription(Image, "/rns/labels", labels.append, 10)
+    helper.create_subscription(ClassMap, "/rns/class_map", maps.append, LATCHED)
+    pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
+    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count()
+                 and maps, what="discovery")
+    frame = make_image(random_rgb(H, W, seed=2), "rgb8")
+
+    def next_labels():
+        n = len(labels)
+        pub.publish(frame)
+        ros.wait_for(lambda: len(labels) > n, timeout=20, what="labels")
+        return labels_of(labels[-1])
+
+    assert set(next_labels().ravel().tolist()) == {1}  # one class: every pixel is "a"
+    add = helper.create_client(AddClasses, "/rns/add_classes")
+    remove = helper.create_client(RemoveClasses, "/rns/remove_classes")
+    v0 = maps[-1].support_version
+    res = call(ros, add, AddClasses.Request(names=["b"]))
+    assert res.success and list(res.class_ids) == [2] and res.class_map.support_version > v0
+    ros.wait_for(lambda: maps[-1].support_version == res.class_map.support_version, what="class map republished")
+    res = call(ros, remove, RemoveClasses.Request(names=["a"]))
+    assert res.success and [c.name for c in res.class_map.classes] == ["b"]
+    ros.wait_for(lambda: [c.name for c in maps[-1].classes] == ["b"], what="class map without a")
+    assert set(next_labels().ravel().tolist()) == {2}  # the next frame only knows "b"
+
+    # exemplars through the real (test-tiny, random) SAM 2: box, points, scribble, and the latest frame
+    teach = helper.create_client(AddExemplar, "/rns/add_exemplar")
+    for kind, ann in [("box", dict(box=(8, 8, 40, 30))), ("points", dict(points=[(20, 20), (50, 40)],
+                                                                          labels=[True, False])),
+                      ("scribble", dict(scribble=square(H, W, 15, 17, 10, 40)))]:
+        version = maps[-1].support_version
+        res = call(ros, teach, exemplar_request("b", **ann))  # no image: the latest camera frame
+        assert res.success, (kind, res.message)
+        mask = labels_of(res.mask) != 0
+        assert mask.shape == (H, W) and mask.any() and res.class_id == 2
+        assert res.class_map.support_version > version
+        np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).labels, mask * 2)
+    assert maps[-1].classes[0].exemplar_count == 3 or ros.wait_for(
+        lambda: maps[-1].classes[0].exemplar_count == 3, what="exemplar count in the class map")
+
+    enable = helper.create_client(SetBool, "/rns/enable")
+    assert call(ros, enable, SetBool.Request(data=False)).success
+    n = len(labels)
+    pub.publish(frame)
+    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    time.sleep(0.3)
+    assert len(labels) == n and node.engine is not None  # paused, models kept
+    assert call(ros, enable, SetBool.Request(data=True)).success
+    assert next_labels().shape == (H, W)
+
+
+def test_teach_by_click_uses_the_latest_frame_and_teach_class(ros, tmp_path):
+    node, engine = start(ros, tmp_path, teach_class="my mug")
+    helper = ros.node("helper")
+    pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
+    clicks = helper.create_publisher(PointStamped, "/rns/click", 10)
+    ros.wait_for(lambda: pub.get_subscription_count() and clicks.get_subscription_count(), what="discovery")
+    rgb = random_rgb(H, W, seed=4)
+    pub.publish(make_image(rgb, "rgb8"))
+    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    click = PointStamped()
+    click.point.x, click.point.y = 30.0, 20.0
+    clicks.publish(click)
+    ros.wait_for(lambda: any(e.name == "my mug" and e.exemplar_ids for e in engine.classes()), timeout=20,
+                 what="exemplar taught by click")
+    entry = next(e for e in engine.classes() if e.name == "my mug")
+    raw = engine.segmenter.memory.exemplar(entry.exemplar_ids[0])
+    np.testing.assert_array_equal(raw.image, rgb)
+    assert {e.name for e in engine.classes()} == {"a", "my mug"}  # next to the existing class
+
+
+def test_a_change_during_a_frame_never_mixes_old_and_new_classes(ros, tmp_path):
+    """The frame paints its top half with the newest class, waits, then paints the bottom half with
+    the newest class again: without the lock, a change landing in between would split the image."""
+    engine = tiny_engine()
+    seen = []
+
+    def slow_segment(rgb, _real=engine.segmenter.segment):
+        out = _real(rgb)
+        first = max(engine.segmenter.memory.class_ids)
+        time.sleep(0.15)
+        last = max(engine.segmenter.memory.class_ids)
+        out.labels[: rgb.shape[0] // 2] = first
+        out.labels[rgb.shape[0] // 2:] = last
+        seen.append((first, last))
+        return out
+
+    engine.segmenter.segment = slow_segment
+    node, _ = start(ros, tmp_path, engine=engine)
+    helper = ros.node("helper")
+    labels = []
+    helper.create_subscription(Image, "/rns/labels", labels.append, 10)
+    pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
+    add = helper.create_client(AddClasses, "/rns/add_classes")
+    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count()
+                 and add.service_is_ready(), what="discovery")
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            pub.publish(make_image(random_rgb(16, 16), "rgb8"))
+            time.sleep(0.02)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        for i in range(4):  # requests land at arbitrary moments of the frames
+            ros.wait_for(lambda: len(seen) > i, timeout=20, what="a frame in flight")
+            assert call(ros, add, AddClasses.Request(names=[f"c{i}"])).success
+        ros.wait_for(lambda: len(seen) > 6, timeout=20, what="more frames")
+    finally:
+        stop.set()
+        streamer.join()
+    assert all(first == last for first, last in seen), seen
+    assert len({first for first, _ in seen}) >= 2  # the classes did change while streaming
+    for msg in labels:
+        assert len(np.unique(labels_of(msg))) == 1
