@@ -169,6 +169,7 @@ def plot_results(results: dict, out: Path) -> list[Path]:
                         ax.axhline(ys[0], linestyle="--", color="gray", label=method)
                     else:
                         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+                ax.set_xticks(sorted({r["shots"] for r in sel if r["shots"] > 0}))
                 ax.set_xlabel("B (support images per class)")
                 ax.set_ylabel("mIoU (%)")
                 ax.set_title(f"{dataset}: {setting}{suffix}")
@@ -192,9 +193,13 @@ def plot_results(results: dict, out: Path) -> list[Path]:
                     else:
                         continue
                     curves[(r["method"], r["shots"])].append((frac, r["miou_mean"]))
-                for (method, shots), pts in sorted(curves.items(), key=lambda kv: tuple(map(str, kv[0]))):
+                methods = sorted({m for m, _ in curves})
+                shots_list = sorted({b for _, b in curves})
+                for (method, shots), pts in sorted(curves.items(), key=lambda kv: (kv[0][0], kv[0][1])):
                     xs, ys = zip(*sorted(pts))
-                    ax.plot(xs, ys, marker="o", label=f"{method} B={shots}")
+                    ax.plot(xs, ys, marker="o", color=f"C{methods.index(method) % 10}",
+                            linestyle=("-", "--", ":", "-.")[shots_list.index(shots) % 4],
+                            label=f"{method} B={shots}")
                 what = "visual support" if kind == "partial-visual" else "class names"
                 ax.set_xlabel(f"fraction of classes without {what}")
                 ax.set_ylabel("mIoU (%)")
