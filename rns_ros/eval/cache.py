@@ -67,6 +67,10 @@ class FeatureCache:
         ident = _digest(self.identity + ("|" + extra_identity if extra_identity else ""))
         return self.root / kind / ident / _safe(namespace) / f"{_safe(image_id)}.pt"
 
+    def exists(self, kind: str, namespace: str, image_id: str, extra_identity: str = "") -> bool:
+        """Whether an entry file is on disk (its key is checked only when it is read)."""
+        return self.path(kind, namespace, image_id, extra_identity).exists()
+
     def _key(self, kind: str, namespace: str, image_id: str, extra_identity: str) -> dict:
         return {"version": FORMAT_VERSION, "identity": self.identity, "extra": extra_identity,
                 "kind": kind, "namespace": namespace, "image_id": image_id}

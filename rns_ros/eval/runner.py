@@ -139,11 +139,19 @@ class DatasetRun:
         return region_queries(dense, self.partition(image_id, dense))
 
     def extract_test_features(self) -> None:
-        """Fill the cache for every test image (one pass; later passes only read)."""
+        """Fill the cache for every test image (one pass; later passes only read). Entries already
+        on disk are not read here, so a resumed run starts at once."""
+        region = self.config.mode == "region"
         for image_id in tqdm(self.test_ids, desc=f"{self.test.name}: test features",
                              disable=not self.config.progress):
+            key = self._dense_key(image_id)
+            have_dense = self.cache.exists("dense", self.test.image_namespace, key)
+            have_regions = not region or self.cache.exists(
+                "regions", self.test.image_namespace, key, proposer_identity(self.proposer))
+            if have_dense and have_regions:
+                continue
             dense = self.dense(image_id)
-            if self.config.mode == "region":
+            if region:
                 self.partition(image_id, dense)
 
     def support_features(self, image_id: str) -> tuple[torch.Tensor, list[int]]:
@@ -291,11 +299,37 @@ def _save(path: Path, fingerprint: dict, record: dict) -> None:
     atomic_write_bytes(path, lambda f: f.write(data))
 
 
+def _reuse_or_plan(run: DatasetRun, setting: SupportSetting, seed: int, shots: int, methods: list[Method],
+                   support_free: dict[str, dict], records: list[dict]) -> list[Method]:
+    """Append the records that need no work (done before with the same fingerprint, skipped, or
+    support-free and already computed for another B); return the methods left to run."""
+    todo: list[Method] = []
+    for m in methods:
+        fp = run.fingerprint(setting, m, shots, seed)
+        path = _run_path(Path(run.config.out), (run.test.name, setting.name, m.name, shots, seed))
+        done = _load_done(path, fp)
+        skip = _why_not(m, setting)
+        if done is not None:
+            records.append(done)
+            if not m.uses_support:
+                support_free[m.name] = done
+        elif skip:
+            records.append({"dataset": run.test.name, "setting": setting.name, "method": m.name,
+                            "shots": shots, "seed": seed, "mode": run.config.mode,
+                            "status": "skipped", "reason": skip})
+        elif not m.uses_support and m.name in support_free:
+            rec = {**support_free[m.name], "shots": shots}
+            _save(path, fp, rec)
+            records.append(rec)
+        else:
+            todo.append(m)
+    return todo
+
+
 def run_dataset(config: EvalConfig, name: str, backbone, proposer=None,
                 log: Callable[[str], None] = print) -> list[dict]:
     """Every record (one per setting, method, B and seed) of dataset `name`."""
     run = DatasetRun(config, name, backbone, proposer, log)
-    out = Path(config.out)
     run.extract_test_features()
     records: list[dict] = []
     for spec in config.settings:
@@ -305,27 +339,7 @@ def run_dataset(config: EvalConfig, name: str, backbone, proposer=None,
             support_free: dict[str, dict] = {}  # results that do not depend on B
             for shots in (config.shots if setting.uses_visual else (0,)):
                 methods = [build_method(m, options) for m in config.methods]
-                todo: list[Method] = []
-                for m in methods:
-                    fp = run.fingerprint(setting, m, shots, seed)
-                    path = _run_path(out, (run.test.name, setting.name, m.name, shots, seed))
-                    done = _load_done(path, fp)
-                    skip = _why_not(m, setting)
-                    if done is not None:
-                        records.append(done)
-                        if not m.uses_support:
-                            support_free[m.name] = done
-                    elif skip:
-                        rec = {"dataset": run.test.name, "setting": setting.name, "method": m.name,
-                               "shots": shots, "seed": seed, "mode": config.mode,
-                               "status": "skipped", "reason": skip}
-                        records.append(rec)
-                    elif not m.uses_support and m.name in support_free:
-                        rec = {**support_free[m.name], "shots": shots}
-                        _save(path, fp, rec)
-                        records.append(rec)
-                    else:
-                        todo.append(m)
+                todo = _reuse_or_plan(run, setting, seed, shots, methods, support_free, records)
                 if not todo:
                     continue
                 sample = run.sample(shots, seed) if shots > 0 else None
@@ -334,16 +348,16 @@ def run_dataset(config: EvalConfig, name: str, backbone, proposer=None,
                 state = run.score(todo, memory, desc)
                 for m in todo:
                     rec = run.record(setting, m, shots, seed, sample if m.uses_support else None, state[m.name])
-                    if rec["status"] == "error":
-                        log(f"[rns-eval] {desc} {m.name}: {rec['reason']}")
-                    else:
-                        _save(_run_path(out, (run.test.name, setting.name, m.name, shots, seed)),
-                              run.fingerprint(setting, m, shots, seed), rec)
-                        if not m.uses_support:
-                            support_free[m.name] = rec
                     records.append(rec)
-                    if rec.get("miou") is not None:
-                        log(f"[rns-eval] {desc} {m.name}: mIoU {rec['miou']:.2f}")
+                    if rec["status"] == "error":  # not saved: a re-run tries again
+                        log(f"[rns-eval] {desc} {m.name}: {rec['reason']}")
+                        continue
+                    _save(_run_path(Path(config.out), (run.test.name, setting.name, m.name, shots, seed)),
+                          run.fingerprint(setting, m, shots, seed), rec)
+                    if not m.uses_support:
+                        support_free[m.name] = rec
+                    log(f"[rns-eval] {desc} {m.name}: mIoU {rec['miou']:.2f}" if rec["miou"] is not None
+                        else f"[rns-eval] {desc} {m.name}: no class scored")
     return records
 
 
