@@ -52,7 +52,7 @@ def _cmake_build_and_stage(build_dir: Path, stage_dir: Path) -> None:
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     _run(["cmake", ROOT, f"-DCMAKE_INSTALL_PREFIX={stage_dir}", f"-DPython3_EXECUTABLE={sys.executable}",
-          "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"], build_dir, env)
+          "-DBUILD_TESTING=OFF"], build_dir, env)
     jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
     _run(["cmake", "--build", ".", "--parallel", jobs], build_dir, env)
     _run(["cmake", "--install", "."], build_dir, env)
