@@ -67,6 +67,9 @@ class BuildWithInterfaces(build_py):
     """setuptools' build_py, plus the CMake build of the ROS interfaces."""
 
     def run(self):
+        # pip builds in-tree and reuses build/: start the package from scratch so that a module
+        # deleted from the sources is not shipped from an earlier build.
+        shutil.rmtree(Path(self.build_lib) / PACKAGE, ignore_errors=True)
         super().run()
         build_temp = Path(self.get_finalized_command("build").build_temp).resolve()
         stage = build_temp / "rns_ros_stage"

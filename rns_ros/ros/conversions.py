@@ -61,7 +61,9 @@ def _pixel_rows(msg: Image, channels: int, depth: int) -> np.ndarray:
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """Decode a sensor_msgs/Image into an (H, W, 3) uint8 RGB array (a new, contiguous array).
+    """Decode a sensor_msgs/Image into a C-contiguous (H, W, 3) uint8 RGB array.
+
+    For tightly packed rgb8 this is a view of the message's buffer (no copy): treat it as read-only.
 
     Accepts the encodings in `INPUT_ENCODINGS`; 16-bit images keep their high byte; alpha is
     dropped; mono is replicated to three channels. Raises FrameError naming the problem.
@@ -75,10 +77,12 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         pixels = (pixels >> 8).astype(np.uint8)
     if order == "mono":
         return np.repeat(pixels, 3, axis=2)
-    index = [order.index(c) for c in "rgb"]
-    if index == [0, 1, 2]:
+    if order.startswith("rgb"):
         return np.ascontiguousarray(pixels[:, :, :3])
-    return np.ascontiguousarray(pixels[:, :, index])
+    # bgr(a): three plane copies are several times faster than fancy indexing or a reversed view
+    rgb = np.empty(pixels.shape[:2] + (3,), np.uint8)
+    rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2] = pixels[:, :, 2], pixels[:, :, 1], pixels[:, :, 0]
+    return rgb
 
 
 def mask_from_image(msg: Image) -> np.ndarray:

@@ -32,7 +32,8 @@ def color_table(class_ids) -> np.ndarray:
 
 
 def overlay(rgb: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float) -> np.ndarray:
-    """Blend class colours into an image: labelled pixels become (1 - alpha) * rgb + alpha * colour.
+    """Blend class colours into an image: labelled pixels become (1 - alpha) * rgb + alpha * colour
+    (alpha rounded to 1/256, result rounded to the nearest integer).
 
     rgb: (H, W, 3) uint8. labels: (H, W) int class ids (0 = unlabeled: pixel kept as is).
     table: `color_table` covering every id in `labels`. alpha in [0, 1]. Returns (H, W, 3) uint8.
@@ -41,7 +42,16 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float
         raise ValueError(f"image {rgb.shape[:2]} and labels {labels.shape} differ in size")
     if labels.size and int(labels.max()) >= len(table):
         raise ValueError(f"label id {int(labels.max())} has no colour (table covers 0..{len(table) - 1})")
-    colours = table[labels].astype(np.float32)
-    blended = rgb.astype(np.float32) * (1.0 - alpha) + colours * alpha
-    out = np.where((labels > 0)[:, :, None], np.rint(blended), rgb)
+    # Fixed point (weights out of 256) with per-id lookups: np.take is several times faster than
+    # fancy indexing, and uint16 arithmetic cannot overflow (255 * 256 + 128 < 2**16).
+    weight = int(round(float(alpha) * 256))
+    keep = np.full(len(table), 256 - weight, np.uint16)
+    keep[0] = 256  # unlabeled pixels keep the input
+    add = table.astype(np.uint16) * weight
+    add[0] = 0
+    out = rgb.astype(np.uint16)
+    out *= np.take(keep, labels)[:, :, None]
+    out += np.take(add, labels, axis=0)
+    out += 128
+    out >>= 8
     return out.astype(np.uint8)
