@@ -9,7 +9,7 @@ and return softmax(W q + b) for every query. Two solvers train the same objectiv
   autograd, torch.optim.AdamW). It is the oracle every speed-up is checked against; keep it.
 - ``solver="fast"`` (default): `fast_adapter.solve_fast`, the same objective, optimiser, start and
   step count with analytic gradients in preallocated buffers; exact steps on CUDA (and with
-  fast_rank=0), low-rank steps with periodic exact refreshes on the CPU. Its agreement with the
+  fast_subspace=False), subspace steps with periodic exact refreshes on the CPU. Its agreement with the
   plain loop is tested (test/core/test_adapter_fast.py) and benchmarked (scripts/bench_adapter.py).
 
 The approximate speed options (fewer steps, larger lr, L-BFGS, ...) live in `adapter_options.py`.
@@ -55,8 +55,9 @@ class AdapterConfig:
     init: str = "kaiming"  # "kaiming" (reference: Kaiming-uniform W, b = 0) | "zeros" (no randomness)
     seed: int = 0  # seeds the Kaiming start and the random-retrieval draw
     solver: str = "fast"  # "fast" (same predictions, faster) | "plain" (the reference loop) | "lbfgs" (approximate)
-    fast_rank: int = 16  # fast solver on CPU: rank of the per-step matmuls (0 = exact full-rank steps)
-    fast_refresh_travel: float = 0.04  # fast_rank > 0: exact refresh every travel / lr steps (20 at lr 0.002)
+    fast_subspace: bool = True  # fast solver on CPU: subspace matmuls per step (False = exact full-rank steps)
+    fast_extra_rank: int = 8  # subspace directions beyond one per class label
+    fast_refresh_travel: float = 0.04  # subspace steps: exact refresh every travel / lr steps (20 at lr 0.002)
     cuda_graphs: bool = True  # fast solver on CUDA: replay the step as a captured graph (falls back to eager)
     lbfgs_iterations: int = 50  # solver="lbfgs": iterations of L-BFGS on the same regularised loss
 
@@ -82,7 +83,8 @@ class AdapterConfig:
             (self.init in INITS, "init", f"one of {INITS}"),
             (isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0"),
             (self.solver in SOLVERS, "solver", f"one of {SOLVERS}"),
-            (isinstance(self.fast_rank, int) and self.fast_rank >= 0, "fast_rank", "an int >= 0"),
+            (isinstance(self.fast_extra_rank, int) and self.fast_extra_rank >= 0, "fast_extra_rank",
+             "an int >= 0"),
             (self.fast_refresh_travel > 0, "fast_refresh_travel", "a float > 0"),
             (isinstance(self.lbfgs_iterations, int) and self.lbfgs_iterations >= 1, "lbfgs_iterations",
              "an int >= 1"),
@@ -235,7 +237,7 @@ class TestTimeAdapter:
     def predict_many(self, queries_list, memory) -> list[torch.Tensor]:
         """`predict` for several images against one memory, their classifiers trained together in
         one batched loop of exact steps (`adapter_options.solve_fast_batched`; the speed option
-        "batching several frames"). Each result equals predict() with fast_rank=0 up to float
+        "batching several frames"). Each result equals predict() with fast_subspace=False up to float
         rounding. Images without visual support are answered zero-shot, as in predict()."""
         if len(memory.class_ids) == 0:
             return [self.predict(q, memory) for q in queries_list]

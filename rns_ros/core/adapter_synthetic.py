@@ -31,7 +31,7 @@ class SyntheticScenario:
     seed: int = 0
 
 
-def build_scenario(spec: SyntheticScenario, *, index_backend: str = "torch"
+def build_scenario(spec: SyntheticScenario, *, index_backend: str = "auto"
                    ) -> tuple[torch.Tensor, SupportMemory]:
     """Returns ((N, d) unit-norm float32 queries, a SupportMemory holding the support set)."""
     gen = torch.Generator().manual_seed(spec.seed)

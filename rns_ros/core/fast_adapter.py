@@ -14,18 +14,21 @@ What is restructured (the math is that of `adapter.solve_plain`):
   updates P and its moments. Buffers are preallocated; nothing is read back to the host.
 
 Two step kinds:
-- exact (`fast_rank=0`, and always on CUDA): two full (C, M, d) matmuls per step. Agrees with the
-  plain loop to float rounding. On CUDA the step is captured once as a CUDA graph and replayed
-  (`cuda_graphs`), with an eager fallback if capture fails.
-- subspace (`fast_rank=r > 0`, the CPU default): on this CPU the two full matmuls are the whole
-  cost (the plain loop is arithmetic-bound, not overhead-bound), so the per-step matmuls use a
-  rank-r basis B of the training rows (randomised range finder, seeded): X = A B + E. Every
-  K = round(fast_refresh_travel / lr) steps (20 at the default lr; an Adam step moves a weight by
-  about lr at most, so K bounds how far the weights travel between refreshes) the residual terms
-  E P^T (logits) and R^T E (gradient) are computed exactly and then held until the next refresh; in between, logits = A (B P^T) + held, gradient =
-  (R^T A) B + held. Adam itself still runs on every coordinate of P, every step. Only the change
-  of the residual terms between two refreshes is neglected; the agreement with the plain loop is
-  measured by the tests and the benchmark (docs/adapter.md), not assumed.
+- exact (`fast_subspace=False`, and always on CUDA): two full (C, M, d) matmuls per step. Agrees
+  with the plain loop to float rounding. On CUDA the step is captured once as a CUDA graph and
+  replayed (`cuda_graphs`), with an eager fallback if capture fails.
+- subspace (the CPU default): on a CPU the two full matmuls are the plain loop's main cost (it is
+  arithmetic-bound there, not overhead-bound), so the per-step matmuls use a small orthonormal
+  basis B of the training rows, X = A B + E: one direction per class label (the loss-weighted mean
+  of that label's rows, so that a class learnt from a handful of fused or pseudo rows is
+  represented exactly enough) plus `fast_extra_rank` top directions of what remains (randomised
+  range finder, seeded). Every K = round(fast_refresh_travel / lr) steps (20 at the default lr; an
+  Adam step moves a weight by about lr at most, so K bounds how far the weights travel between
+  refreshes) the residual terms E P^T (logits) and R^T E (gradient) are computed exactly and held
+  until the next refresh; in between, logits = A (B P^T) + held and gradient = (R^T A) B + held.
+  Adam still runs on every coordinate of P at every step. Only the change of the residual terms
+  between two refreshes is neglected; the agreement with the plain loop is measured by the tests
+  and the benchmark (docs/adapter.md), not assumed.
 """
 from __future__ import annotations
 
@@ -96,40 +99,58 @@ class _FastState:
         return self.params[:, : self.dim].clone(), self.params[:, self.dim].clone()
 
 
-def subspace_basis(inputs: torch.Tensor, rank: int, seed: int) -> torch.Tensor:
-    """(rank, width) orthonormal rows spanning (approximately) the top right-singular subspace of
-    `inputs` (M, width): a randomised range finder with one power iteration, seeded."""
-    generator = torch.Generator().manual_seed(seed)
-    probe = torch.randn(inputs.shape[0], rank + _OVERSAMPLE, generator=generator).to(inputs)
-    sketch = inputs.T @ (inputs @ (inputs.T @ probe))  # (width, rank + oversample)
-    q, _ = torch.linalg.qr(sketch)
-    _, _, vh = torch.linalg.svd(inputs @ q, full_matrices=False)
-    return (vh[:rank] @ q.T).contiguous()
+def subspace_basis(inputs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                   extra_rank: int, seed: int) -> torch.Tensor:
+    """(R, width) orthonormal rows: the span of the per-label weighted means of the rows of
+    `inputs` (M, width) (labels (M,), weights (M,)), plus the `extra_rank` top right-singular
+    directions of what the means leave (randomised range finder, one power iteration, seeded).
+    R = number of distinct labels + extra_rank (at most width)."""
+    _, groups = torch.unique(labels, return_inverse=True)
+    means = inputs.new_zeros(int(groups.max()) + 1, inputs.shape[1])
+    means.index_add_(0, groups, inputs * weights[:, None])
+    basis, _ = torch.linalg.qr(means.T)  # (width, labels)
+    if extra_rank > 0:
+        rest = inputs - (inputs @ basis) @ basis.T
+        generator = torch.Generator().manual_seed(seed)
+        probe = torch.randn(rest.shape[0], extra_rank + _OVERSAMPLE, generator=generator).to(rest)
+        sketch, _ = torch.linalg.qr(rest.T @ (rest @ (rest.T @ probe)))  # (width, extra + oversample)
+        _, _, vh = torch.linalg.svd(rest @ sketch, full_matrices=False)
+        top = (vh[:extra_rank] @ sketch.T).T
+        basis, _ = torch.linalg.qr(torch.cat([basis, top], dim=1))
+    return basis.T.contiguous()
 
 
-def _run_subspace(state: _FastState, steps: int, rank: int, refresh: int) -> None:
-    """`steps` steps with rank-`rank` matmuls and exact residual terms refreshed every `refresh`."""
-    basis = subspace_basis(state.inputs, rank, state.config.seed)  # (r, width)
+def _run_subspace(state: _FastState, problem: TrainingProblem, steps: int, refresh: int) -> None:
+    """`steps` steps with subspace matmuls and exact residual terms refreshed every `refresh`."""
+    rows = problem.num_rows
+    basis = subspace_basis(state.inputs, problem.labels, problem.loss_weights,
+                           state.config.fast_extra_rank, state.config.seed)  # (R, width)
+    rank = basis.shape[0]
     basis_t = basis.T.contiguous()  # (width, r)
-    coords = (state.inputs @ basis_t).contiguous()  # A (M, r)
-    coords_t = coords.T.contiguous()  # (r, M)
+    coords = (state.inputs @ basis_t).contiguous()  # A (M, R)
+    coords_t = coords.T.contiguous()  # (R, M)
     remainder = (state.inputs - coords @ basis).contiguous()  # E (M, width)
     remainder_t = remainder.T.contiguous()
     held_logits = torch.zeros_like(state.logits)  # E P^T at the last refresh, class-major
     held_grad = torch.zeros_like(state.grad)  # R^T E at the last refresh
     projected = torch.zeros(state.params.shape[0], rank, dtype=basis.dtype, device=basis.device)
-    for step in range(steps):
-        refreshing = step % refresh == 0
-        if refreshing:
-            torch.mm(state.params, remainder_t, out=held_logits)
-        torch.mm(state.params, basis_t, out=projected)
-        torch.addmm(held_logits, projected, coords_t, out=state.logits)
-        state.residual_from_logits()
-        if refreshing:
-            torch.mm(state.residual, remainder, out=held_grad)
-        torch.mm(state.residual, coords, out=projected)
-        torch.addmm(held_grad, projected, basis, out=state.grad)
-        state.adam_update(step)
+    # the loop is overhead-bound (tiny kernels): names are bound locally, the step is written out
+    mm, addmm, addcmul, softmax = torch.mm, torch.addmm, torch.addcmul, torch.softmax
+    params, logits, residual, grad = state.params, state.logits, state.residual, state.grad
+    neg_target, prob_scale = state.neg_target, state.prob_scale
+    kernel, hyper, numbers = state.fused_kernel, state.hyper, state.step_numbers
+    adam_tensors = ([params], [grad], [state.exp_avg], [state.exp_avg_sq], [])
+    for block in range(0, steps, refresh):
+        mm(params, remainder_t, out=held_logits)  # exact refresh of the residual logits
+        for step in range(block, min(block + refresh, steps)):
+            mm(params, basis_t, out=projected)
+            addmm(held_logits, projected, coords_t, out=logits)
+            addcmul(neg_target, softmax(logits, dim=0), prob_scale, out=residual)
+            if step == block:
+                mm(residual, remainder, out=held_grad)  # exact refresh of the residual gradient
+            mm(residual, coords, out=projected)
+            addmm(held_grad, projected, basis, out=grad)
+            kernel(*adam_tensors, [numbers[step]], **hyper)
 
 
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
@@ -163,22 +184,22 @@ def refresh_interval(config: AdapterConfig) -> int:
     return max(1, round(config.fast_refresh_travel / config.lr))
 
 
-def effective_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
-    """The subspace rank the fast solver will use for `problem` (0 = exact steps): exact on CUDA,
-    and wherever a rank-r step would not save at least half of the full-rank arithmetic."""
+def subspace_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
+    """The rank of the subspace steps for `problem`, or 0 for exact steps: exact when disabled, on
+    CUDA, and wherever subspace steps would not save at least half of the full-rank arithmetic."""
     rows, dim = problem.features.shape
-    rank = config.fast_rank
-    if rank == 0 or problem.features.is_cuda or 2 * rank * (rows + dim + 1) > rows * (dim + 1):
+    if not config.fast_subspace or problem.features.is_cuda or rows == 0:
         return 0
-    return rank
+    width = -(-(dim + 1) // _COLUMN_ALIGN) * _COLUMN_ALIGN
+    rank = min(int(torch.unique(problem.labels).numel()) + config.fast_extra_rank, width)
+    return rank if 2 * rank * (rows + width) <= rows * width else 0
 
 
 def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Train the classifier of `problem` (mode "train"); returns (W (C, d), b (C,))."""
     state = _FastState(problem, config)
-    rank = effective_rank(problem, config)
-    if rank > 0:
-        _run_subspace(state, config.steps, rank, refresh_interval(config))
+    if subspace_rank(problem, config) > 0:
+        _run_subspace(state, problem, config.steps, refresh_interval(config))
     elif not (state.inputs.is_cuda and config.cuda_graphs and _run_cuda_graph(state, config.steps)):
         for step in range(config.steps):
             state.exact_step(step)

@@ -40,7 +40,7 @@ def small():
     ("steps", 0), ("lr", 0.0), ("lr", float("nan")), ("weight_decay", -1.0), ("optimizer", "sgd"),
     ("k", 0), ("tau", 0.0), ("beta_fused", -0.5), ("lambdas", ()), ("lambdas", (1.2,)),
     ("zero_shot_scale", 0.0), ("retrieval", "far"), ("init", "normal"), ("seed", -1),
-    ("solver", "magic"), ("fast_rank", -1), ("fast_refresh_travel", 0.0), ("betas", (0.9, 1.0)),
+    ("solver", "magic"), ("fast_extra_rank", -1), ("fast_refresh_travel", 0.0), ("betas", (0.9, 1.0)),
 ])
 def test_config_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -111,7 +111,7 @@ def test_analytic_gradient_of_the_fast_solver_equals_autograd(small):
 def test_first_step_is_the_textbook_adam_step(small, optimizer, solver):
     """After one step m_hat = g and v_hat = g^2, so the update is lr g / (|g| + eps)."""
     _, _, problem = small
-    config = AdapterConfig(steps=1, optimizer=optimizer, lr=0.01, weight_decay=0.1, fast_rank=0)
+    config = AdapterConfig(steps=1, optimizer=optimizer, lr=0.01, weight_decay=0.1, fast_subspace=False)
     dim = problem.features.shape[1]
     w0, b0 = initial_parameters(problem.num_classes, dim, config)
     weight, bias = w0.clone().requires_grad_(), b0.clone().requires_grad_()
