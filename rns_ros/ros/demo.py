@@ -7,6 +7,7 @@ Starts an image-folder camera and the `rns` segmentation node (in this process, 
 `--processes 2` the node as its own process, exactly as launch_ros starts it), records what the
 node publishes (labels as PNG, overlays as PNG, the class map and a summary as JSON) into
 `--output`, prints throughput and latency, and stops after `--frames` label images or on Ctrl-C.
+The node's support memory goes to `<output>/memory` and starts empty on every run.
 If the node cannot start (typically: no model weights here), it stops within seconds and says why.
 """
 from __future__ import annotations
@@ -54,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _node_overrides(args) -> dict:
-    values = {"classes": args.classes, "device": args.device, "checkpoint": args.checkpoint, "autostart": True}
+    values = {"classes": args.classes, "device": args.device, "checkpoint": args.checkpoint, "autostart": True,
+              "memory_dir": str(Path(args.output).resolve() / "memory")}
     if args.backbone:
         values["backbone"] = args.backbone
     if args.steps is not None:
@@ -168,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     overrides = _node_overrides(args)
+    # The demo teaches exactly --classes: its support memory lives in the output folder and starts
+    # empty on every run (the node would otherwise restore what an earlier run taught).
+    shutil.rmtree(overrides["memory_dir"], ignore_errors=True)
     context = Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor(num_threads=4, context=context)

@@ -65,6 +65,17 @@ class RosHarness:
         rclpy.try_shutdown(context=self.context)
 
 
+@pytest.fixture(autouse=True)
+def isolated_ros_home(tmp_path, monkeypatch):
+    """Each test (and every node process it starts) gets its own ROS_HOME, so that the node's
+    default memory directory ($ROS_HOME/rns_ros/<node>) is never shared between tests or with
+    the user's ~/.ros."""
+    home = tmp_path / "ros_home"
+    home.mkdir()
+    monkeypatch.setenv("ROS_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def ros():
     harness = RosHarness()

@@ -68,6 +68,7 @@ def test_demo_records_labels_overlays_and_a_summary(tmp_path, capsys):
     ids = {c["id"] for c in summary["classes"]}
     assert set(np.unique(np.asarray(PILImage.open(labels[0])))) <= ids | {0}
     assert list((out / "overlay").glob("*.png"))
+    assert (out / "memory").is_dir()  # the demo's support memory stays in its output folder
     printed = capsys.readouterr().out
     assert "throughput" in printed and "latency" in printed and "meaningless" in printed
 
