@@ -85,3 +85,9 @@ def test_shipped_yaml_holds_only_known_valid_parameters():
             name = key if key in params.SPECS else f"adapter.{key}"
             assert name in params.SPECS, f"config/rns.yaml documents unknown parameter {key!r}"
             assert yaml.safe_load(value) == params.default_value(params.SPECS[name]), line
+
+
+def test_every_parameter_is_documented():
+    text = (ROOT / "docs" / "ros.md").read_text()
+    missing = [s.name for s in params.PARAMETERS if f"`{s.name}`" not in text]
+    assert not missing, f"docs/ros.md does not document {missing}"
