@@ -69,3 +69,16 @@ def test_node_on_the_tiny_model_end_to_end(ros):
     assert (out.height, out.width, out.encoding, out.header.stamp.sec) == (48, 64, "mono8", 3)
     got = set(np.unique(np.frombuffer(bytes(out.data), np.uint8)))
     assert got <= {e.id for e in node.engine.classes()}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_engine_on_cuda_reports_its_memory():
+    engine = build_engine(replace(TINY, device="cuda"))
+    assert engine.device == "cuda" and engine.device_warning is None
+    engine.add_classes(["cat", "dog"])
+    result = engine.segment(random_rgb(40, 60))
+    assert result.labels.shape == (40, 60)
+    usage = engine.memory_usage_mb()
+    assert usage["cuda_allocated_mb"] > 0 and usage["cuda_reserved_mb"] >= usage["cuda_allocated_mb"]
+    engine.close()
