@@ -1,0 +1,210 @@
+"""`rns-bench`: per-stage latency of the whole frame pipeline, printed as a markdown table.
+
+    rns-bench --random-weights                         # full-size ViT-B/16, compute only (no weights here)
+    rns-bench --random-weights --modes patch,region --sam-model sam2.1-hiera-tiny --points-per-side 16
+    rns-bench --backbone test-tiny --repeats 3          # smoke run of the benchmark itself
+
+Stages: decode (sensor_msgs/Image -> RGB array), features (backbone, sliding window), proposals
+(SAM 2 partition + region pooling; region mode only), retrieval (k-NN of the frame's patch
+features in the support index, timed alone; the adapter runs it again inside), adapter (test-time training + prediction,
+retrieval included), upsample (probabilities -> label map), publish (label and confidence
+images encoded as messages). Median and p95 over `--repeats` frames after one warm-up frame;
+frames per second = 1 / median of the whole frame; peak memory = the process's peak RSS (and
+CUDA peak allocation on a GPU). With `--random-weights` the numbers are compute cost only:
+predictions from random weights mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+STAGES = ("decode", "features", "proposals", "retrieval", "adapter", "upsample", "publish")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 640x480") from None
+    return w, h
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [_parse_size(s) for s in text.split(",")]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rns-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", default="openclip-vit-b16", help="backbone preset (default %(default)s)")
+    p.add_argument("--checkpoint", default=None, help="local backbone weights")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build the full-size models untrained (compute cost only)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default %(default)s)")
+    p.add_argument("--precision", default="fp32", help="backbone autocast: fp32, bf16, fp16")
+    p.add_argument("--modes", default="patch", help="comma list of patch, region (default %(default)s)")
+    p.add_argument("--sizes", default="640x480,1280x720", type=_parse_sizes, help="comma list of WIDTHxHEIGHT")
+    p.add_argument("--repeats", type=int, default=5, help="timed frames per setting (default %(default)s)")
+    p.add_argument("--classes", type=int, default=20, help="classes with text (default %(default)s)")
+    p.add_argument("--exemplars", type=int, default=10,
+                   help="support images, each annotating 4 classes (default %(default)s)")
+    p.add_argument("--steps", type=int, default=700, help="adapter steps (default %(default)s)")
+    p.add_argument("--solver", default="fast", help="adapter solver: fast, plain, ... (default %(default)s)")
+    p.add_argument("--sam-model", default="sam2.1-hiera-tiny", help="SAM 2 preset for region mode")
+    p.add_argument("--sam-checkpoint", default=None, help="SAM 2 checkpoint (.pt)")
+    p.add_argument("--points-per-side", type=int, default=16, help="SAM 2 point grid (paper: 32)")
+    p.add_argument("--points-per-batch", type=int, default=64, help="SAM 2 prompts per decoder call")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _build_memory(backbone, args, rng: np.random.Generator):
+    """A memory with `args.classes` text classes and `args.exemplars` synthetic support images."""
+    from rns_ros.core import Exemplar, SupportMemory, encode_exemplar
+
+    memory = SupportMemory(dim=backbone.dim, device=str(backbone.device), backbone_identity=backbone.identity)
+    names = [f"class {i}" for i in range(args.classes)]
+    text = backbone.encode_text(names)
+    ids = [memory.add_class(n, text_feature=t) for n, t in zip(names, text)]
+    for e in range(args.exemplars):
+        image = rng.integers(0, 256, size=(360, 480, 3), dtype=np.uint8)
+        labels = np.zeros((360, 480), np.int32)
+        for q, cid in enumerate(rng.choice(ids, size=min(4, len(ids)), replace=False)):
+            labels[(q // 2) * 180:(q // 2 + 1) * 180, (q % 2) * 240:(q % 2 + 1) * 240] = cid
+        ex = Exemplar(image=image, labels=labels)
+        feats, class_ids = encode_exemplar(backbone, ex)
+        memory.add_image_features(feats, class_ids, exemplar=ex)
+    return memory
+
+
+def _ros_codec():
+    """(decode, publish) callables over sensor_msgs/Image, or None where rclpy is not installed."""
+    try:
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        from rns_ros.ros import conversions
+    except ImportError:
+        return None
+
+    def encode_input(rgb: np.ndarray) -> Image:
+        return conversions.rgb_to_image(rgb, Header())
+
+    def publish(labels: np.ndarray, confidence: np.ndarray) -> None:
+        conversions.labels_to_image(labels, Header())
+        conversions.confidence_to_image(confidence, Header())
+
+    return encode_input, conversions.image_to_rgb, publish
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) * 1000.0
+
+
+def run(args) -> list[dict]:
+    from rns_ros.core import AdapterConfig, ProposalConfig, RegionProposer, Segmenter, TestTimeAdapter, \
+        build_backbone
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    kwargs = {"device": args.device, "checkpoint": args.checkpoint, "precision": args.precision}
+    if args.random_weights:
+        kwargs["random_weights"] = True
+    backbone = build_backbone(args.backbone, **kwargs)
+    memory = _build_memory(backbone, args, rng)
+    adapter_cfg = AdapterConfig(steps=args.steps, solver=args.solver, seed=args.seed)
+    adapter = TestTimeAdapter(adapter_cfg)
+    codec = _ros_codec()
+    rows = []
+    for mode in args.modes.split(","):
+        proposer = None
+        if mode == "region":
+            proposer = RegionProposer(ProposalConfig(
+                model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
+                random_weights=args.random_weights and args.sam_model != "test-tiny",
+                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch))
+        segmenter = Segmenter(backbone, memory, adapter, proposer=proposer, mode=mode)
+        for width, height in args.sizes:
+            frame = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            message = codec[0](frame) if codec else None
+            samples = {s: [] for s in STAGES}
+            totals = []
+            for i in range(args.repeats + 1):  # frame 0 warms up caches and lazy model builds
+                t0 = time.perf_counter()
+                image = codec[1](message) if codec else frame
+                t_decode = time.perf_counter() - t0
+                out = segmenter.segment(image)
+                t1 = time.perf_counter()
+                if i == 0:  # retrieval is timed alone on this frame's patch features
+                    queries = backbone.encode_image(image).flat()
+                t_r = time.perf_counter()
+                memory.search(queries, adapter_cfg.k)
+                t_retrieval = time.perf_counter() - t_r
+                t2 = time.perf_counter()
+                if codec:
+                    codec[2](out.labels, out.probabilities.max(0) if out.probabilities.size else
+                             np.zeros(out.labels.shape, np.float32))
+                t_publish = time.perf_counter() - t2
+                if i == 0:
+                    continue
+                stage_times = {"decode": t_decode, "retrieval": t_retrieval, "publish": t_publish,
+                               **{k: v for k, v in out.timings.items() if k in STAGES}}
+                for s in STAGES:
+                    samples[s].append(stage_times.get(s, float("nan")))
+                totals.append((t1 - t0) + t_publish)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            if torch.cuda.is_available() and str(args.device).startswith("cuda"):
+                peak_cuda = torch.cuda.max_memory_allocated() / 2**20
+            else:
+                peak_cuda = None
+            rows.append({"mode": mode, "size": f"{width}x{height}", "samples": samples, "totals": totals,
+                         "peak_rss_mb": peak, "peak_cuda_mb": peak_cuda})
+    return rows
+
+
+def format_table(rows: list[dict], args) -> str:
+    lines = ["| mode | size | " + " | ".join(STAGES) + " | frame | fps | peak RSS MB |",
+             "|---|---|" + "---|" * (len(STAGES) + 3)]
+    for r in rows:
+        cells = []
+        for s in STAGES:
+            vals = [v for v in r["samples"][s] if v == v]  # drop NaN (stage not run)
+            cells.append(f"{_percentile(vals, 50):.1f} / {_percentile(vals, 95):.1f}" if vals else "-")
+        med = _percentile(r["totals"], 50)
+        peak = f"{r['peak_rss_mb']:.0f}" + (f" (CUDA {r['peak_cuda_mb']:.0f})" if r["peak_cuda_mb"] else "")
+        lines.append(f"| {r['mode']} | {r['size']} | " + " | ".join(cells)
+                     + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f} | {peak} |")
+    device = args.device
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        device = torch.cuda.get_device_name(torch.device(device))
+    header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
+              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
+              f"{args.steps} steps; {args.classes} classes, {args.exemplars} support images; "
+              f"device {device}; {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    return header + "\n\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.repeats < 1:
+        print("rns-bench: --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        rows = run(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"rns-bench: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(rows, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""rns-bench runs end to end with the tiny model and prints one row per (mode, size)."""
+from rns_ros import bench
+
+
+def test_bench_prints_a_row_per_mode_and_size(capsys):
+    code = bench.main(["--backbone", "test-tiny", "--sizes", "64x48,96x64", "--repeats", "1",
+                       "--steps", "5", "--classes", "3", "--exemplars", "1", "--modes", "patch"])
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| patch |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["64x48", "96x64"]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 2 + len(bench.STAGES) + 3
+        assert float(cells[-2]) > 0  # frames per second
+
+
+def test_bench_refuses_bad_sizes(capsys):
+    try:
+        bench.main(["--backbone", "test-tiny", "--sizes", "big"])
+    except SystemExit as exc:  # argparse refuses with usage, exit code 2
+        assert exc.code == 2
+    else:
+        raise AssertionError("a size that is not WIDTHxHEIGHT must be refused")
