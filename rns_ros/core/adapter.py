@@ -175,6 +175,19 @@ def _class_columns(class_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return columns
 
 
+def _checked_queries(queries, dim: int | None) -> torch.Tensor:
+    """The queries as an (N, d) float32 tensor on their device, or a ValueError naming the problem."""
+    queries = torch.as_tensor(queries)
+    if queries.dim() != 2 or (dim is not None and queries.shape[1] != dim):
+        raise ValueError(f"queries must have shape (N, {dim if dim is not None else 'd'}), "
+                         f"got {tuple(queries.shape)}")
+    if not queries.is_floating_point():
+        raise ValueError(f"queries must be floating point, got {queries.dtype}")
+    if not bool(torch.isfinite(queries).all()):
+        raise ValueError("queries contain NaN or inf; pass finite unit-norm features")
+    return queries.to(torch.float32)
+
+
 class TestTimeAdapter:
     """Per-image test-time training on a support memory (section 4). Stateless between images.
 
@@ -194,22 +207,15 @@ class TestTimeAdapter:
         Returns the (N, d) float32 unit-norm queries actually used and the problem.
         """
         text, has_text = memory.text_matrix()
-        dim = text.shape[1] if text.dim() == 2 else None
-        queries = torch.as_tensor(queries)
-        if queries.dim() != 2 or (dim is not None and queries.shape[1] != dim):
-            raise ValueError(f"queries must have shape (N, {dim}), got {tuple(queries.shape)}")
-        if not queries.is_floating_point():
-            raise ValueError(f"queries must be floating point, got {queries.dtype}")
-        if not bool(torch.isfinite(queries).all()):
-            raise ValueError("queries contain NaN or inf; pass finite unit-norm features")
+        queries = _checked_queries(queries, text.shape[1])
         device = queries.device
-        queries = F.normalize(queries.to(torch.float32), dim=1)  # unit-norm already; made sure
+        queries = F.normalize(queries, dim=1)  # unit-norm already; made sure
         class_ids = torch.as_tensor(list(memory.class_ids), dtype=torch.int64, device=device)
         bank, bank_classes = memory.bank()
         prototypes, prototype_classes = memory.prototypes()
         search_rows = None
         if bank.shape[0] > 0 and queries.shape[0] > 0 and len(class_ids) > 0:
-            search_rows = memory.search(queries, self.config.k)[2].to(device)
+            search_rows = memory.search(queries.to(bank.device), self.config.k)[2].to(device)
         problem = build_training_problem(
             queries, bank.to(device, torch.float32), _class_columns(class_ids, bank_classes.to(device)),
             prototypes.to(device, torch.float32), _class_columns(class_ids, prototype_classes.to(device)),
@@ -225,10 +231,8 @@ class TestTimeAdapter:
         NaN or inf.
         """
         if len(memory.class_ids) == 0:
-            queries = torch.as_tensor(queries)
-            if queries.dim() != 2:
-                raise ValueError(f"queries must have shape (N, d), got {tuple(queries.shape)}")
-            return queries.new_zeros(queries.shape[0], 0, dtype=torch.float32)
+            queries = _checked_queries(queries, getattr(memory, "dim", None))
+            return queries.new_zeros(queries.shape[0], 0)
         queries, problem = self.build_problem(queries, memory)
         if queries.shape[0] == 0:
             return queries.new_zeros(0, problem.num_classes)

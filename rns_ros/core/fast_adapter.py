@@ -17,8 +17,8 @@ Two step kinds:
 - exact (`fast_subspace=False`, and always on CUDA): two full (C, M, d) matmuls per step. Agrees
   with the plain loop to float rounding. On CUDA the step is captured once as a CUDA graph and
   replayed (`cuda_graphs`), with an eager fallback if capture fails.
-- subspace (the CPU default): on a CPU the two full matmuls are the plain loop's main cost (it is
-  arithmetic-bound there, not overhead-bound), so the per-step matmuls use a small orthonormal
+- subspace (the CPU default): on a CPU the two full matmuls stay in any exact restructuring and
+  cap it at a few times the plain loop's speed, so the per-step matmuls use a small orthonormal
   basis B of the training rows, X = A B + E: one direction per class label (the loss-weighted mean
   of that label's rows, so that a class learnt from a handful of fused or pseudo rows is
   represented exactly enough) plus `fast_extra_rank` top directions of what remains (randomised

@@ -182,6 +182,10 @@ def test_memory_without_visual_support_gives_zero_shot():
 def test_empty_memory_and_empty_queries():
     memory = SupportMemory(16)
     assert TestTimeAdapter().predict(torch.zeros(7, 16), memory).shape == (7, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        TestTimeAdapter().predict(torch.full((2, 16), float("nan")), memory)
+    with pytest.raises(ValueError, match="shape"):
+        TestTimeAdapter().predict(torch.zeros(2, 15), memory)
     _, memory = build_scenario(SMALL)
     assert TestTimeAdapter().predict(torch.zeros(0, SMALL.dim), memory).shape == (0, SMALL.num_classes)
 
