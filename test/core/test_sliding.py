@@ -141,3 +141,24 @@ def test_resolution_config_validation():
                 dict(support_stride=240, support_crops=(448, 224))):
         with pytest.raises(ValueError):
             ResolutionConfig(**bad).validate(16)
+
+
+def test_image_to_tensor_accepts_views_without_warnings():
+    """Read-only buffers (ROS messages), flipped views and strided crops give the same tensor as
+    a plain copy, with no warning (the read-only buffer is only read by the float conversion)."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, size=(7, 9, 3), dtype=np.uint8)
+    expected = torch.from_numpy(base.copy()).permute(2, 0, 1).float() / 255.0
+
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    flipped = base[::-1].copy()[::-1]          # negative strides
+    padded = np.zeros((7, 12, 3), np.uint8)
+    padded[:, :9] = base
+    strided = padded[:, :9]                    # row padding, like a message's `step`
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for view in (read_only, flipped, strided):
+            assert torch.equal(image_to_tensor(view), expected)
+    assert not read_only.flags.writeable  # the caller's array is untouched

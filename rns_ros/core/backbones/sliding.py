@@ -9,6 +9,7 @@ patch size, so every crop's patch grid lands exactly on the full image's patch g
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -89,9 +90,20 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         raise ValueError(f"image must be an (H, W, 3) uint8 RGB numpy array, got {desc}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
-    if not image.flags.writeable or not image.flags.c_contiguous:
-        image = np.array(image)  # torch refuses to wrap read-only memory (e.g. a stored exemplar)
-    t = torch.from_numpy(image).to(device)
+    device = torch.device(device)
+    if any(stride < 0 for stride in image.strides):
+        image = np.ascontiguousarray(image)  # torch cannot wrap negative strides (e.g. a flipped view)
+    if device.type == "cuda":
+        # One copy into page-locked memory (torch caches those buffers), then an asynchronous upload.
+        staging = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
+        staging.numpy()[...] = image
+        t = staging.to(device, non_blocking=True)
+    else:
+        with warnings.catch_warnings():
+            # A read-only array (a ROS message's buffer, a stored exemplar) is wrapped without a copy:
+            # it is only read, by the float conversion below that makes the first and only copy.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(image)
     return t.permute(2, 0, 1).to(torch.float32) / 255.0
 
 
