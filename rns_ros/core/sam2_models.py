@@ -120,7 +120,8 @@ def _where_to_get(checkpoint_file: str | None) -> str:
     return f"{checkpoint_file}, see https://github.com/facebookresearch/sam2#download-checkpoints"
 
 
-def check_checkpoint(model: str, checkpoint: str | Path | None, *, random_weights: bool = False) -> Path | None:
+def check_checkpoint(model: str, checkpoint: str | Path | None, *,
+                     random_weights: bool = False) -> Path | None:
     """Validate the (model, checkpoint) pair without building anything.
 
     Returns the checkpoint path (None for random weights). Raises FileNotFoundError naming the

@@ -31,7 +31,7 @@ def image():
     return np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def masker(proposer, image):
     m = PromptMasker(proposer.model, config=TINY)
     m.set_image(image)
@@ -197,10 +197,11 @@ def test_generator_filters_by_predicted_iou_and_stability_as_configured(proposer
 
 @pytest.mark.parametrize("multimask, per_point", [(False, 1), (True, 3)])
 def test_one_mask_per_point_when_nothing_is_filtered(proposer, image, multimask, per_point):
-    config = dataclasses.replace(TINY, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                 box_nms_thresh=1.0, multimask_output=multimask)
-    masks = RegionProposer(config, model=proposer.model).masks(image)
-    assert masks.shape == (16 * per_point, *image.shape[:2]) and masks.dtype == np.bool_
+    config = dataclasses.replace(TINY, points_per_side=2, pred_iou_thresh=0.0,
+                                 stability_score_thresh=0.0, box_nms_thresh=1.0,
+                                 multimask_output=multimask)
+    masks = RegionProposer(config, model=proposer.model).masks(image[:48, :64])
+    assert masks.shape == (4 * per_point, 48, 64) and masks.dtype == np.bool_
 
 
 def test_masks_and_partition_have_image_shape(proposer, image):
@@ -323,10 +324,19 @@ def test_a_refused_image_keeps_the_previous_one(masker, image):
     assert masker.from_points([[5, 5]], [1]).shape == image.shape[:2]
 
 
-def test_masker_builds_its_model_lazily_from_a_config():
+def test_masker_builds_its_model_lazily_from_its_config(proposer, monkeypatch):
+    built = []
+
+    def fake_build(model, checkpoint, device, random_weights):
+        built.append((model, checkpoint, device, random_weights))
+        return proposer.model
+
+    monkeypatch.setattr("rns_ros.core.sam2_models.build_sam2_model", fake_build)
     m = PromptMasker(TINY)
-    assert m._model is None
+    assert built == []
     m.set_image(np.zeros((20, 30, 3), np.uint8))
+    m.set_image(np.zeros((20, 30, 3), np.uint8))
+    assert built == [("test-tiny", None, "cpu", False)]
     assert m.from_box((0, 0, 30, 20)).shape == (20, 30)
     with pytest.raises(ValueError):
         PromptMasker("test-tiny")
