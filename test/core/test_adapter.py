@@ -19,13 +19,8 @@ SMALL = SyntheticScenario(num_classes=6, dim=32, support_per_class=8, num_querie
                           classes_in_image=4, visual_fraction=0.67, text_fraction=1.0, seed=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread is fastest and immune to a busy shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small problems: one thread is fastest and immune to a busy shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,8 @@ from rns_ros.core.adapter import plain_loss, initial_parameters
 SMALL = dict(num_classes=8, dim=48, support_per_class=10, num_queries=400, classes_in_image=5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small problems: one thread is fastest and immune to a busy shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def agreement(fast: torch.Tensor, plain: torch.Tensor) -> tuple[float, float]:
