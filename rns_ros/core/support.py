@@ -501,6 +501,13 @@ class SupportMemory:
         self._next_class_id = max(self._next_class_id, cid + 1)
         self._changed()
 
+    def continue_version_after(self, previous_version: int) -> None:
+        """Make `version` larger than `previous_version`, for a memory that replaces another one
+        (a loaded memory taking over from the running one): consumers that compare versions then
+        never see it go back."""
+        with self._lock:
+            self._version = max(self._version, int(previous_version) + 1)
+
     def _set_next_ids(self, next_class_id: int, next_exemplar_id: int) -> None:
         self._next_class_id = max(self._next_class_id, int(next_class_id))
         self._next_exemplar_id = max(self._next_exemplar_id, int(next_exemplar_id))

@@ -385,7 +385,7 @@ class Teacher:
     def replace_memory(self, memory) -> None:
         """Swap the engine's memory for `memory` (caller holds the lock); the version keeps rising."""
         old = self._segmenter.memory
-        memory._version = max(memory.version, old.version + 1)  # support_version never goes back
+        memory.continue_version_after(old.version)  # support_version never goes back
         self._segmenter.memory = memory
 
     def restore(self) -> None:

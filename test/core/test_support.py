@@ -232,3 +232,19 @@ def test_bank_views_are_snapshots_that_updates_never_change(memory):
     memory.remove_exemplar(e1)
     assert torch.equal(feats, frozen[0]) and torch.equal(classes, frozen[1])
     assert memory.num_features == 300 and memory.bank()[1].tolist() == [b] * 300
+
+
+def test_a_replacing_memory_continues_the_version_sequence():
+    from rns_ros.core.support import SupportMemory
+
+    running = SupportMemory(dim=4)
+    for name in ("a", "b", "c"):
+        running.add_class(name)
+    loaded = SupportMemory(dim=4)
+    loaded.add_class("x")
+    assert loaded.version < running.version
+    loaded.continue_version_after(running.version)
+    assert loaded.version == running.version + 1
+    ahead = loaded.version
+    loaded.continue_version_after(0)  # never goes back
+    assert loaded.version == ahead
