@@ -128,7 +128,21 @@ def masks_to_partition(masks: np.ndarray) -> np.ndarray:
     return lookup[owner]  # owner == -1 indexes the last slot
 
 
-class RegionProposer:
+class _LazySam2:
+    """Holds a SAM 2 model given at construction, or builds it from `self.config` on first use."""
+
+    config: ProposalConfig
+    _model: torch.nn.Module | None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The SAM 2 model, built from the config on first access."""
+        if self._model is None:
+            self._model = self.config.build_model()
+        return self._model
+
+
+class RegionProposer(_LazySam2):
     """SAM 2 automatic mask generation -> masks or a partition of the image.
 
     The model is built on first use (or shared: pass `model=`, e.g. the one a `PromptMasker`
@@ -143,13 +157,6 @@ class RegionProposer:
         self.config = config
         self._model = model
         self._generator = None
-
-    @property
-    def model(self) -> torch.nn.Module:
-        """The SAM 2 model, built from the config on first access."""
-        if self._model is None:
-            self._model = self.config.build_model()
-        return self._model
 
     @property
     def generator(self):
@@ -173,7 +180,7 @@ class RegionProposer:
         return masks_to_partition(self.masks(image))
 
 
-class PromptMasker:
+class PromptMasker(_LazySam2):
     """Prompt SAM 2 on one image: set once, query many (like `SAM2ImagePredictor`).
 
     `PromptMasker(config)` builds the model lazily from a `ProposalConfig`;
@@ -199,12 +206,6 @@ class PromptMasker:
             raise ValueError(f"config must be a ProposalConfig, got {type(self.config).__name__}")
         self._predictor = None
         self._image_size: tuple[int, int] | None = None
-
-    @property
-    def model(self) -> torch.nn.Module:
-        if self._model is None:
-            self._model = self.config.build_model()
-        return self._model
 
     @property
     def image_size(self) -> tuple[int, int] | None:
