@@ -20,6 +20,16 @@ def start(ros, engine, **overrides):
     return ros.add(RnsNode(engine_factory=lambda cfg: engine, context=ros.context, parameter_overrides=params))
 
 
+def connect(ros, node):
+    """A helper node publishing reliably on `image` and collecting `/rns/labels`, once both are matched."""
+    helper = ros.node("helper")
+    labels = []
+    helper.create_subscription(Image, "/rns/labels", labels.append, 50)
+    pub = helper.create_publisher(Image, "image", RELIABLE)
+    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node._pubs["labels"].get_subscription_count() > 0)
+    return pub, labels
+
+
 def stamped(i: int) -> Image:
     return make_image(random_rgb(16, 16, seed=i), "rgb8", stamp=(i, 0))
 
@@ -27,11 +37,7 @@ def stamped(i: int) -> Image:
 def test_slow_engine_processes_the_newest_frame_and_counts_stale_drops(ros):
     engine = FakeEngine(delay_s=0.3)
     node = start(ros, engine)
-    helper = ros.node("helper")
-    labels = []
-    helper.create_subscription(Image, "/rns/labels", labels.append, 50)
-    pub = helper.create_publisher(Image, "image", RELIABLE)
-    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node._pubs["labels"].get_subscription_count() > 0)
+    pub, labels = connect(ros, node)
     n = 20
     for i in range(n):
         pub.publish(stamped(i))
@@ -51,11 +57,7 @@ def test_slow_engine_processes_the_newest_frame_and_counts_stale_drops(ros):
 def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_running(ros, caplog):
     engine = FakeEngine()
     node = start(ros, engine, max_image_pixels=10_000)
-    helper = ros.node("helper")
-    labels = []
-    helper.create_subscription(Image, "/rns/labels", labels.append, 50)
-    pub = helper.create_publisher(Image, "image", RELIABLE)
-    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node._pubs["labels"].get_subscription_count() > 0)
+    pub, labels = connect(ros, node)
     warnings = []
     node._warn = warnings.append  # capture what the node logs (unthrottled)
 
@@ -84,11 +86,7 @@ def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_running(ros, ca
 def test_engine_errors_are_counted_and_do_not_stop_the_worker(ros):
     engine = FakeEngine(fail=lambda rgb: rgb[0, 0, 0] == 0)
     node = start(ros, engine)
-    helper = ros.node("helper")
-    labels = []
-    helper.create_subscription(Image, "/rns/labels", labels.append, 50)
-    pub = helper.create_publisher(Image, "image", RELIABLE)
-    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node._pubs["labels"].get_subscription_count() > 0)
+    pub, labels = connect(ros, node)
     failing = np.zeros((8, 8, 3), np.uint8)
     pub.publish(make_image(failing, "rgb8", stamp=(1, 0)))
     ros.wait_for(lambda: node.stats.snapshot().failed == 1, what="failure counted")
