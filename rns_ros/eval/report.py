@@ -145,6 +145,21 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _finish_axes(ax, xlabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save_figure(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_results(results: dict, out: Path) -> list[Path]:
     """mIoU vs B per method (Fig. 3 style) and partial-support curves (Fig. 4 style), one PNG per
     dataset each. Returns the files written."""
@@ -170,16 +185,8 @@ def plot_results(results: dict, out: Path) -> list[Path]:
                     else:
                         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
                 ax.set_xticks(sorted({r["shots"] for r in sel if r["shots"] > 0}))
-                ax.set_xlabel("B (support images per class)")
-                ax.set_ylabel("mIoU (%)")
-                ax.set_title(f"{dataset}: {setting}{suffix}")
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=8)
-            path = out / f"miou_vs_shots_{dataset}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            written.append(path)
+                _finish_axes(ax, "B (support images per class)", f"{dataset}: {setting}{suffix}")
+            written.append(_save_figure(plt, fig, out / f"miou_vs_shots_{dataset}.png"))
         kinds = [k for k in ("partial-visual", "partial-text") if any(r["setting"].startswith(k) for r in rows)]
         if kinds:
             fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False)
@@ -201,16 +208,8 @@ def plot_results(results: dict, out: Path) -> list[Path]:
                             linestyle=("-", "--", ":", "-.")[shots_list.index(shots) % 4],
                             label=f"{method} B={shots}")
                 what = "visual support" if kind == "partial-visual" else "class names"
-                ax.set_xlabel(f"fraction of classes without {what}")
-                ax.set_ylabel("mIoU (%)")
-                ax.set_title(f"{dataset}: {kind}{suffix}")
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=8)
-            path = out / f"partial_support_{dataset}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            written.append(path)
+                _finish_axes(ax, f"fraction of classes without {what}", f"{dataset}: {kind}{suffix}")
+            written.append(_save_figure(plt, fig, out / f"partial_support_{dataset}.png"))
     return written
 
 
