@@ -72,3 +72,10 @@ def test_installed_package_imports_its_interfaces_outside_the_source_tree(tmp_pa
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).parent == SITE / "rns_ros"
+
+
+def test_installed_package_ships_the_adapter_kernel_source():
+    """The fast adapter compiles native/subspace_steps.c on first use: it must be installed."""
+    installed = SITE / "rns_ros" / "core" / "native" / "subspace_steps.c"
+    assert installed.is_file(), f"{installed} missing: {STALE}"
+    assert filecmp.cmp(installed, ROOT / "rns_ros" / "core" / "native" / "subspace_steps.c", shallow=False), STALE

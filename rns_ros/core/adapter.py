@@ -9,7 +9,8 @@ and return softmax(W q + b) for every query. Two solvers train the same objectiv
   autograd, torch.optim.AdamW). It is the oracle every speed-up is checked against; keep it.
 - ``solver="fast"`` (default): `fast_adapter.solve_fast`, the same objective, optimiser, start and
   step count with analytic gradients in preallocated buffers; exact steps on CUDA (and with
-  fast_subspace=False), subspace steps with periodic exact refreshes on the CPU. Its agreement with the
+  fast_subspace=False), subspace steps with periodic exact refreshes on the CPU, run by a compiled
+  kernel (`native.py`) where a C compiler exists. Its agreement with the
   plain loop is tested (test/core/test_adapter_fast.py) and benchmarked (scripts/bench_adapter.py).
 
 The approximate speed options (fewer steps, larger lr, L-BFGS, ...) live in `adapter_options.py`.
@@ -30,6 +31,7 @@ OPTIMIZERS = ("adamw", "adam")
 RETRIEVALS = ("nearest", "random")
 INITS = ("kaiming", "zeros")
 SOLVERS = ("fast", "plain", "lbfgs")
+FAST_KERNELS = ("auto", "native", "torch")
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ class AdapterConfig:
     seed: int = 0  # seeds the Kaiming start and the random-retrieval draw
     solver: str = "fast"  # "fast" (same predictions, faster) | "plain" (the reference loop) | "lbfgs" (approximate)
     fast_subspace: bool = True  # fast solver on CPU: subspace matmuls per step (False = exact full-rank steps)
-    fast_extra_rank: int = 8  # subspace directions beyond one per class label
-    fast_refresh_travel: float = 0.04  # subspace steps: exact refresh every travel / lr steps (20 at lr 0.002)
+    fast_extra_rank: int = 4  # subspace directions beyond one per class label
+    fast_refresh_travel: float = 0.2  # subspace steps: exact refresh every travel / lr steps (100 at lr 0.002)
+    fast_kernel: str = "auto"  # subspace steps run by "native" (compiled C) | "torch" | "auto" (native, else torch)
     cuda_graphs: bool = True  # fast solver on CUDA: replay the step as a captured graph (falls back to eager)
     lbfgs_iterations: int = 50  # solver="lbfgs": iterations of L-BFGS on the same regularised loss
 
@@ -86,6 +89,7 @@ class AdapterConfig:
             (isinstance(self.fast_extra_rank, int) and self.fast_extra_rank >= 0, "fast_extra_rank",
              "an int >= 0"),
             (self.fast_refresh_travel > 0, "fast_refresh_travel", "a float > 0"),
+            (self.fast_kernel in FAST_KERNELS, "fast_kernel", f"one of {FAST_KERNELS}"),
             (isinstance(self.lbfgs_iterations, int) and self.lbfgs_iterations >= 1, "lbfgs_iterations",
              "an int >= 1"),
         ]

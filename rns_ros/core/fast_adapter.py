@@ -22,23 +22,34 @@ Two step kinds:
   basis B of the training rows, X = A B + E: one direction per class label (the loss-weighted mean
   of that label's rows, so that a class learnt from a handful of fused or pseudo rows is
   represented exactly enough) plus `fast_extra_rank` top directions of what remains (randomised
-  range finder, seeded). Every K = round(fast_refresh_travel / lr) steps (20 at the default lr; an
+  range finder, fixed seed). Every K = round(fast_refresh_travel / lr) steps (100 at the default lr; an
   Adam step moves a weight by about lr at most, so K bounds how far the weights travel between
   refreshes) the residual terms E P^T (logits) and R^T E (gradient) are computed exactly and held
   until the next refresh; in between, logits = A (B P^T) + held and gradient = (R^T A) B + held.
   Adam still runs on every coordinate of P at every step. Only the change of the residual terms
   between two refreshes is neglected; the agreement with the plain loop is measured by the tests
   and the benchmark (docs/adapter.md), not assumed.
+  A subspace step is a handful of operations on a few thousand numbers each: as torch calls, the
+  per-call dispatch costs more than the arithmetic. So whole steps run in one call of a compiled
+  C kernel (`native.py`, native/subspace_steps.c: the same formulas, torch's Adam(W) update),
+  built on first use where a C compiler exists; the refreshes stay torch matmuls.
+  `fast_kernel="torch"` (and "auto" without a compiler) runs the same steps as torch operations.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from rns_ros.core import native
 from rns_ros.core.adapter import AdapterConfig, initial_parameters
 from rns_ros.core.adapter_problem import TrainingProblem
 
 _COLUMN_ALIGN = 8  # pad the augmented feature dimension to a multiple of this
 _OVERSAMPLE = 8  # extra random directions of the range finder (standard randomised-SVD practice)
+# The range finder's probe is fixed, not config.seed: the basis is an execution detail, and a
+# start without randomness (init="zeros") must give the same result whatever the seed.
+_RANGE_FINDER_SEED = 0
 
 
 class _FastState:
@@ -120,20 +131,23 @@ def subspace_basis(inputs: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     return basis.T.contiguous()
 
 
-def _run_subspace(state: _FastState, problem: TrainingProblem, steps: int, refresh: int) -> None:
-    """`steps` steps with subspace matmuls and exact residual terms refreshed every `refresh`."""
-    rows = problem.num_rows
-    basis = subspace_basis(state.inputs, problem.labels, problem.loss_weights,
-                           state.config.fast_extra_rank, state.config.seed)  # (R, width)
-    rank = basis.shape[0]
-    basis_t = basis.T.contiguous()  # (width, r)
-    coords = (state.inputs @ basis_t).contiguous()  # A (M, R)
-    coords_t = coords.T.contiguous()  # (R, M)
-    remainder = (state.inputs - coords @ basis).contiguous()  # E (M, width)
-    remainder_t = remainder.T.contiguous()
+class _Subspace:
+    """The subspace split of one problem's rows: X = A B + E (see the module docstring)."""
+
+    def __init__(self, state: _FastState, problem: TrainingProblem):
+        self.basis = subspace_basis(state.inputs, problem.labels, problem.loss_weights,
+                                    state.config.fast_extra_rank, _RANGE_FINDER_SEED)  # B (R, width)
+        self.coords = (state.inputs @ self.basis.T).contiguous()  # A (M, R)
+        self.remainder = (state.inputs - self.coords @ self.basis).contiguous()  # E (M, width)
+
+
+def _run_subspace_torch(state: _FastState, split: _Subspace, steps: int, refresh: int) -> None:
+    """`steps` subspace steps as torch operations, exact residual terms refreshed every `refresh`."""
+    basis, coords, remainder = split.basis, split.coords, split.remainder
+    basis_t, coords_t, remainder_t = basis.T.contiguous(), coords.T.contiguous(), remainder.T.contiguous()
     held_logits = torch.zeros_like(state.logits)  # E P^T at the last refresh, class-major
     held_grad = torch.zeros_like(state.grad)  # R^T E at the last refresh
-    projected = torch.zeros(state.params.shape[0], rank, dtype=basis.dtype, device=basis.device)
+    projected = torch.zeros(state.params.shape[0], basis.shape[0], dtype=basis.dtype, device=basis.device)
     # the loop is overhead-bound (tiny kernels): names are bound locally, the step is written out
     mm, addmm, addcmul, softmax = torch.mm, torch.addmm, torch.addcmul, torch.softmax
     params, logits, residual, grad = state.params, state.logits, state.residual, state.grad
@@ -151,6 +165,66 @@ def _run_subspace(state: _FastState, problem: TrainingProblem, steps: int, refre
             mm(residual, coords, out=projected)
             addmm(held_grad, projected, basis, out=grad)
             kernel(*adam_tensors, [numbers[step]], **hyper)
+
+
+def _run_subspace_native(state: _FastState, split: _Subspace, steps: int, refresh: int,
+                         kernel: native.NativeKernel) -> None:
+    """The same steps as `_run_subspace_torch`, each run by the compiled kernel in one call; the
+    refreshes stay torch matmuls. Rows are padded to the kernel's vector width with zero factors
+    (their residual is exactly zero)."""
+    classes, width = state.params.shape
+    rows, rank = split.coords.shape
+    padded = -(-rows // native.LANES) * native.LANES
+
+    def pad_rows(matrix: torch.Tensor) -> torch.Tensor:  # (rows, k) -> (padded, k), zero-filled
+        out = matrix.new_zeros(padded, matrix.shape[1])
+        out[:rows] = matrix
+        return out
+
+    remainder = pad_rows(split.remainder)
+    remainder_t = remainder.T.contiguous()
+    tensors = dict(
+        params=state.params, exp_avg=state.exp_avg, exp_avg_sq=state.exp_avg_sq, basis=split.basis,
+        coords_t=pad_rows(split.coords).T.contiguous(),
+        held_logits=state.logits.new_zeros(classes, padded), held_grad=torch.zeros_like(state.grad),
+        neg_target=pad_rows(state.neg_target.T).T.contiguous(),
+        prob_scale=pad_rows(state.prob_scale.T).reshape(-1).contiguous(),
+        residual=state.logits.new_zeros(classes, padded),
+        projected=state.params.new_zeros(classes, rank), coord_grad=state.params.new_zeros(classes, rank),
+        scratch=state.params.new_zeros(max(classes * width, 2 * padded)))
+    config = state.config
+    problem = native.subspace_problem(tensors, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                                      eps=config.eps, decoupled=config.optimizer == "adamw")
+    held_logits, held_grad, residual = tensors["held_logits"], tensors["held_grad"], tensors["residual"]
+    kernel.project(problem)
+    for block in range(0, steps, refresh):
+        torch.mm(state.params, remainder_t, out=held_logits)  # exact refresh of the residual logits
+        kernel.row_pass(problem)
+        torch.mm(residual, remainder, out=held_grad)  # exact refresh of the residual gradient
+        kernel.width_pass(problem, block + 1)
+        kernel.steps(problem, block + 2, min(refresh, steps - block) - 1)
+
+
+def native_kernel(config: AdapterConfig) -> native.NativeKernel | None:
+    """The compiled kernel per config.fast_kernel: "torch" -> None; "native" -> the kernel or
+    NativeUnavailable; "auto" -> the kernel, or None (with one warning per process) when it
+    cannot be built here."""
+    if config.fast_kernel == "torch":
+        return None
+    try:
+        return native.load()
+    except native.NativeUnavailable as error:
+        if config.fast_kernel == "native":
+            raise
+        global _warned_unavailable
+        if not _warned_unavailable:
+            _warned_unavailable = True
+            warnings.warn(f"fast adapter: the compiled CPU kernel is unavailable, using torch operations "
+                          f"(slower, same results): {error}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+_warned_unavailable = False
 
 
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
@@ -199,7 +273,12 @@ def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.T
     """Train the classifier of `problem` (mode "train"); returns (W (C, d), b (C,))."""
     state = _FastState(problem, config)
     if subspace_rank(problem, config) > 0:
-        _run_subspace(state, problem, config.steps, refresh_interval(config))
+        split = _Subspace(state, problem)
+        kernel = native_kernel(config) if state.inputs.dtype == torch.float32 else None
+        if kernel is not None:
+            _run_subspace_native(state, split, config.steps, refresh_interval(config), kernel)
+        else:
+            _run_subspace_torch(state, split, config.steps, refresh_interval(config))
     elif not (state.inputs.is_cuda and config.cuda_graphs and _run_cuda_graph(state, config.steps)):
         for step in range(config.steps):
             state.exact_step(step)

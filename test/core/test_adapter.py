@@ -36,6 +36,7 @@ def small():
     ("k", 0), ("tau", 0.0), ("beta_fused", -0.5), ("lambdas", ()), ("lambdas", (1.2,)),
     ("zero_shot_scale", 0.0), ("retrieval", "far"), ("init", "normal"), ("seed", -1),
     ("solver", "magic"), ("fast_extra_rank", -1), ("fast_refresh_travel", 0.0), ("betas", (0.9, 1.0)),
+    ("fast_kernel", "gpu"),
 ])
 def test_config_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
