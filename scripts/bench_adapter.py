@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter, predict_from_problem  # noqa: E402
 from rns_ros.core.adapter_options import solve_fast_batched  # noqa: E402
 from rns_ros.core.adapter_synthetic import SyntheticScenario, build_scenario  # noqa: E402
-from rns_ros.core.fast_adapter import refresh_interval, subspace_rank  # noqa: E402
+from rns_ros.core.fast_adapter import native_kernel, refresh_interval, subspace_rank  # noqa: E402
 
 
 def solvers() -> dict[str, AdapterConfig]:
@@ -39,6 +39,7 @@ def solvers() -> dict[str, AdapterConfig]:
     return {
         "plain (reference loop)": AdapterConfig(solver="plain"),
         "fast (default)": AdapterConfig(),
+        "fast, subspace steps as torch ops (fast_kernel='torch')": AdapterConfig(fast_kernel="torch"),
         "fast, exact steps (fast_subspace=False)": AdapterConfig(fast_subspace=False),
         "option: 200 steps": AdapterConfig(steps=200),
         "option: 100 steps": AdapterConfig(steps=100),
@@ -118,11 +119,14 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     fast_config = configs[fast_name]
+    kernel = native_kernel(fast_config)
+    kernel_name = f"compiled kernel {kernel.path.name}" if kernel is not None else "torch ops (no C compiler)"
     print(f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
           f"load average at start {load_at_start:.1f}")
     print(f"Problem: N = {queries.shape[0]} queries, M = {problem.num_rows} training rows, "
           f"d = {args.dim}, C = {args.classes}, 700 steps; fast default: subspace rank "
-          f"{subspace_rank(problem, fast_config)}, exact refresh every {refresh_interval(fast_config)} steps; "
+          f"{subspace_rank(problem, fast_config)}, exact refresh every {refresh_interval(fast_config)} steps, "
+          f"{kernel_name}; "
           f"{args.repeats} interleaved repetitions. Times: training + prediction given the built problem; "
           f"end to end adds the shared row.\n")
     print("| solver | wall median ms | wall p95 ms | CPU median ms | speed-up vs plain: wall / CPU "
