@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
-from rns_ros.core.backbones.sliding import image_to_tensor, resize_image
+from rns_ros.core.backbones.sliding import check_image, image_to_tensor, resize_image
 from rns_ros.core.pooling import IGNORE, pool_segments
 
 MODES = ("patch", "region")
@@ -108,7 +108,7 @@ class Segmenter:
     # ------------------------------------------------------------------ inference
     def segment(self, image: np.ndarray) -> Segmentation:
         """Label map and probabilities of an (H, W, 3) uint8 RGB image (see module docstring)."""
-        image_to_tensor(image)  # validates dtype/shape before any work
+        check_image(image)  # before any work
         h, w = int(image.shape[0]), int(image.shape[1])
         version = getattr(self.memory, "version", None)
         class_ids = [int(c) for c in self.memory.class_ids]
@@ -144,7 +144,9 @@ class Segmenter:
 
     def _partition(self, image: np.ndarray, dense: DenseFeatures) -> torch.Tensor:
         """SAM 2 partition of the resized, unpadded image, (H', W') int64 on the features' device."""
-        resized = resize_image(image_to_tensor(image, dense.features.device), dense.resized_size)
+        resized = dense.resized_image  # the backbone's own conversion, when it kept it
+        if resized is None:
+            resized = resize_image(image_to_tensor(image, dense.features.device), dense.resized_size)
         resized_u8 = (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         partition = np.asarray(self.proposer.partition(resized_u8))
         if partition.shape != tuple(dense.resized_size) or not np.issubdtype(partition.dtype, np.integer):

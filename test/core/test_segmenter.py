@@ -271,3 +271,32 @@ def test_end_to_end_region_mode_with_real_memory(tiny_backbone):
     np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-5)
     # every pixel carries its region's probabilities: at most 3 distinct probability vectors
     assert len(np.unique(out.probabilities.reshape(2, -1).round(6), axis=1).T) <= 3
+
+
+@pytest.mark.parametrize("mode", ["patch", "region"])
+def test_a_frame_is_converted_to_a_tensor_once(tiny_backbone, monkeypatch, mode):
+    """The backbone converts and resizes the frame; region mode hands that same resized image to
+    SAM 2 instead of converting the frame again, and validation converts nothing."""
+    import rns_ros.core.backbones.openclip as openclip_module
+    import rns_ros.core.segmenter as segmenter_module
+    from rns_ros.core.backbones.sliding import image_to_tensor
+
+    memory, adapter = real_parts(tiny_backbone)
+    proposer = FakeProposer()
+    seg = Segmenter(tiny_backbone, memory, adapter, proposer=proposer, mode=mode)
+    img = two_tone_image()
+    teach_two_tones(seg, img)
+    conversions = []
+
+    def counting(image, device="cpu"):
+        conversions.append(image.shape)
+        return image_to_tensor(image, device)
+
+    monkeypatch.setattr(openclip_module, "image_to_tensor", counting)
+    monkeypatch.setattr(segmenter_module, "image_to_tensor", counting)
+    seg.segment(img)
+    assert conversions == [img.shape]
+    if mode == "region":
+        resized = tiny_backbone.encode_image(img).resized_image
+        expected = (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(proposer.images[-1], expected)

@@ -20,6 +20,10 @@ class DenseFeatures:
     image_size: tuple[int, int]  # (H, W) of the original image
     resized_size: tuple[int, int]  # (H', W') after the short-side resize, before padding
     patch_size: int
+    # (3, H', W') float32 RGB in [0, 1]: the resized image the backbone encoded, before its
+    # normalisation, when it keeps it (region mode hands it to SAM 2 rather than converting the
+    # frame a second time); None otherwise
+    resized_image: torch.Tensor | None = None
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -168,16 +168,17 @@ class OpenClipBackbone:
             feats = dense_patch_tokens(self.model.visual, crops)
         return F.normalize(feats.float(), dim=-1)
 
-    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(H, W, 3) uint8 RGB -> ((3, Hp, Wp) normalised and zero-padded, resized size (H', W')).
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, W, 3) uint8 RGB -> ((3, Hp, Wp) normalised and zero-padded, (3, H', W') the resized
+        image in [0, 1] before normalisation).
 
         Zero padding happens after normalisation (as mmseg's data preprocessor does), so the pad
         is the dataset-mean colour.
         """
         t = image_to_tensor(image, self.device)
-        size = resized_size(t.shape[-2:], self.resolution.short_side, self.resolution.max_long_side)
-        t = (resize_image(t, size) - self._mean) / self._std
-        return pad_to_multiple(t, self.patch_size), size
+        resized = resize_image(t, resized_size(t.shape[-2:], self.resolution.short_side,
+                                               self.resolution.max_long_side))
+        return pad_to_multiple((resized - self._mean) / self._std, self.patch_size), resized
 
     def encode_image(self, image: np.ndarray, *, support: bool = False) -> DenseFeatures:
         """Unit-norm patch features of an (H, W, 3) uint8 RGB image (see `DenseBackbone`)."""
@@ -185,7 +186,7 @@ class OpenClipBackbone:
         # no_grad rather than inference_mode: the adapter trains on these features, and
         # inference tensors cannot be saved for backward.
         with torch.no_grad():
-            padded, size = self.preprocess(image)
+            padded, resized = self.preprocess(image)
             if support:
                 feats = multi_pass_features(padded, self.encode_crops, self.patch_size,
                                             r.support_crops, r.support_stride, r.max_batch)
@@ -193,7 +194,8 @@ class OpenClipBackbone:
                 feats = sliding_window_features(padded, self.encode_crops, self.patch_size,
                                                 r.test_crop, r.test_stride, r.max_batch)
         return DenseFeatures(features=feats, image_size=(int(image.shape[0]), int(image.shape[1])),
-                             resized_size=size, patch_size=self.patch_size)
+                             resized_size=(int(resized.shape[1]), int(resized.shape[2])),
+                             patch_size=self.patch_size, resized_image=resized)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """(C, d) float32 unit-norm text features: per prompt, every template filled in, each

@@ -82,14 +82,19 @@ def resized_size(size: tuple[int, int], short_side: int, max_long_side: int) -> 
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
-def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on `device`."""
+def check_image(image: np.ndarray) -> None:
+    """Raise a ValueError naming the problem unless `image` is a non-empty (H, W, 3) uint8 array."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         desc = (f"dtype {image.dtype}, shape {image.shape}" if isinstance(image, np.ndarray)
                 else type(image).__name__)
         raise ValueError(f"image must be an (H, W, 3) uint8 RGB numpy array, got {desc}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on `device`."""
+    check_image(image)
     device = torch.device(device)
     if any(stride < 0 for stride in image.strides):
         image = np.ascontiguousarray(image)  # torch cannot wrap negative strides (e.g. a flipped view)
