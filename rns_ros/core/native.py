@@ -119,8 +119,12 @@ def _cpu_identity() -> str:
 
 def _build(compiler: str, target: Path) -> None:
     """Compile SOURCE into `target` atomically (temporary file in the same folder, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
+    except OSError as error:
+        raise NativeUnavailable(f"cannot write the kernel cache {target.parent}: {error}; set RNS_ROS_CACHE_DIR "
+                                f"to a writable folder") from error
     os.close(handle)
     try:
         try:
@@ -168,7 +172,11 @@ def _load_uncached() -> NativeKernel:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired) as error:
         raise NativeUnavailable(f"the C compiler {compiler} does not run: {error}") from error
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), compiler, version, platform.machine(),
+    try:
+        source = SOURCE.read_text()
+    except OSError as error:
+        raise NativeUnavailable(f"the kernel source is missing: {error}; reinstall rns_ros") from error
+    key = hashlib.sha256("\0".join([source, " ".join(FLAGS), compiler, version, platform.machine(),
                                     _cpu_identity()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"subspace_steps-{key}.so"
     if not target.exists():

@@ -173,6 +173,17 @@ def test_a_compile_error_is_reported_and_leaves_nothing_behind(fresh_native, mon
         native.load()
 
 
+def test_an_unwritable_cache_or_a_missing_source_is_reported(fresh_native, monkeypatch, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("RNS_ROS_CACHE_DIR", str(tmp_path / "a_file" / "cache"))  # a folder inside a file
+    with pytest.raises(native.NativeUnavailable, match="RNS_ROS_CACHE_DIR"):
+        native.load()
+    native.reset_for_tests()
+    monkeypatch.setattr(native, "SOURCE", tmp_path / "missing.c")
+    with pytest.raises(native.NativeUnavailable, match="missing"):
+        native.load()
+
+
 def test_cache_dir_follows_xdg_and_the_override(monkeypatch, tmp_path):
     monkeypatch.delenv("RNS_ROS_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
