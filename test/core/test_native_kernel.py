@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from rns_ros.core import native
+from rns_ros.core import fast_adapter, native
 from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
 from rns_ros.core.adapter_synthetic import SyntheticScenario, build_scenario
 from rns_ros.core.fast_adapter import solve_fast
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
 def fresh_native(tmp_path, monkeypatch):
     """A private cache folder and a process that has not loaded the kernel yet."""
     monkeypatch.setenv("RNS_ROS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(fast_adapter, "_warned_unavailable", False)  # the once-per-process warning
     native.reset_for_tests()
     yield tmp_path / "cache"
     native.reset_for_tests()
