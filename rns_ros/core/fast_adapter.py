@@ -227,6 +227,28 @@ def native_kernel(config: AdapterConfig) -> native.NativeKernel | None:
 _warned_unavailable = False
 
 
+def describe_execution(config: AdapterConfig, device: str) -> tuple[str, str | None]:
+    """What will run the adapter's steps for `config` on `device` ("cpu", "cuda", "cuda:N"), and a
+    warning when it is a slower fallback. On a CPU this builds (or finds) the compiled kernel now,
+    so that a node pays for it at start-up rather than on its first frame."""
+    if config.solver != "fast":
+        return f"solver {config.solver}", None
+    if device.startswith("cuda"):
+        return "exact steps on CUDA" + (" as a replayed CUDA graph" if config.cuda_graphs else ""), None
+    if not config.fast_subspace:
+        return "exact steps as torch operations", None
+    if config.fast_kernel == "torch":
+        return "subspace steps as torch operations", None
+    try:
+        kernel = native.load()
+    except native.NativeUnavailable as error:
+        if config.fast_kernel == "native":
+            raise
+        return ("subspace steps as torch operations",
+                f"the adapter's compiled CPU kernel is unavailable, so it runs about 2x slower: {error}")
+    return f"subspace steps in the compiled kernel {kernel.path}", None
+
+
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
     """Run `steps` exact steps by replaying a captured step. Returns False, with the state as it
     was, when capture is not possible (the caller then runs the eager loop)."""

@@ -104,6 +104,8 @@ class Engine(Protocol):
     lock: threading.RLock
     device: str  # the device actually used
     device_warning: str | None  # why `device` differs from the requested one
+    adapter_execution: str  # what runs the test-time adapter's steps
+    adapter_warning: str | None  # why that is a slower fallback, if it is
     backbone_identity: str
 
     def segment(self, rgb: np.ndarray) -> EngineResult: ...
@@ -139,10 +141,13 @@ def process_rss_mb() -> float:
 class RnsEngine:
     """The real engine: a `rns_ros.core.segmenter.Segmenter` and its support memory."""
 
-    def __init__(self, segmenter, device: str, device_warning: str | None = None):
+    def __init__(self, segmenter, device: str, device_warning: str | None = None,
+                 adapter_execution: str = "", adapter_warning: str | None = None):
         self.segmenter = segmenter
         self.device = device
         self.device_warning = device_warning
+        self.adapter_execution = adapter_execution  # what runs the adapter's steps
+        self.adapter_warning = adapter_warning  # why that is a slower fallback, if it is
         self.backbone_identity = segmenter.backbone.identity
         self.lock = threading.RLock()
 
@@ -185,10 +190,13 @@ class RnsEngine:
     def set_adapter_config(self, config: AdapterConfig) -> None:
         """Use new test-time training settings from the next frame on."""
         from rns_ros.core.adapter import TestTimeAdapter
+        from rns_ros.core.fast_adapter import describe_execution
 
         adapter = TestTimeAdapter(config)
+        execution = describe_execution(config, self.device)
         with self.lock:
             self.segmenter.adapter = adapter
+            self.adapter_execution, self.adapter_warning = execution
 
     def memory_usage_mb(self) -> dict[str, float]:
         usage = {"process_peak_rss_mb": process_rss_mb()}
@@ -223,10 +231,12 @@ def build_engine(config: EngineConfig) -> RnsEngine:
     """
     from rns_ros.core.adapter import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
+    from rns_ros.core.fast_adapter import describe_execution
     from rns_ros.core.segmenter import Segmenter
     from rns_ros.core.support import SupportMemory
 
     device, warning = resolve_device(config.device, config.allow_cpu_fallback, cuda_device_count())
+    adapter_execution, adapter_warning = describe_execution(config.adapter, device)
     backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
                               precision=config.precision)
     memory = SupportMemory(dim=backbone.dim, device=device, backbone_identity=backbone.identity)
@@ -238,4 +248,4 @@ def build_engine(config: EngineConfig) -> RnsEngine:
 
         proposer = RegionProposer(replace(config.proposals, device=device))
     segmenter = Segmenter(backbone, memory, TestTimeAdapter(config.adapter), proposer=proposer, mode=config.mode)
-    return RnsEngine(segmenter, device, warning)
+    return RnsEngine(segmenter, device, warning, adapter_execution, adapter_warning)

@@ -168,6 +168,8 @@ class RnsNode(LifecycleNode):
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
+        if engine.adapter_warning:
+            self.get_logger().warning(engine.adapter_warning)
         teacher = self._make_teacher(engine)
         try:
             teacher.restore()  # the saved memory first; then the initial classes it lacks
@@ -400,12 +402,16 @@ class RnsNode(LifecycleNode):
                                                                              else "unconfigured")}
         if engine is not None:
             extra.update({"device": engine.device, "backbone": engine.backbone_identity,
+                          "adapter": engine.adapter_execution,
                           "classes": len(engine.classes()), "exemplars": engine.num_exemplars(),
                           "support_version": engine.support_version()})
             extra.update({k: round(v, 1) for k, v in engine.memory_usage_mb().items()})
             if engine.device_warning:
                 level = DiagnosticStatus.WARN
                 problems.append("running on the CPU fallback")
+            if engine.adapter_warning:
+                level = DiagnosticStatus.WARN
+                problems.append("adapter on its slower torch fallback (no compiled kernel)")
         if self.teacher is not None:
             extra.update(self.teacher.diagnostics())
             if self.teacher.load_problems or self.teacher.last_save_error:

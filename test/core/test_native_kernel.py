@@ -191,3 +191,19 @@ def test_cache_dir_follows_xdg_and_the_override(monkeypatch, tmp_path):
     assert native.cache_dir() == tmp_path / "rns_ros"
     monkeypatch.setenv("RNS_ROS_CACHE_DIR", os.fspath(tmp_path / "elsewhere"))
     assert native.cache_dir() == tmp_path / "elsewhere"
+
+
+def test_describe_execution_builds_the_kernel_or_says_why_not(fresh_native, monkeypatch):
+    from rns_ros.core.fast_adapter import describe_execution
+
+    text, warning = describe_execution(AdapterConfig(), "cpu")
+    assert warning is None and str(fresh_native) in text  # built now, into the cache
+    assert describe_execution(AdapterConfig(fast_kernel="torch"), "cpu") == ("subspace steps as torch operations", None)
+    assert "CUDA graph" in describe_execution(AdapterConfig(), "cuda:0")[0]
+    native.reset_for_tests()
+    monkeypatch.setenv("CC", "")
+    monkeypatch.setenv("PATH", str(fresh_native))
+    text, warning = describe_execution(AdapterConfig(), "cpu")
+    assert text == "subspace steps as torch operations" and "no C compiler" in warning
+    with pytest.raises(native.NativeUnavailable):
+        describe_execution(AdapterConfig(fast_kernel="native"), "cpu")

@@ -47,6 +47,25 @@ def test_segment_gives_input_sized_labels_from_existing_classes(engine):
     assert engine.device == "cpu" and engine.device_warning is None and "test-tiny" in engine.backbone_identity
 
 
+def test_engine_reports_what_runs_the_adapter(engine):
+    """Built at configure: the compiled kernel where a C compiler exists, else the torch fallback
+    with a warning that the node shows in /diagnostics; a solver change updates it."""
+    from rns_ros.core import native
+    from rns_ros.core.adapter import AdapterConfig
+
+    if native.find_compiler() is not None:
+        assert "compiled kernel" in engine.adapter_execution and engine.adapter_warning is None
+    else:
+        assert "torch operations" in engine.adapter_execution and "unavailable" in engine.adapter_warning
+    original = engine.segmenter.adapter.config
+    engine.set_adapter_config(AdapterConfig(solver="plain"))
+    try:
+        assert engine.adapter_execution == "solver plain" and engine.adapter_warning is None
+    finally:
+        engine.set_adapter_config(original)
+    assert "plain" not in engine.adapter_execution
+
+
 def test_adapter_settings_change_between_frames(engine):
     engine.set_adapter_config(replace(TINY.adapter, steps=2))
     assert engine.segmenter.adapter.config.steps == 2

@@ -160,3 +160,11 @@ def test_cpu_fallback_is_flagged_in_diagnostics(ros):
     node, _ = start(ros, engine=engine)
     status = node.diagnostic_status()
     assert status.level == status.WARN and "CPU fallback" in status.message
+
+
+def test_adapter_fallback_is_flagged_in_diagnostics(ros):
+    node, _ = start(ros, engine=FakeEngine(adapter_warning="no C compiler"))
+    status = node.diagnostic_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == status.WARN and "torch fallback" in status.message
+    assert values["adapter"] == "fake adapter"
