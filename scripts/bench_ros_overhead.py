@@ -36,6 +36,7 @@ class NullEngine:
     """Engine stand-in: returns precomputed labels/confidence of the frame's size, no work."""
 
     device, device_warning, backbone_identity = "cpu", None, "null/engine"
+    adapter_execution, adapter_warning = "none", None
 
     def __init__(self):
         from rns_ros.ros.engine import ClassEntry
