@@ -12,6 +12,7 @@ speed-up over the plain loop (ratios of medians, measured in this one run), and 
 
     .venv/bin/python scripts/bench_adapter.py            # about 1-2 minutes on a 2-core CPU
     .venv/bin/python scripts/bench_adapter.py --repeats 3 --threads 2
+    .venv/bin/python scripts/bench_adapter.py --device cuda   # the solvers on a GPU
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch  # noqa: E402
 from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter, predict_from_problem  # noqa: E402
 from rns_ros.core.adapter_options import solve_fast_batched  # noqa: E402
 from rns_ros.core.adapter_synthetic import SyntheticScenario, build_scenario  # noqa: E402
-from rns_ros.core.fast_adapter import native_kernel, refresh_interval, subspace_rank  # noqa: E402
+from rns_ros.core.fast_adapter import describe_execution, refresh_interval, subspace_rank  # noqa: E402
 
 
 def solvers() -> dict[str, AdapterConfig]:
@@ -69,18 +70,28 @@ def main() -> None:
     parser.add_argument("--support-per-class", type=int, default=60)
     parser.add_argument("--batch", type=int, default=4, help="frames per batch for the batching option")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N: where the solvers run (the problem is built on the CPU, "
+                             "then moved; the shared row is measured on the CPU)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+    def on_device(queries, problem):
+        moved = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in problem.__dict__.items()}
+        return queries.to(device), problem.__class__(**moved)
+
     torch.set_num_threads(args.threads)
     load_at_start = os.getloadavg()[0]
 
     spec = SyntheticScenario(num_classes=args.classes, dim=args.dim, num_queries=args.queries,
                              support_per_class=args.support_per_class, seed=args.seed)
     raw_queries, memory = build_scenario(spec, index_backend="auto")
-    queries, problem = TestTimeAdapter().build_problem(raw_queries, memory)
+    queries, problem = on_device(*TestTimeAdapter().build_problem(raw_queries, memory))
     configs = solvers()
     frames = [torch.nn.functional.normalize(raw_queries + 0.02 * torch.randn(
         raw_queries.shape, generator=torch.Generator().manual_seed(i)), dim=1) for i in range(args.batch)]
-    frame_problems = [TestTimeAdapter().build_problem(f, memory) for f in frames]
+    frame_problems = [on_device(*TestTimeAdapter().build_problem(f, memory)) for f in frames]
     batch_config = AdapterConfig(fast_subspace=False)
 
     def batched():
@@ -96,8 +107,10 @@ def main() -> None:
     cpu_times: dict[str, list[float]] = {name: [] for name in times}
 
     def timed(name, call, frames_per_call=1):
+        synchronize()
         wall, cpu = time.perf_counter(), time.process_time()
         call()
+        synchronize()
         times[name].append((time.perf_counter() - wall) / frames_per_call)
         cpu_times[name].append((time.process_time() - cpu) / frames_per_call)
 
@@ -119,14 +132,15 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     fast_config = configs[fast_name]
-    kernel = native_kernel(fast_config)
-    kernel_name = f"compiled kernel {kernel.path.name}" if kernel is not None else "torch ops (no C compiler)"
+    execution = describe_execution(fast_config, str(device))[0]
+    if device.type == "cuda":
+        cpu += f", GPU {torch.cuda.get_device_name(device)}"
     print(f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
           f"load average at start {load_at_start:.1f}")
     print(f"Problem: N = {queries.shape[0]} queries, M = {problem.num_rows} training rows, "
           f"d = {args.dim}, C = {args.classes}, 700 steps; fast default: subspace rank "
           f"{subspace_rank(problem, fast_config)}, exact refresh every {refresh_interval(fast_config)} steps, "
-          f"{kernel_name}; "
+          f"{execution}; "
           f"{args.repeats} interleaved repetitions. Times: training + prediction given the built problem; "
           f"end to end adds the shared row.\n")
     print("| solver | wall median ms | wall p95 ms | CPU median ms | speed-up vs plain: wall / CPU "
