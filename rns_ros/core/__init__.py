@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "SupportMemory": "support",
     "save_memory": "persistence",
     "load_memory": "persistence",
+    "merge_memory": "merging",
     "AdapterConfig": "adapter",
     "TestTimeAdapter": "adapter",
     "ProposalConfig": "proposals",

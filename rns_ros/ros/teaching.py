@@ -363,6 +363,7 @@ class Teacher:
 
     @_handler
     def load_support(self, request, response):
+        from rns_ros.core.merging import merge_memory
         from rns_ros.core.persistence import load_memory
 
         if not request.directory:
@@ -375,11 +376,19 @@ class Teacher:
                                              device=segmenter.memory.device)
             except (OSError, ValueError) as exc:
                 raise Refused(f"cannot load {directory}: {exc}") from exc
-            self.replace_memory(memory)
+            if request.merge:
+                try:
+                    merged = merge_memory(segmenter.memory, memory)
+                except ValueError as exc:
+                    raise Refused(f"cannot merge {directory}: {exc}") from exc
+                done = (f"merged {len(memory.class_ids)} classes ({len(merged.new_class_ids)} new) and "
+                        f"{len(merged.exemplar_ids)} exemplars from {directory}")
+            else:
+                self.replace_memory(memory)
+                done = f"loaded {len(memory.class_ids)} classes, {memory.num_exemplars} exemplars from {directory}"
             warning = self.save()
         problems = "" if report.ok else f"; problems: {describe_report(report)}"
-        response.message = self._applied(f"loaded {len(memory.class_ids)} classes, {memory.num_exemplars} "
-                                         f"exemplars from {directory}{problems}", warning)
+        response.message = self._applied(done + problems, warning)
         response.class_map = self.class_map()
 
     def replace_memory(self, memory) -> None:

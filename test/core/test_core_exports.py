@@ -10,7 +10,7 @@ import rns_ros.core as core
 ROOT = Path(__file__).resolve().parents[2]
 API = ["SupportMemory", "TestTimeAdapter", "AdapterConfig", "Exemplar", "encode_exemplar", "Segmenter",
        "Segmentation", "build_backbone", "DenseFeatures", "RegionProposer", "ProposalConfig",
-       "PromptMasker", "save_memory", "load_memory"]
+       "PromptMasker", "save_memory", "load_memory", "merge_memory"]
 
 
 def test_every_public_name_resolves():

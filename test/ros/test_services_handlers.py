@@ -209,6 +209,33 @@ def test_save_load_segment_and_enable(setup, tmp_path):
     assert res.success and [c.name for c in res.class_map.classes] == ["wall"]
 
 
+def test_load_support_with_merge_adds_to_the_current_memory(setup, tmp_path):
+    teacher, engine, _, _, changes = setup
+    add_classes(teacher, "wall", "door")
+    image = make_image(random_rgb(H, W, seed=3), "rgb8")
+    wall_eid = teacher.add_exemplar(exemplar_request("wall", image, mask=square(H, W, 0, 30, 0, 30)),
+                                    AddExemplar.Response()).exemplar_id
+    teacher.save_support(SaveSupport.Request(directory=str(tmp_path / "other")), SaveSupport.Response())
+    teacher.remove_classes(RemoveClasses.Request(names=["door"]), RemoveClasses.Response())
+    add_classes(teacher, "floor")  # id 3; the saved memory knows wall (1) and door (2)
+    teacher.add_exemplar(exemplar_request("floor", image, mask=square(H, W, 10, 40, 10, 40)), AddExemplar.Response())
+    version = engine.support_version()
+
+    res = teacher.load_support(LoadSupport.Request(directory=str(tmp_path / "other"), merge=True),
+                               LoadSupport.Response())
+    assert res.success and "merged 2 classes (1 new) and 1 exemplars" in res.message, res.message
+    classes = {c.name: (c.id, list(c.exemplar_ids)) for c in res.class_map.classes}
+    assert classes["wall"][0] == 1 and classes["floor"][0] == 3 and classes["door"][0] == 4  # old ids kept
+    assert len(classes["wall"][1]) == 2 and wall_eid in classes["wall"][1]  # its exemplar came twice
+    assert res.class_map.support_version > version and changes[-1] == res.class_map.support_version
+    assert sorted(c.name for c in load_memory(teacher.memory_dir)[0].classes) == ["door", "floor", "wall"]
+
+    before = snapshot(teacher)
+    res = teacher.load_support(LoadSupport.Request(directory="/nonexistent/memory", merge=True),
+                               LoadSupport.Response())
+    assert not res.success and "cannot load" in res.message and snapshot(teacher) == before
+
+
 def test_personalised_class_coexists_with_its_generic_class(setup):
     teacher, engine, _, _, _ = setup
     add_classes(teacher, "mug")
