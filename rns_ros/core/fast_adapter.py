@@ -205,23 +205,29 @@ def _run_subspace_native(state: _FastState, split: _Subspace, steps: int, refres
         kernel.steps(problem, block + 2, min(refresh, steps - block) - 1)
 
 
-def native_kernel(config: AdapterConfig) -> native.NativeKernel | None:
-    """The compiled kernel per config.fast_kernel: "torch" -> None; "native" -> the kernel or
-    NativeUnavailable; "auto" -> the kernel, or None (with one warning per process) when it
-    cannot be built here."""
+def _kernel_or_reason(config: AdapterConfig) -> tuple[native.NativeKernel | None, str | None]:
+    """Per config.fast_kernel: "torch" -> (None, None); otherwise (the compiled kernel, None), or,
+    when it cannot be had, NativeUnavailable for "native" and (None, why) for "auto"."""
     if config.fast_kernel == "torch":
-        return None
+        return None, None
     try:
-        return native.load()
+        return native.load(), None
     except native.NativeUnavailable as error:
         if config.fast_kernel == "native":
             raise
-        global _warned_unavailable
-        if not _warned_unavailable:
-            _warned_unavailable = True
-            warnings.warn(f"fast adapter: the compiled CPU kernel is unavailable, using torch operations "
-                          f"(slower, same results): {error}", RuntimeWarning, stacklevel=3)
-        return None
+        return None, str(error)
+
+
+def native_kernel(config: AdapterConfig) -> native.NativeKernel | None:
+    """The compiled kernel per config.fast_kernel (`_kernel_or_reason`); the "auto" fallback to
+    torch operations is announced with one warning per process."""
+    kernel, reason = _kernel_or_reason(config)
+    global _warned_unavailable
+    if reason is not None and not _warned_unavailable:
+        _warned_unavailable = True
+        warnings.warn(f"fast adapter: the compiled CPU kernel is unavailable, using torch operations "
+                      f"(slower, same results): {reason}", RuntimeWarning, stacklevel=3)
+    return kernel
 
 
 _warned_unavailable = False
@@ -237,16 +243,12 @@ def describe_execution(config: AdapterConfig, device: str) -> tuple[str, str | N
         return "exact steps on CUDA" + (" as a replayed CUDA graph" if config.cuda_graphs else ""), None
     if not config.fast_subspace:
         return "exact steps as torch operations", None
-    if config.fast_kernel == "torch":
-        return "subspace steps as torch operations", None
-    try:
-        kernel = native.load()
-    except native.NativeUnavailable as error:
-        if config.fast_kernel == "native":
-            raise
-        return ("subspace steps as torch operations",
-                f"the adapter's compiled CPU kernel is unavailable, so it runs about 2x slower: {error}")
-    return f"subspace steps in the compiled kernel {kernel.path}", None
+    kernel, reason = _kernel_or_reason(config)
+    if kernel is not None:
+        return f"subspace steps in the compiled kernel {kernel.path}", None
+    warning = None if reason is None else (
+        f"the adapter's compiled CPU kernel is unavailable, so it runs about 2x slower: {reason}")
+    return "subspace steps as torch operations", warning
 
 
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
