@@ -62,8 +62,10 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
             cid = target.add_class(record.name, source.text_feature(record.id), prompt=record.prompt)
             mapping[record.id] = cid
             new_class_ids.append(cid)
+        source_ids = np.array(sorted(mapping), dtype=np.int64)
+        target_ids = np.array([mapping[c] for c in source_ids], dtype=np.int64)
         for eid, feats, class_ids, raw in planned:
-            exemplar = None if raw is None else _renumbered(raw, mapping)
+            exemplar = None if raw is None else _renumbered(raw, source_ids, target_ids)
             exemplar_ids[eid] = target.add_image_features(feats, [mapping[c] for c in class_ids], exemplar=exemplar)
     except Exception:
         for new_eid in exemplar_ids.values():  # undo (only an internal error can get here)
@@ -74,10 +76,9 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
     return MergeResult(mapping, new_class_ids, exemplar_ids)
 
 
-def _renumbered(exemplar: Exemplar, mapping: dict[int, int]) -> Exemplar:
-    """The exemplar with its label map's class ids replaced by `mapping`'s (0 stays 0)."""
-    source_ids = np.array(sorted(mapping), dtype=np.int64)
-    target_ids = np.array([mapping[c] for c in source_ids], dtype=np.int64)
+def _renumbered(exemplar: Exemplar, source_ids: np.ndarray, target_ids: np.ndarray) -> Exemplar:
+    """The exemplar with each class id source_ids[i] (ascending) of its label map replaced by
+    target_ids[i] (0 stays 0)."""
     labels = exemplar.labels
     annotated = labels != 0
     renumbered = np.zeros_like(labels)
