@@ -46,6 +46,15 @@ def build_memory(backbone: FakeBackbone, seed: int = 0) -> SupportMemory:
     return memory
 
 
+def saved_memory(tmp_path: Path) -> tuple[FakeBackbone, SupportMemory, Path]:
+    """A fake backbone, a memory built with it, and the directory it was just saved to."""
+    backbone = FakeBackbone(dim=D)
+    memory = build_memory(backbone)
+    directory = tmp_path / "mem"
+    save_memory(memory, directory)
+    return backbone, memory, directory
+
+
 def state(memory: SupportMemory):
     """Comparable description of everything a memory holds."""
     text, has = memory.text_matrix()
@@ -81,10 +90,7 @@ def test_round_trip_keeps_ids_features_and_raw_exemplars(tmp_path):
 
 
 def test_data_files_are_written_once_and_unreferenced_ones_collected(tmp_path):
-    backbone = FakeBackbone(dim=D)
-    memory = build_memory(backbone)
-    directory = tmp_path / "mem"
-    save_memory(memory, directory)
+    backbone, memory, directory = saved_memory(tmp_path)
     first = {p.name: p.stat().st_mtime_ns for p in (directory / "data").iterdir()}
     save_memory(memory, directory)
     assert {p.name: p.stat().st_mtime_ns for p in (directory / "data").iterdir()} == first
@@ -202,10 +208,7 @@ def test_corrupt_manifest_is_set_aside_and_previous_save_loaded(tmp_path):
 
 
 def test_corrupt_data_files_are_set_aside_and_the_rest_loaded(tmp_path):
-    backbone = FakeBackbone(dim=D)
-    memory = build_memory(backbone)
-    directory = tmp_path / "mem"
-    save_memory(memory, directory)
+    backbone, memory, directory = saved_memory(tmp_path)
     entries = {e["id"]: e for e in manifest_of(directory)["exemplars"]}
     with_raw, without_raw = 2, 4
     feats_file = directory / entries[with_raw]["features"]["file"]
@@ -229,10 +232,7 @@ def test_corrupt_data_files_are_set_aside_and_the_rest_loaded(tmp_path):
 
 
 def test_damaged_features_recomputed_with_the_same_backbone(tmp_path):
-    backbone = FakeBackbone(dim=D)
-    memory = build_memory(backbone)
-    directory = tmp_path / "mem"
-    save_memory(memory, directory)
+    backbone, memory, directory = saved_memory(tmp_path)
     entries = {e["id"]: e for e in manifest_of(directory)["exemplars"]}
     corrupt(directory / entries[2]["features"]["file"])
     corrupt(directory / manifest_of(directory)["text"]["file"])

@@ -26,6 +26,14 @@ def snapshot(memory: SupportMemory):
             sorted(memory.index.ids().tolist()), [memory.class_record(c) for c in memory.class_ids])
 
 
+def assert_refused_and_unchanged(memory: SupportMemory, calls, before) -> None:
+    """Every call raises ValueError, and the memory still equals the snapshot `before`."""
+    for call in calls:
+        with pytest.raises(ValueError):
+            call()
+    assert snapshot(memory) == before
+
+
 @pytest.fixture(params=["faiss", "torch"])
 def memory(request):
     return SupportMemory(D, backbone_identity="fake-a", index_backend=request.param)
@@ -76,10 +84,7 @@ def test_refused_class_calls_change_nothing(memory):
         lambda: memory.remove_class("a"),
         lambda: memory.class_record(0),
     ]
-    for call in bad:
-        with pytest.raises(ValueError):
-            call()
-    assert snapshot(memory) == before
+    assert_refused_and_unchanged(memory, bad, before)
 
 
 def test_refused_feature_calls_change_nothing(memory):
@@ -112,10 +117,7 @@ def test_refused_feature_calls_change_nothing(memory):
         lambda: memory.search(torch.full((2, D), float("nan")), 4),
         lambda: memory.search(torch.ones(2, D), 0),
     ]
-    for call in bad:
-        with pytest.raises(ValueError):
-            call()
-    assert snapshot(memory) == before
+    assert_refused_and_unchanged(memory, bad, before)
 
 
 def test_bank_prototypes_and_fusion_match_independent_math(memory):
