@@ -13,7 +13,31 @@ from rns_ros.eval.datasets.base import (
 )
 
 
-class PascalVOC(SegmentationDataset):
+class _VocLayout(SegmentationDataset):
+    """The VOCdevkit layout shared by VOC and Context: <year_dir>/{JPEGImages/<id>.jpg,
+    <labels_dir>/<id>.png, ImageSets/<sets_dir>/<split>.txt}, the root being the devkit, the year
+    folder or its parent; `marker` is the sub-folder that identifies the right one."""
+
+    year_dir: str
+    labels_dir: str
+    sets_dir: str
+    marker: str
+
+    def __init__(self, root, split):
+        super().__init__(root, split)
+        self.base = first_existing(self.root, ["", self.year_dir, f"VOCdevkit/{self.year_dir}"], self.marker)
+
+    def _list_ids(self):
+        return split_file_ids(self.base / "ImageSets" / self.sets_dir / f"{self.split}.txt")
+
+    def image_path(self, image_id):
+        return self.base / "JPEGImages" / f"{image_id}.jpg"
+
+    def label_path(self, image_id):
+        return self.base / self.labels_dir / f"{image_id}.png"
+
+
+class PascalVOC(_VocLayout):
     """PASCAL VOC 2012: VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette indices),
     ImageSets/Segmentation/<split>.txt}. 21 classes with background (index 0); 255 (object
     borders) is ignored."""
@@ -23,22 +47,10 @@ class PascalVOC(SegmentationDataset):
     has_background = True
     image_namespace = "voc2012"
     lut = identity_lut(21)
-
-    def __init__(self, root, split):
-        super().__init__(root, split)
-        self.base = first_existing(self.root, ["", "VOC2012", "VOCdevkit/VOC2012"], "JPEGImages")
-
-    def _list_ids(self):
-        return split_file_ids(self.base / "ImageSets" / "Segmentation" / f"{self.split}.txt")
-
-    def image_path(self, image_id):
-        return self.base / "JPEGImages" / f"{image_id}.jpg"
-
-    def label_path(self, image_id):
-        return self.base / "SegmentationClass" / f"{image_id}.png"
+    year_dir, labels_dir, sets_dir, marker = "VOC2012", "SegmentationClass", "Segmentation", "JPEGImages"
 
 
-class PascalContext60(SegmentationDataset):
+class PascalContext60(_VocLayout):
     """PASCAL Context (mmseg layout): VOC2010/{JPEGImages, SegmentationClassContext/<id>.png with
     0 = background and 1..59 the classes, ImageSets/SegmentationContext/<split>.txt}.
     60 classes, background included."""
@@ -48,20 +60,8 @@ class PascalContext60(SegmentationDataset):
     has_background = True
     image_namespace = "pascal-context"
     lut = identity_lut(60)
-
-    def __init__(self, root, split):
-        super().__init__(root, split)
-        self.base = first_existing(self.root, ["", "VOC2010", "VOCdevkit/VOC2010"],
-                                   "SegmentationClassContext")
-
-    def _list_ids(self):
-        return split_file_ids(self.base / "ImageSets" / "SegmentationContext" / f"{self.split}.txt")
-
-    def image_path(self, image_id):
-        return self.base / "JPEGImages" / f"{image_id}.jpg"
-
-    def label_path(self, image_id):
-        return self.base / "SegmentationClassContext" / f"{image_id}.png"
+    year_dir, labels_dir, sets_dir = "VOC2010", "SegmentationClassContext", "SegmentationContext"
+    marker = "SegmentationClassContext"
 
 
 class PascalContext59(PascalContext60):
