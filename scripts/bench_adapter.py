@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 
 import torch  # noqa: E402
 
-from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter, predict_from_problem  # noqa: E402
-from rns_ros.core.adapter_options import solve_fast_batched  # noqa: E402
-from rns_ros.core.adapter_synthetic import SyntheticScenario, build_scenario  # noqa: E402
-from rns_ros.core.fast_adapter import describe_execution, refresh_interval, subspace_rank  # noqa: E402
+from rns_ros.core.adapter.config import AdapterConfig  # noqa: E402
+from rns_ros.core.adapter.test_time import TestTimeAdapter, predict_from_problem  # noqa: E402
+from rns_ros.core.adapter.options import solve_fast_batched  # noqa: E402
+from rns_ros.core.adapter.synthetic import SyntheticScenario, build_scenario  # noqa: E402
+from rns_ros.core.adapter.fast import describe_execution, refresh_interval, subspace_rank  # noqa: E402
 
 
 def solvers() -> dict[str, AdapterConfig]:

@@ -2,7 +2,7 @@
 """Support-memory scale: retrieval time, update time and memory as the bank grows (issue 6, item 4).
 
 For each bank size M (default 1e3, 1e4, 1e5, 1e6 rows of d = 512) and each index of
-`rns_ros.core.retrieval.InnerProductIndex`:
+`rns_ros.core.memory.retrieval.InnerProductIndex`:
   exact FAISS CPU (IndexIDMap2(IndexFlatIP)), torch matmul + top-k, and the approximate IVF option
   (converted once past its threshold, nprobe lists per query), plus the GPU backends when CUDA exists,
 it times: building the index (one add of all M rows; IVF includes its one-off k-means training),
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
-from rns_ros.core.retrieval import InnerProductIndex, IvfSettings, faiss_has_gpu
+from rns_ros.core.memory.retrieval import InnerProductIndex, IvfSettings, faiss_has_gpu
 
 
 def rss_bytes() -> int:

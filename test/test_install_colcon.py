@@ -66,7 +66,7 @@ def test_colcon_build_installs_node_interfaces_and_share(colcon_install):
     for rel in ["share/rns_ros/launch/rns.launch.py", "share/rns_ros/config/rns.yaml", "share/rns_ros/rviz/rns.rviz",
                 "share/rns_ros/package.xml", "share/ament_index/resource_index/packages/rns_ros"]:
         assert (pkg / rel).is_file(), rel
-    assert list(pkg.glob("lib/python3*/site-packages/rns_ros/core/native/subspace_steps.c")), \
+    assert list(pkg.glob("lib/python3*/site-packages/rns_ros/core/adapter/native/subspace_steps.c")), \
         "the fast adapter's kernel source is not installed"
 
 

@@ -76,6 +76,6 @@ def test_installed_package_imports_its_interfaces_outside_the_source_tree(tmp_pa
 
 def test_installed_package_ships_the_adapter_kernel_source():
     """The fast adapter compiles native/subspace_steps.c on first use: it must be installed."""
-    installed = SITE / "rns_ros" / "core" / "native" / "subspace_steps.c"
+    installed = SITE / "rns_ros" / "core" / "adapter" / "native" / "subspace_steps.c"
     assert installed.is_file(), f"{installed} missing: {STALE}"
-    assert filecmp.cmp(installed, ROOT / "rns_ros" / "core" / "native" / "subspace_steps.c", shallow=False), STALE
+    assert filecmp.cmp(installed, ROOT / "rns_ros" / "core" / "adapter" / "native" / "subspace_steps.c", shallow=False), STALE

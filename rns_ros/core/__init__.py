@@ -7,6 +7,15 @@
     car = seg.add_class("car"); seg.add_exemplar(image, mask, class_id=car)
     result = seg.segment(frame)            # labels (H, W) class ids, probabilities (C, H, W)
 
+The engine is laid out in the order a frame flows through it, one stage of the method per folder:
+
+    backbones/    frame -> dense unit-norm patch features; class names -> text features
+    regions/      SAM 2 region proposals and prompt masks; pooling features over segments
+    memory/       exemplars, the support memory, its retrieval index, persistence, merging
+    adapter/      test-time training of the per-image linear classifier
+    segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
+    cli.py        `rns-segment`, the offline command line
+
 The names below are imported on first access, so `import rns_ros.core` stays cheap and never
 pulls in open_clip, sam2 or faiss.
 """
@@ -22,17 +31,17 @@ _EXPORTS: dict[str, str] = {
     "build_backbone": "backbones",
     "ResolutionConfig": "backbones.sliding",
     "WeightsUnavailableError": "backbones.weights",
-    "Exemplar": "exemplars",
-    "encode_exemplar": "exemplars",
-    "SupportMemory": "support",
-    "save_memory": "persistence",
-    "load_memory": "persistence",
-    "merge_memory": "merging",
-    "AdapterConfig": "adapter",
-    "TestTimeAdapter": "adapter",
-    "ProposalConfig": "proposals",
-    "RegionProposer": "proposals",
-    "PromptMasker": "proposals",
+    "Exemplar": "memory.exemplars",
+    "encode_exemplar": "memory.exemplars",
+    "SupportMemory": "memory.support",
+    "save_memory": "memory.persistence",
+    "load_memory": "memory.persistence",
+    "merge_memory": "memory.merging",
+    "AdapterConfig": "adapter.config",
+    "TestTimeAdapter": "adapter.test_time",
+    "ProposalConfig": "regions.proposals",
+    "RegionProposer": "regions.proposals",
+    "PromptMasker": "regions.prompts",
     "Segmenter": "segmenter",
     "Segmentation": "segmenter",
 }

@@ -197,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _proposal_config(args):
-    from rns_ros.core.proposals import ProposalConfig
+    from rns_ros.core.regions.proposals import ProposalConfig
 
-    from rns_ros.core.sam2_models import check_checkpoint
+    from rns_ros.core.regions.sam2_models import check_checkpoint
 
     kwargs = {"device": args.device, "checkpoint": args.sam_checkpoint}
     if args.sam_model:
@@ -229,7 +229,7 @@ class ExemplarMasks:
         if spec.kind == "mask":
             return load_mask(spec.mask)
         if self._masker is None:
-            from rns_ros.core.proposals import PromptMasker
+            from rns_ros.core.regions.prompts import PromptMasker
 
             self._masker = PromptMasker(self.proposal_config)
         self._masker.set_image(image)
@@ -247,10 +247,11 @@ class ExemplarMasks:
 def run(args) -> int:
     from PIL import Image
 
-    from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
+    from rns_ros.core.adapter.config import AdapterConfig
+    from rns_ros.core.adapter.test_time import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
     from rns_ros.core.segmenter import Segmenter
-    from rns_ros.core.support import SupportMemory
+    from rns_ros.core.memory.support import SupportMemory
 
     class_names = parse_classes(args.classes)
     specs = ([parse_exemplar(s) for s in args.exemplar] + [parse_exemplar_box(s) for s in args.exemplar_box]
@@ -269,7 +270,7 @@ def run(args) -> int:
     memory = SupportMemory(dim=backbone.dim, device=backbone.device, backbone_identity=backbone.identity)
     proposer = None
     if args.mode == "region":
-        from rns_ros.core.proposals import RegionProposer
+        from rns_ros.core.regions.proposals import RegionProposer
 
         proposer = RegionProposer(proposal_config)
     seg = Segmenter(backbone, memory, TestTimeAdapter(adapter_config), proposer=proposer, mode=args.mode)

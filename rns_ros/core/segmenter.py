@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
 from rns_ros.core.backbones.sliding import check_image, image_to_tensor, resize_image
-from rns_ros.core.pooling import IGNORE, pool_segments
+from rns_ros.core.regions.pooling import IGNORE, pool_segments
 
 MODES = ("patch", "region")
 STAGES = ("features", "proposals", "adapter", "upsample")
@@ -89,7 +89,7 @@ class Segmenter:
         `image`: (H, W, 3) uint8 RGB. With `class_id`: `mask_or_labels` is an (H, W) mask,
         non-zero = that class. Without: an (H, W) integer map of class ids, 0 = not annotated.
         """
-        from rns_ros.core.exemplars import Exemplar, encode_exemplar
+        from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
         if class_id is not None:
             exemplar = Exemplar.from_mask(image, np.asarray(mask_or_labels), class_id)

@@ -89,7 +89,8 @@ class RNS(Method):
         self._adapter = self._build()  # bad overrides are refused here, before any work
 
     def _build(self):
-        from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
+        from rns_ros.core.adapter.config import AdapterConfig
+        from rns_ros.core.adapter.test_time import TestTimeAdapter
         unknown = set(self.overrides) - {f.name for f in dataclasses.fields(AdapterConfig)}
         if unknown:
             raise ValueError(f"{self.name}: unknown AdapterConfig fields {sorted(unknown)}")
@@ -99,7 +100,7 @@ class RNS(Method):
         return self._adapter.predict(queries, memory)
 
     def describe(self):
-        from rns_ros.core.adapter import AdapterConfig
+        from rns_ros.core.adapter.config import AdapterConfig
         return {"name": self.name, "adapter": dataclasses.asdict(AdapterConfig(**self.overrides))}
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rns_ros.core.backbones.base import DenseFeatures
-from rns_ros.core.pooling import IGNORE, pool_segments, to_feature_grid
+from rns_ros.core.regions.pooling import IGNORE, pool_segments, to_feature_grid
 from rns_ros.eval.datasets.base import IGNORE_INDEX
 from rns_ros.eval.metrics import NO_PREDICTION
 

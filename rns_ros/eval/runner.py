@@ -157,7 +157,7 @@ class DatasetRun:
     def support_features(self, image_id: str) -> tuple[torch.Tensor, list[int]]:
         """Per-image class features of a support image: ((m, d), dataset class indices)."""
         def compute():
-            from rns_ros.core.exemplars import Exemplar, encode_exemplar
+            from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
             labels = self.support.load_labels(image_id).astype(np.int64)
             ids = np.where(labels == IGNORE_INDEX, 0, labels + 1)  # memory-style ids: 0 = unlabelled
             feats, class_ids = encode_exemplar(self.backbone, Exemplar(self.support.load_image(image_id), ids))
@@ -172,7 +172,7 @@ class DatasetRun:
 
     def build_memory(self, sample: SupportSample | None, setting: SupportSetting, seed: int):
         """The support memory of one run: class i of the dataset is memory class id i + 1."""
-        from rns_ros.core.support import SupportMemory
+        from rns_ros.core.memory.support import SupportMemory
         memory = SupportMemory(dim=self.backbone.dim, device=self.backbone.device,
                                backbone_identity=self.backbone.identity)
         no_text = setting.classes_without_text(self.num_classes, seed)
@@ -370,7 +370,7 @@ def _why_not(method: Method, setting: SupportSetting) -> str | None:
 
 
 def build_region_proposer(config: EvalConfig):
-    from rns_ros.core.proposals import ProposalConfig, RegionProposer
+    from rns_ros.core.regions.proposals import ProposalConfig, RegionProposer
     options = {"device": config.device, **config.proposal}
     return RegionProposer(ProposalConfig(**options))
 

@@ -19,8 +19,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from rns_ros.core.adapter import AdapterConfig
-from rns_ros.core.proposals import ProposalConfig
+from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.regions.proposals import ProposalConfig
 
 MODES = ("patch", "region")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -189,8 +189,8 @@ class RnsEngine:
 
     def set_adapter_config(self, config: AdapterConfig) -> None:
         """Use new test-time training settings from the next frame on."""
-        from rns_ros.core.adapter import TestTimeAdapter
-        from rns_ros.core.fast_adapter import describe_execution
+        from rns_ros.core.adapter.test_time import TestTimeAdapter
+        from rns_ros.core.adapter.fast import describe_execution
 
         adapter = TestTimeAdapter(config)
         execution = describe_execution(config, self.device)
@@ -229,11 +229,11 @@ def build_engine(config: EngineConfig) -> RnsEngine:
     Raises ValueError / FileNotFoundError (e.g. weights unavailable, with instructions) or
     RuntimeError (device policy) before loading anything heavy where it can.
     """
-    from rns_ros.core.adapter import TestTimeAdapter
+    from rns_ros.core.adapter.test_time import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
-    from rns_ros.core.fast_adapter import describe_execution
+    from rns_ros.core.adapter.fast import describe_execution
     from rns_ros.core.segmenter import Segmenter
-    from rns_ros.core.support import SupportMemory
+    from rns_ros.core.memory.support import SupportMemory
 
     device, warning = resolve_device(config.device, config.allow_cpu_fallback, cuda_device_count())
     adapter_execution, adapter_warning = describe_execution(config.adapter, device)
@@ -244,7 +244,7 @@ def build_engine(config: EngineConfig) -> RnsEngine:
     if config.mode == "region":
         from dataclasses import replace
 
-        from rns_ros.core.proposals import RegionProposer
+        from rns_ros.core.regions.proposals import RegionProposer
 
         proposer = RegionProposer(replace(config.proposals, device=device))
     segmenter = Segmenter(backbone, memory, TestTimeAdapter(config.adapter), proposer=proposer, mode=config.mode)

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from rns_ros.core.adapter import AdapterConfig
-from rns_ros.core.proposals import ProposalConfig
+from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 
 IMAGE_QOS = ("sensor_data", "reliable")
@@ -127,7 +127,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Use the class names' text features (false = visual exemplars only).", runtime=True),
     ParamSpec("adapter.seed", "adapter", "seed", "Seed of the adapter's random start.", runtime=True,
               range=(0, 2**31 - 1)),
-    # --- SAM 2 region proposals (mode region; rns_ros.core.proposals.ProposalConfig)
+    # --- SAM 2 region proposals (mode region; rns_ros.core.regions.proposals.ProposalConfig)
     ParamSpec("regions.model", "proposals", "model", "SAM 2 model preset for region mode."),
     ParamSpec("regions.checkpoint", "proposals", "checkpoint",
               "Local SAM 2.1 checkpoint (.pt) for region mode ('' = none).", none_if_empty=True),

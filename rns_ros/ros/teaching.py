@@ -157,7 +157,7 @@ class Teacher:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
         if self.memory_dir is None or getattr(self.engine, "segmenter", None) is None:
             return None
-        from rns_ros.core.persistence import save_memory
+        from rns_ros.core.memory.persistence import save_memory
 
         try:
             save_memory(self.engine.segmenter.memory, self.memory_dir)
@@ -278,7 +278,7 @@ class Teacher:
 
     @_handler
     def add_exemplar(self, request, response):
-        from rns_ros.core.exemplars import Exemplar, encode_exemplar
+        from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
         name = request.class_name
         if not name.strip():
@@ -351,7 +351,7 @@ class Teacher:
     # ------------------------------------------------------------------ persistence
     @_handler
     def save_support(self, request, response):
-        from rns_ros.core.persistence import save_memory
+        from rns_ros.core.memory.persistence import save_memory
 
         directory = Path(request.directory).expanduser() if request.directory else self.memory_dir
         if directory is None:
@@ -363,8 +363,8 @@ class Teacher:
 
     @_handler
     def load_support(self, request, response):
-        from rns_ros.core.merging import merge_memory
-        from rns_ros.core.persistence import load_memory
+        from rns_ros.core.memory.merging import merge_memory
+        from rns_ros.core.memory.persistence import load_memory
 
         if not request.directory:
             raise Refused("give the directory of a memory saved with ~/save_support")
@@ -404,7 +404,7 @@ class Teacher:
         `load_problems` (the node logs them and shows them in /diagnostics)."""
         if self.memory_dir is None or getattr(self.engine, "segmenter", None) is None:
             return
-        from rns_ros.core.persistence import CorruptFileError, load_memory
+        from rns_ros.core.memory.persistence import CorruptFileError, load_memory
 
         if not (self.memory_dir / "memory.json").exists() and not (self.memory_dir / "memory.prev.json").exists():
             return
@@ -482,7 +482,7 @@ def prompt_masker_factory(engine, proposals) -> Callable[[], object]:
     def build():
         from dataclasses import replace
 
-        from rns_ros.core.proposals import PromptMasker
+        from rns_ros.core.regions.prompts import PromptMasker
 
         config = replace(proposals, device=engine.device)
         proposer = getattr(getattr(engine, "segmenter", None), "proposer", None)

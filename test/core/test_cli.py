@@ -50,7 +50,7 @@ def test_segments_a_folder_and_writes_labels_overlays_and_classes(tmp_path, caps
 
 
 def test_box_and_point_exemplars_go_through_prompt_masker(tmp_path, monkeypatch):
-    import rns_ros.core.proposals as proposals
+    import rns_ros.core.regions.prompts as prompts
 
     calls = []
 
@@ -72,7 +72,7 @@ def test_box_and_point_exemplars_go_through_prompt_masker(tmp_path, monkeypatch)
             calls.append(("points", points.tolist(), labels.tolist()))
             return np.ones(self.shape, bool)
 
-    monkeypatch.setattr(proposals, "PromptMasker", FakeMasker)
+    monkeypatch.setattr(prompts, "PromptMasker", FakeMasker)
     write_image(tmp_path / "ex.png")
     code = cli.main([str(tmp_path / "ex.png"), "--classes", "red,blue", "--backbone", "test-tiny",
                      "--steps", "3", "--out", str(tmp_path / "o"), "--sam-model", "test-tiny",

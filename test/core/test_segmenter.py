@@ -215,8 +215,9 @@ def tiny_backbone():
 
 
 def real_parts(backbone):
-    from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
-    from rns_ros.core.support import SupportMemory
+    from rns_ros.core.adapter.config import AdapterConfig
+    from rns_ros.core.adapter.test_time import TestTimeAdapter
+    from rns_ros.core.memory.support import SupportMemory
 
     memory = SupportMemory(dim=backbone.dim, backbone_identity=backbone.identity)
     return memory, TestTimeAdapter(AdapterConfig(steps=20))

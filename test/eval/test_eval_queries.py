@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
-from rns_ros.core.support import SupportMemory
+from rns_ros.core.memory.support import SupportMemory
 from rns_ros.eval.methods import (
     Freeda, FreedaConfig, KnnClip, KnnClipConfig, LinearProbeConfig, ZeroShot, build_method,
     filled_text, train_linear_probe,

@@ -8,9 +8,10 @@ import numpy as np
 from geometry_msgs.msg import Point32
 
 from messages import make_image
-from rns_ros.core.adapter import AdapterConfig, TestTimeAdapter
+from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.adapter.test_time import TestTimeAdapter
 from rns_ros.core.segmenter import Segmenter
-from rns_ros.core.support import SupportMemory
+from rns_ros.core.memory.support import SupportMemory
 from rns_ros.ros.engine import RnsEngine
 from rns_ros.srv import AddExemplar
 

@@ -9,7 +9,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from messages import make_image, random_rgb
-from rns_ros.core.adapter import AdapterConfig
+from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.ros.engine import EngineConfig, build_engine
 from rns_ros.ros.node import RnsNode
 
@@ -50,8 +50,8 @@ def test_segment_gives_input_sized_labels_from_existing_classes(engine):
 def test_engine_reports_what_runs_the_adapter(engine):
     """Built at configure: the compiled kernel where a C compiler exists, else the torch fallback
     with a warning that the node shows in /diagnostics; a solver change updates it."""
-    from rns_ros.core import native
-    from rns_ros.core.adapter import AdapterConfig
+    from rns_ros.core.adapter import native
+    from rns_ros.core.adapter.config import AdapterConfig
 
     if native.find_compiler() is not None:
         assert "compiled kernel" in engine.adapter_execution and engine.adapter_warning is None

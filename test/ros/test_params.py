@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rns_ros.core.adapter import AdapterConfig
-from rns_ros.core.proposals import ProposalConfig
+from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros import params
 from rns_ros.ros.engine import EngineConfig
 

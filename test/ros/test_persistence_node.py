@@ -8,7 +8,7 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
 
-from rns_ros.core.persistence import load_memory
+from rns_ros.core.memory.persistence import load_memory
 from rns_ros.ros.node import RnsNode
 from rns_ros.srv import AddClasses, ListClasses
 from teaching_helpers import call, tiny_engine

@@ -7,7 +7,7 @@ import pytest
 from std_srvs.srv import SetBool
 
 from messages import make_image, random_rgb
-from rns_ros.core.persistence import load_memory
+from rns_ros.core.memory.persistence import load_memory
 from rns_ros.ros.teaching import Teacher
 from rns_ros.srv import (AddClasses, AddExemplar, ListClasses, LoadSupport, RemoveClasses, RemoveExemplars,
                          SaveSupport, Segment)

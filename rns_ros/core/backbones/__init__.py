@@ -1,4 +1,5 @@
-"""Dense vision-language backbones: the protocol, the presets, and `build_backbone`.
+"""Stage 1 of the method, dense features (rns-method.md section 1): the backbone protocol, the
+presets, and `build_backbone`.
 
     backbone = build_backbone("openclip-vit-b16", device="cuda", checkpoint=None)
     dense = backbone.encode_image(image)        # DenseFeatures, (h, w, d) unit-norm

@@ -1,0 +1,98 @@
+"""The house rules that keep the code readable (docs/core-api.md): no import circles anywhere in
+rns_ros (a lazy import inside a function counts: it is still a circle), the engine never imports the
+ROS glue or the harness, and every stage folder of the engine says its job in its docstring."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "rns_ros"
+STAGES = ("backbones", "regions", "memory", "adapter")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imported_modules(path: Path, known: dict[str, Path]) -> set[str]:
+    """Every rns_ros module `path` imports, at any depth of its code (functions included). A
+    `from pkg import name` counts as importing pkg.name where that is a module, else pkg."""
+    found: set[str] = set()
+    this = module_name(path)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("rns_ros"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            if not base.startswith("rns_ros"):
+                continue
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in known else base)
+    return {m for m in found if m in known and m != this}
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imported_modules(path, known) for name, path in known.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_planted_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_circles_in_rns_ros():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_engine_imports_neither_ros_glue_nor_the_harness():
+    graph = import_graph()
+    offenders = {m: sorted(d for d in deps if d.startswith(("rns_ros.ros", "rns_ros.eval")))
+                 for m, deps in graph.items() if m.startswith("rns_ros.core")}
+    assert not {m: d for m, d in offenders.items() if d}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_folder_is_a_package_that_states_its_job(stage):
+    init = PACKAGE / "core" / stage / "__init__.py"
+    assert init.exists(), f"rns_ros/core/{stage}/ needs an __init__.py with its docstring"
+    doc = ast.get_docstring(ast.parse(init.read_text()))
+    assert doc and len(doc.split()) >= 20, f"rns_ros/core/{stage}/__init__.py must say the stage's job and contract"
+
