@@ -73,9 +73,9 @@ def test_colcon_build_installs_node_interfaces_and_share(colcon_install):
 @pytest.mark.slow
 def test_colcon_built_node_imports_its_interfaces(colcon_install):
     code = (
-        "import rns_ros.msg, rns_ros.srv, rns_ros.ros.node as node\n"
+        "import rns_ros.msg, rns_ros.srv, rns_ros.ros.node as node, rns_ros.ros.outputs as outputs\n"
         "from ament_index_python.packages import get_package_share_directory as share\n"
-        "assert node.ClassMap is rns_ros.msg.ClassMap\n"
+        "assert outputs.ClassMap is rns_ros.msg.ClassMap\n"
         "from rns_ros.srv import AddClasses\n"
         "print(rns_ros.msg.__file__); print(node.__file__); print(share('rns_ros'))\n")
     out = _in_workspace(colcon_install, code)

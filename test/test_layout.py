@@ -96,3 +96,11 @@ def test_each_stage_folder_is_a_package_that_states_its_job(stage):
     doc = ast.get_docstring(ast.parse(init.read_text()))
     assert doc and len(doc.split()) >= 20, f"rns_ros/core/{stage}/__init__.py must say the stage's job and contract"
 
+
+
+def test_ros_glue_files_over_300_lines_say_why_at_their_top():
+    for path in sorted((PACKAGE / "ros").glob("*.py")):
+        lines = path.read_text().count("\n")
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert lines <= 300 or "Why this file is over 300 lines" in doc, \
+            f"{path.relative_to(ROOT)} has {lines} lines: split it, or say why at its top"

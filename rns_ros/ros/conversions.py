@@ -165,6 +165,14 @@ def rgb_to_image(rgb: np.ndarray, header) -> Image:
     return _image(header, height, width, "rgb8", 3 * width, rgb)
 
 
+def mask_image(mask: np.ndarray, header) -> Image:
+    """(H, W) bool mask -> mono8 Image (255 = inside), header copied."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    height, width = mask.shape
+    return _image(header, height, width, "mono8", width, mask.astype(np.uint8) * 255)
+
+
 def confidence_from_image(msg: Image) -> np.ndarray:
     """Decode a 32FC1 Image into an (H, W) float32 array, honouring step and endianness."""
     if msg.encoding != "32FC1":

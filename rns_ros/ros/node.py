@@ -16,6 +16,12 @@ names, so `/rns/labels` for the default node name):
   ~/overlay     sensor_msgs/Image rgb8, input blended with class colours (only while subscribed)
   ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
   /diagnostics  diagnostic_msgs/DiagnosticArray
+
+Around it: parameters in params.py, the subscription QoS in inputs.py, publishers in outputs.py,
+the teaching services in services.py (handlers: teaching.py), /diagnostics in diagnostics.py.
+Why this file is over 300 lines: the lifecycle transitions and the frame loop share the node's
+state (engine, mailbox, worker, publishers, teacher); keeping them together keeps every state
+change in one place.
 """
 from __future__ import annotations
 
@@ -27,48 +33,25 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from geometry_msgs.msg import PointStamped
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.service import Service
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
 from sensor_msgs.msg import Image
-from std_srvs.srv import SetBool
 
-from rns_ros import srv
-from rns_ros.msg import ClassMap
-from rns_ros.ros import interfaces, params
-from rns_ros.ros.conversions import (FrameError, confidence_to_image, image_to_rgb, labels_to_image,
-                                     rgb_to_image)
+from rns_ros.ros import diagnostics, params
+from rns_ros.ros.conversions import FrameError, image_to_rgb
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.inputs import image_qos
 from rns_ros.ros.mailbox import FrameMailbox
+from rns_ros.ros.memory_store import default_memory_dir
+from rns_ros.ros.outputs import ClassMapOutput, FrameOutputs
+from rns_ros.ros.prompting import prompt_masker_factory
+from rns_ros.ros.services import create_teaching_interfaces, destroy_teaching_interfaces
 from rns_ros.ros.spinning import stop_executor
 from rns_ros.ros.stats import PipelineStats
-from rns_ros.ros.teach_by_click import ClickTeacher
-from rns_ros.ros.teaching import Teacher, default_memory_dir, prompt_masker_factory
-from rns_ros.ros.visualization import color_table, overlay
+from rns_ros.ros.teaching import Teacher
 
 NODE_NAME = "rns"
 INPUT_TOPIC = "image"  # remap it to the camera: -r image:=/camera/image_raw
-OUTPUT_TOPICS = ("~/labels", "~/confidence", "~/overlay", "~/class_map")
-OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
-NO_INPUT_WARN_S = 5.0  # /diagnostics warns when an active node received nothing for this long
-
-
-def image_qos(name: str, depth: int) -> QoSProfile:
-    """The subscription QoS for the `image_qos` parameter value."""
-    if name == "sensor_data":
-        profile = QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
-                             durability=qos_profile_sensor_data.durability, history=HistoryPolicy.KEEP_LAST)
-    elif name == "reliable":
-        profile = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-    else:
-        raise ValueError(f"image_qos must be one of {params.IMAGE_QOS}, got {name!r}")
-    return profile
 
 
 class RnsNode(LifecycleNode):
@@ -91,15 +74,12 @@ class RnsNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._subscription = None
-        self._pubs: dict[str, Any] = {}
+        self.outputs: FrameOutputs | None = None
+        self.class_map_output: ClassMapOutput | None = None
         self._diag_pub = None
         self._diag_timer = None
         self._configured = False
         self._active = False
-        self._class_map_version: int | None = None
-        self._colors_for: tuple[int, ...] = ()
-        self._colors = color_table([])
-        self._max_class_id = 0
         self._last_warning = 0.0
         self.autostart_error: str | None = None
         self.teacher: Teacher | None = None  # teaching services (docs/teaching.md), set on configure
@@ -173,7 +153,7 @@ class RnsNode(LifecycleNode):
         teacher = self._make_teacher(engine)
         try:
             teacher.restore()  # the saved memory first; then the initial classes it lacks
-            for problem in teacher.load_problems:
+            for problem in teacher.store.load_problems:
                 self.get_logger().error(f"support memory: {problem}")
             with engine.lock:
                 known = {e.name for e in engine.classes()}
@@ -186,13 +166,9 @@ class RnsNode(LifecycleNode):
             return self._fail("could not add the initial classes", exc)
         self.engine = engine
         self.teacher = teacher
-        self._create_teaching_interfaces(teacher)
-        self._pubs = {
-            "labels": self.create_lifecycle_publisher(Image, "~/labels", OUTPUT_QOS),
-            "confidence": self.create_lifecycle_publisher(Image, "~/confidence", OUTPUT_QOS),
-            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", OUTPUT_QOS),
-            "class_map": self.create_lifecycle_publisher(ClassMap, "~/class_map", CLASS_MAP_QOS),
-        }
+        self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class)
+        self.outputs = FrameOutputs(self)
+        self.class_map_output = ClassMapOutput(self)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s, self.publish_diagnostics)
         self._configured = True
@@ -213,8 +189,7 @@ class RnsNode(LifecycleNode):
         self._subscription = self.create_subscription(Image, INPUT_TOPIC, self._on_image, qos)
         result = super().on_activate(state)
         self._active = True
-        self._class_map_version = None
-        self.publish_class_map()
+        self.publish_class_map(force=True)
         self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
         return result
 
@@ -258,32 +233,9 @@ class RnsNode(LifecycleNode):
                        log_error=logger.error, log_info=logger.info,
                        max_image_pixels=self.node_config.max_image_pixels)
 
-    def _create_teaching_interfaces(self, teacher: Teacher) -> None:
-        """~/add_classes ... ~/enable and ~/click (reentrant: a slow SAM 2 prompt blocks no frame)."""
-        group = ReentrantCallbackGroup()
-        for srv_type, name, handler in (
-                (srv.AddClasses, "~/add_classes", teacher.add_classes),
-                (srv.RemoveClasses, "~/remove_classes", teacher.remove_classes),
-                (srv.AddExemplar, "~/add_exemplar", teacher.add_exemplar),
-                (srv.RemoveExemplars, "~/remove_exemplars", teacher.remove_exemplars),
-                (srv.ListClasses, "~/list_classes", teacher.list_classes),
-                (srv.SaveSupport, "~/save_support", teacher.save_support),
-                (srv.LoadSupport, "~/load_support", teacher.load_support),
-                (srv.Segment, "~/segment", teacher.segment),
-                (SetBool, "~/enable", teacher.enable)):
-            self._teaching_handles.append(self.create_service(srv_type, name, handler, callback_group=group))
-        logger = self.get_logger()
-        clicks = ClickTeacher(teacher, lambda: self.node_config.teach_class, logger.info, logger.warning)
-        self._teaching_handles.append(self.create_subscription(PointStamped, "~/click", clicks.on_click, 10,
-                                                               callback_group=group))
-
     def _release(self) -> None:
         """Destroy publishers and timer, free the engine."""
-        for handle in self._teaching_handles:
-            if isinstance(handle, Service):
-                self.destroy_service(handle)
-            else:
-                self.destroy_subscription(handle)
+        destroy_teaching_interfaces(self, self._teaching_handles)
         self._teaching_handles = []
         self.teacher = None
         if self._diag_timer is not None:
@@ -292,9 +244,10 @@ class RnsNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        for output in (self.outputs, self.class_map_output):
+            if output is not None:
+                output.destroy()
+        self.outputs = self.class_map_output = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -347,21 +300,17 @@ class RnsNode(LifecycleNode):
             self.stats.frame_failed(f"engine error: {exc}")
             self._warn(f"frame dropped: engine error: {exc!r}")
             return
+        outputs, class_map = self.outputs, self.class_map_output
+        if outputs is None or class_map is None:
+            return
         self.publish_class_map()  # a no-op unless the classes changed
-        header = msg.header
         try:
-            self._pubs["labels"].publish(labels_to_image(result.labels, header, self._max_class_id))
+            outputs.publish(rgb, result, msg.header, class_map, confidence=self.node_config.publish_confidence,
+                            overlay_alpha=self.node_config.overlay_alpha)
         except ValueError as exc:  # ids beyond mono16
             self.stats.frame_failed(f"labels not encodable: {exc}")
             self._warn(f"frame dropped: {exc}")
             return
-        if self.node_config.publish_confidence:
-            self._pubs["confidence"].publish(confidence_to_image(result.confidence, header))
-        overlay_pub = self._pubs["overlay"]
-        if overlay_pub.get_subscription_count() > 0:
-            colours = self._colors if len(self._colors) > self._max_class_id else color_table([self._max_class_id])
-            overlay_pub.publish(rgb_to_image(overlay(rgb, result.labels, colours, self.node_config.overlay_alpha),
-                                             header))
         self.stats.frame_processed(arrived, started)
 
     def _drop_invalid(self, reason: str) -> None:
@@ -378,51 +327,15 @@ class RnsNode(LifecycleNode):
     # ------------------------------------------------------------------ class map + diagnostics
     def publish_class_map(self, force: bool = False) -> None:
         """Publish ~/class_map if the support memory changed since the last one (or `force`)."""
-        engine = self.engine
-        if engine is None or "class_map" not in self._pubs:
-            return
-        with engine.lock:
-            version = engine.support_version()
-            if not force and version == self._class_map_version:
-                return
-            entries = engine.classes()
-        ids = tuple(e.id for e in entries)
-        self._max_class_id = max(ids, default=0)
-        if ids != self._colors_for:
-            self._colors, self._colors_for = color_table(ids), ids
-        self._pubs["class_map"].publish(
-            interfaces.class_map(entries, version, engine.backbone_identity, self.get_clock().now().to_msg()))
-        self._class_map_version = version
+        engine, output = self.engine, self.class_map_output
+        if engine is not None and output is not None:
+            output.publish(engine, force)
 
     def diagnostic_status(self) -> DiagnosticStatus:
-        snap = self.stats.snapshot()
-        engine = self.engine
-        level, problems = DiagnosticStatus.OK, []
-        extra: dict[str, object] = {"state": "active" if self._active else ("inactive" if self._configured
-                                                                             else "unconfigured")}
-        if engine is not None:
-            extra.update({"device": engine.device, "backbone": engine.backbone_identity,
-                          "adapter": engine.adapter_execution,
-                          "classes": len(engine.classes()), "exemplars": engine.num_exemplars(),
-                          "support_version": engine.support_version()})
-            extra.update({k: round(v, 1) for k, v in engine.memory_usage_mb().items()})
-            if engine.device_warning:
-                level = DiagnosticStatus.WARN
-                problems.append("running on the CPU fallback")
-            if engine.adapter_warning:
-                level = DiagnosticStatus.WARN
-                problems.append("adapter on its slower torch fallback (no compiled kernel)")
-        if self.teacher is not None:
-            extra.update(self.teacher.diagnostics())
-            if self.teacher.load_problems or self.teacher.last_save_error:
-                level = DiagnosticStatus.WARN
-                problems.append("support memory problem (see memory_* values)")
-        if self._active and snap.seconds_since_input > NO_INPUT_WARN_S:
-            level = DiagnosticStatus.WARN
-            problems.append(f"no image on {self._subscription.topic_name if self._subscription else 'image'}")
-        message = "; ".join(problems) or ("segmenting" if self._active else extra["state"])
-        return interfaces.diagnostic_status(f"{self.get_fully_qualified_name()}: segmentation",
-                                            engine.device if engine else "", level, message, snap, extra)
+        state = "active" if self._active else ("inactive" if self._configured else "unconfigured")
+        topic = self._subscription.topic_name if self._subscription else INPUT_TOPIC
+        return diagnostics.node_status(f"{self.get_fully_qualified_name()}: segmentation", state,
+                                       self.stats.snapshot(), self.engine, self.teacher, topic)
 
     def publish_diagnostics(self) -> None:
         if self._diag_pub is None:

@@ -81,7 +81,7 @@ def test_node_on_the_tiny_model_end_to_end(ros):
     labels = []
     helper.create_subscription(Image, "/rns/labels", labels.append, 10)
     pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
-    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count())
+    ros.wait_for(lambda: pub.get_subscription_count() and node.outputs.publishers["labels"].get_subscription_count())
     pub.publish(make_image(random_rgb(48, 64, seed=9), "rgb8", stamp=(3, 4)))
     ros.wait_for(lambda: labels, timeout=30, what="labels from the tiny model")
     out = labels[0]

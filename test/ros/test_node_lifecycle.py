@@ -57,7 +57,7 @@ def test_transitions_load_subscribe_stop_and_free(ros):
     assert pub.get_subscription_count() == 0  # configured but inactive: not subscribed
 
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    ros.wait_for(lambda: pub.get_subscription_count() == 1 and node._pubs["labels"].get_subscription_count() == 1)
+    ros.wait_for(lambda: pub.get_subscription_count() == 1 and node.outputs.publishers["labels"].get_subscription_count() == 1)
     pub.publish(make_image(random_rgb(8, 8), "rgb8", stamp=(1, 0)))
     ros.wait_for(lambda: labels, what="labels while active")
 
@@ -69,7 +69,7 @@ def test_transitions_load_subscribe_stop_and_free(ros):
 
     engine = node.engine
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert engine.closed and node.engine is None and node._pubs == {}
+    assert engine.closed and node.engine is None and node.outputs is None
 
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS  # and again, with a fresh engine
     assert len(factory.engines) == 2 and node.engine is factory.engines[1]

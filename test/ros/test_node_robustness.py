@@ -26,7 +26,7 @@ def connect(ros, node):
     labels = []
     helper.create_subscription(Image, "/rns/labels", labels.append, 50)
     pub = helper.create_publisher(Image, "image", RELIABLE)
-    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node._pubs["labels"].get_subscription_count() > 0)
+    ros.wait_for(lambda: pub.get_subscription_count() > 0 and node.outputs.publishers["labels"].get_subscription_count() > 0)
     return pub, labels
 
 

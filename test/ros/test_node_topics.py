@@ -29,7 +29,7 @@ def collect(helper, topic, msg_type=Image, qos=10):
 
 def connected(ros, pub, node, *topics):
     ros.wait_for(lambda: pub.get_subscription_count() > 0 and all(
-        node._pubs[t].get_subscription_count() > 0 for t in topics), what="discovery")
+        node.outputs.publishers[t].get_subscription_count() > 0 for t in topics), what="discovery")
 
 
 def test_label_image_keeps_header_and_size_and_holds_the_engines_labels(ros):
@@ -56,7 +56,7 @@ def test_label_image_keeps_header_and_size_and_holds_the_engines_labels(ros):
 
 def test_late_subscriber_gets_the_class_map(ros):
     node, engine = start(ros, classes=["wall", "floor"])
-    ros.wait_for(lambda: node._class_map_version is not None, what="class map published")
+    ros.wait_for(lambda: node.class_map_output.version is not None, what="class map published")
     late = ros.node("late_joiner")
     maps = collect(late, "/rns/class_map", ClassMap, LATCHED)
     ros.wait_for(lambda: maps, what="latched class map")
@@ -109,8 +109,8 @@ def test_overlay_only_while_someone_subscribes(ros):
     rgb = np.zeros((4, 6, 3), np.uint8)
     rgb[:, :3, 0] = 200  # left half: class 1 (red brightest); right half: dark = unlabeled
     calls = []
-    original = node._pubs["overlay"].publish
-    node._pubs["overlay"].publish = lambda msg: (calls.append(msg), original(msg))
+    original = node.outputs.publishers["overlay"].publish
+    node.outputs.publishers["overlay"].publish = lambda msg: (calls.append(msg), original(msg))
     pub.publish(make_image(rgb, "rgb8"))
     ros.wait_for(lambda: labels, what="labels")
     assert calls == []  # nobody listened: no overlay was even built

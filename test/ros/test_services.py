@@ -41,7 +41,7 @@ def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
     helper.create_subscription(Image, "/rns/labels", labels.append, 10)
     helper.create_subscription(ClassMap, "/rns/class_map", maps.append, LATCHED)
     pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
-    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count()
+    ros.wait_for(lambda: pub.get_subscription_count() and node.outputs.publishers["labels"].get_subscription_count()
                  and maps, what="discovery")
     frame = make_image(random_rgb(H, W, seed=2), "rgb8")
 
@@ -132,7 +132,7 @@ def test_a_change_during_a_frame_never_mixes_old_and_new_classes(ros, tmp_path):
     helper.create_subscription(Image, "/rns/labels", labels.append, 10)
     pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
     add = helper.create_client(AddClasses, "/rns/add_classes")
-    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count()
+    ros.wait_for(lambda: pub.get_subscription_count() and node.outputs.publishers["labels"].get_subscription_count()
                  and add.service_is_ready(), what="discovery")
     stop = threading.Event()
 

@@ -36,7 +36,7 @@ def snapshot(teacher):
     """Everything a refused request must leave alone: class map, version, files on disk."""
     cmap = teacher.class_map()
     memory = teacher.engine.segmenter.memory
-    files = sorted(p.name for p in teacher.memory_dir.rglob("*")) if teacher.memory_dir.exists() else []
+    files = sorted(p.name for p in teacher.store.directory.rglob("*")) if teacher.store.directory.exists() else []
     return ([(c.id, c.name, c.description, list(c.exemplar_ids)) for c in cmap.classes], cmap.support_version,
             memory.num_features, files)
 
@@ -50,7 +50,7 @@ def test_add_and_remove_classes_bump_version_save_and_republish(setup):
         (1, "mug", "", True), (2, "my mug", "a red ceramic mug with a chipped handle", True)]
     v1 = res.class_map.support_version
     assert v1 > 0 and changes == [v1]
-    saved, _ = load_memory(teacher.memory_dir)  # autosaved: the directory holds the same classes
+    saved, _ = load_memory(teacher.store.directory)  # autosaved: the directory holds the same classes
     assert [(c.id, c.name) for c in saved.classes] == [(1, "mug"), (2, "my mug")]
 
     res = teacher.remove_classes(RemoveClasses.Request(names=["mug"]), RemoveClasses.Response())
@@ -58,7 +58,7 @@ def test_add_and_remove_classes_bump_version_save_and_republish(setup):
     assert res.class_map.support_version > v1 and changes[-1] == res.class_map.support_version
     res = add_classes(teacher, "mug")  # the same name again gets a NEW id: ids are never reused
     assert list(res.class_ids) == [3]
-    assert [(c.id, c.name) for c in load_memory(teacher.memory_dir)[0].classes] == [(2, "my mug"), (3, "mug")]
+    assert [(c.id, c.name) for c in load_memory(teacher.store.directory)[0].classes] == [(2, "my mug"), (3, "mug")]
 
 
 @pytest.mark.parametrize("kind", ["mask", "box", "points", "scribble"])
@@ -194,7 +194,7 @@ def test_save_load_segment_and_enable(setup, tmp_path):
     assert res.success, res.message
     assert [(c.id, c.name, list(c.exemplar_ids)) for c in res.class_map.classes] == [(1, "wall", [eid])]
     assert res.class_map.support_version > version  # loading never moves the version back
-    assert [c.name for c in load_memory(teacher.memory_dir)[0].classes] == ["wall"]  # and autosaved
+    assert [c.name for c in load_memory(teacher.store.directory)[0].classes] == ["wall"]  # and autosaved
 
     res = teacher.segment(Segment.Request(image=image), Segment.Response())
     assert res.success and (res.labels.height, res.labels.width, res.labels.encoding) == (H, W, "mono8")
@@ -228,7 +228,7 @@ def test_load_support_with_merge_adds_to_the_current_memory(setup, tmp_path):
     assert classes["wall"][0] == 1 and classes["floor"][0] == 3 and classes["door"][0] == 4  # old ids kept
     assert len(classes["wall"][1]) == 2 and wall_eid in classes["wall"][1]  # its exemplar came twice
     assert res.class_map.support_version > version and changes[-1] == res.class_map.support_version
-    assert sorted(c.name for c in load_memory(teacher.memory_dir)[0].classes) == ["door", "floor", "wall"]
+    assert sorted(c.name for c in load_memory(teacher.store.directory)[0].classes) == ["door", "floor", "wall"]
 
     before = snapshot(teacher)
     res = teacher.load_support(LoadSupport.Request(directory="/nonexistent/memory", merge=True),

@@ -74,7 +74,7 @@ def check_consistent(teacher):
     assert sorted(listed) == sorted(memory.exemplar_ids) and len(listed) == len(set(listed))
     # one feature row per (exemplar, class) here: single-class exemplars
     assert memory.num_features == len(listed) == memory.num_exemplars
-    saved, report = load_memory(teacher.memory_dir)
+    saved, report = load_memory(teacher.store.directory)
     assert report.ok
     assert [(c.id, c.name, c.exemplar_ids) for c in saved.classes] == [
         (i, n or None, e) for i, n, e in classes]

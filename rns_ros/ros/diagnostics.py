@@ -1,0 +1,72 @@
+"""/diagnostics of the node: one DiagnosticStatus with the pipeline statistics (rates, latencies,
+drops), the engine (device, backbone, adapter, classes, memory use) and the support memory's
+health, at level WARN (with the reasons in its message) when something needs a person's attention.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from rns_ros.ros.stats import StatsSnapshot
+
+NO_INPUT_WARN_S = 5.0  # /diagnostics warns when an active node received nothing for this long
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4g}")
+    return str(value)
+
+
+def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str, stats: StatsSnapshot,
+                      extra: Mapping[str, object]) -> DiagnosticStatus:
+    """One DiagnosticStatus with the pipeline statistics (latencies in ms) plus `extra` key/values."""
+    values = {
+        "input_rate_hz": stats.input_rate_hz,
+        "output_rate_hz": stats.output_rate_hz,
+        "latency_median_ms": stats.latency_median_s * 1e3,
+        "latency_p95_ms": stats.latency_p95_s * 1e3,
+        "processing_median_ms": stats.processing_median_s * 1e3,
+        "processing_p95_ms": stats.processing_p95_s * 1e3,
+        "frames_received": stats.received,
+        "frames_processed": stats.processed,
+        "frames_dropped_stale": stats.dropped_stale,
+        "frames_dropped_invalid": stats.dropped_invalid,
+        "frames_failed": stats.failed,
+        "last_drop_reason": stats.last_drop_reason,
+        "callback_max_ms": stats.callback_max_s * 1e3,
+    }
+    values.update(extra)
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+
+
+def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, input_topic: str) -> DiagnosticStatus:
+    """The node's status. state: "active" | "inactive" | "unconfigured"; engine and teacher may be
+    None (not configured); input_topic names the camera topic in the no-input warning."""
+    level, problems = DiagnosticStatus.OK, []
+    extra: dict[str, object] = {"state": state}
+    if engine is not None:
+        extra.update({"device": engine.device, "backbone": engine.backbone_identity,
+                      "adapter": engine.adapter_execution,
+                      "classes": len(engine.classes()), "exemplars": engine.num_exemplars(),
+                      "support_version": engine.support_version()})
+        extra.update({k: round(v, 1) for k, v in engine.memory_usage_mb().items()})
+        if engine.device_warning:
+            level = DiagnosticStatus.WARN
+            problems.append("running on the CPU fallback")
+        if engine.adapter_warning:
+            level = DiagnosticStatus.WARN
+            problems.append("adapter on its slower torch fallback (no compiled kernel)")
+    if teacher is not None:
+        extra.update(teacher.diagnostics())
+        if teacher.store.load_problems or teacher.store.last_save_error:
+            level = DiagnosticStatus.WARN
+            problems.append("support memory problem (see memory_* values)")
+    if state == "active" and stats.seconds_since_input > NO_INPUT_WARN_S:
+        level = DiagnosticStatus.WARN
+        problems.append(f"no image on {input_topic}")
+    message = "; ".join(problems) or ("segmenting" if state == "active" else state)
+    return diagnostic_status(name, engine.device if engine else "", level, message, stats, extra)

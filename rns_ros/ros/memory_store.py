@@ -1,0 +1,86 @@
+"""Where the node keeps what it was taught: the support memory saved to `memory_dir` after every
+change and restored on configure.
+
+The change always stands in the running node; a failed save is reported loudly (log, service
+answer, /diagnostics) instead of undoing it. A corrupt memory is set aside by `load_memory` (never
+overwritten) and reported; a memory this version cannot read (e.g. a newer format) is kept and
+autosave is switched off, so it is never overwritten either.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def default_memory_dir(node_name: str) -> Path:
+    """$ROS_HOME/rns_ros/<node name> (ROS_HOME defaults to ~/.ros): where the memory is kept when
+    the memory_dir parameter is ''."""
+    return Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "rns_ros" / node_name
+
+
+def describe_report(report) -> str:
+    """One line naming what a LoadReport set aside, dropped or could not restore."""
+    parts = list(report.messages)
+    parts += [f"set aside {s.path} -> {s.moved_to} ({s.reason})" for s in report.set_aside]
+    if report.dropped_exemplars:
+        parts.append(f"dropped exemplars {report.dropped_exemplars}")
+    if report.exemplars_without_raw:
+        parts.append(f"exemplars without raw image {report.exemplars_without_raw}")
+    if report.classes_without_text:
+        parts.append(f"classes without text {report.classes_without_text}")
+    return "; ".join(parts) or "ok"
+
+
+class MemoryStore:
+    """The autosave directory of one node (None = changes are not saved)."""
+
+    def __init__(self, directory: str | Path | None, log_error: Callable[[str], None] = lambda s: None):
+        self.directory = Path(directory).expanduser() if directory else None
+        self.log_error = log_error
+        self.last_save_error: str | None = None
+        self.load_problems: list[str] = []
+
+    def save(self, memory) -> str | None:
+        """Save `memory` (the caller holds the engine lock); returns a warning or None."""
+        if self.directory is None:
+            return None
+        from rns_ros.core.memory.persistence import save_memory
+
+        try:
+            save_memory(memory, self.directory)
+            self.last_save_error = None
+            return None
+        except Exception as exc:  # noqa: BLE001 - the change stands; the failure is reported loudly
+            self.last_save_error = f"could not save the memory to {self.directory}: {exc}"
+            self.log_error(self.last_save_error)
+            return self.last_save_error
+
+    def load(self, backbone, device):
+        """The stored memory, or None when there is none or it cannot be used (see `load_problems`)."""
+        if self.directory is None:
+            return None
+        if not (self.directory / "memory.json").exists() and not (self.directory / "memory.prev.json").exists():
+            return None
+        from rns_ros.core.memory.persistence import CorruptFileError, load_memory
+
+        try:
+            memory, report = load_memory(self.directory, backbone=backbone, device=device)
+        except CorruptFileError as exc:  # the bad manifest was set aside: start empty
+            self.load_problems = [f"memory in {self.directory} unreadable, set aside, starting empty: {exc}"]
+            return None
+        except ValueError as exc:  # e.g. a newer format: keep it, and do not overwrite it
+            self.load_problems = [f"memory in {self.directory} not loaded, autosave disabled: {exc}"]
+            self.directory = None
+            return None
+        if not report.ok:
+            self.load_problems = [describe_report(report)]
+        return memory
+
+    def diagnostics(self) -> dict[str, object]:
+        out: dict[str, object] = {"memory_dir": str(self.directory) if self.directory else "(not saved)"}
+        if self.last_save_error:
+            out["memory_save_error"] = self.last_save_error
+        if self.load_problems:
+            out["memory_load_problems"] = " | ".join(self.load_problems)
+        return out

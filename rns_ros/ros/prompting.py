@@ -1,0 +1,60 @@
+"""SAM 2 prompts of the teaching services: a box, points or a scribble on an image -> the exemplar
+mask. One `PromptMasker` per node, built on first use (it can share region mode's SAM 2 model), used
+by one request at a time."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from rns_ros.ros.teaching_requests import Refused
+
+
+class PromptMasks:
+    """`mask(rgb, kind, prompt)` with a lazily built masker; `factory` () -> a `PromptMasker`."""
+
+    def __init__(self, factory: Callable[[], object] | None):
+        self._factory = factory
+        self._masker = None
+        self._lock = threading.Lock()
+
+    def masker(self):
+        if self._masker is None:
+            if self._factory is None:
+                raise Refused("no SAM 2 prompt model configured; send a mask instead")
+            self._masker = self._factory()
+        return self._masker
+
+    def mask(self, rgb: np.ndarray, kind: str, prompt) -> np.ndarray:
+        """SAM 2 mask of `rgb` for a "box" / "points" / "scribble" prompt (as `parse_annotation`
+        returns them); Refused when SAM 2 finds nothing."""
+        with self._lock:
+            masker = self.masker()
+            masker.set_image(rgb)
+            try:
+                if kind == "box":
+                    mask = masker.from_box(prompt)
+                elif kind == "points":
+                    mask = masker.from_points(*prompt)
+                else:
+                    mask = masker.from_scribble(prompt)
+            finally:
+                masker.reset()
+        if not np.asarray(mask).any():
+            raise Refused(f"SAM 2 found no object for this {kind}; try another prompt or send a mask")
+        return np.asarray(mask, dtype=bool)
+
+
+def prompt_masker_factory(engine, proposals) -> Callable[[], object]:
+    """() -> PromptMasker for the engine's device, sharing region mode's SAM 2 model if there is one."""
+    def build():
+        from rns_ros.core.regions.prompts import PromptMasker
+
+        config = replace(proposals, device=engine.device)
+        proposer = getattr(getattr(engine, "segmenter", None), "proposer", None)
+        if proposer is not None:
+            return PromptMasker(proposer.model, config=config)
+        return PromptMasker(config)
+    return build

@@ -1,0 +1,47 @@
+"""Wiring of the teaching interfaces onto the node: the nine services (~/add_classes ... ~/enable)
+and teach by click (~/click). The handlers themselves are `Teacher` methods (teaching.py), which
+keep the services' contract; this module only names and registers them.
+
+All share one reentrant callback group, so a slow SAM 2 prompt blocks no frame and no other call.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from geometry_msgs.msg import PointStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.service import Service
+from std_srvs.srv import SetBool
+
+from rns_ros import srv
+from rns_ros.ros.teach_by_click import ClickTeacher
+from rns_ros.ros.teaching import Teacher
+
+
+def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[], str]) -> list:
+    """Create the services and the ~/click subscription on `node`; returns their handles.
+    teach_class: () -> the class name clicks teach (the `teach_class` parameter)."""
+    group = ReentrantCallbackGroup()
+    handles = [node.create_service(srv_type, name, handler, callback_group=group)
+               for srv_type, name, handler in (
+                   (srv.AddClasses, "~/add_classes", teacher.add_classes),
+                   (srv.RemoveClasses, "~/remove_classes", teacher.remove_classes),
+                   (srv.AddExemplar, "~/add_exemplar", teacher.add_exemplar),
+                   (srv.RemoveExemplars, "~/remove_exemplars", teacher.remove_exemplars),
+                   (srv.ListClasses, "~/list_classes", teacher.list_classes),
+                   (srv.SaveSupport, "~/save_support", teacher.save_support),
+                   (srv.LoadSupport, "~/load_support", teacher.load_support),
+                   (srv.Segment, "~/segment", teacher.segment),
+                   (SetBool, "~/enable", teacher.enable))]
+    logger = node.get_logger()
+    clicks = ClickTeacher(teacher, teach_class, logger.info, logger.warning)
+    handles.append(node.create_subscription(PointStamped, "~/click", clicks.on_click, 10, callback_group=group))
+    return handles
+
+
+def destroy_teaching_interfaces(node, handles: list) -> None:
+    for handle in handles:
+        if isinstance(handle, Service):
+            node.destroy_service(handle)
+        else:
+            node.destroy_subscription(handle)
