@@ -104,3 +104,17 @@ def test_ros_glue_files_over_300_lines_say_why_at_their_top():
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         assert lines <= 300 or "Why this file is over 300 lines" in doc, \
             f"{path.relative_to(ROOT)} has {lines} lines: split it, or say why at its top"
+
+
+def test_the_visual_package_stands_alone():
+    """rns_ros.visual draws for the node, the CLI and the demo alike: it imports neither ROS nor the
+    rest of rns_ros (numpy and Pillow only)."""
+    graph = import_graph()
+    offenders = {m: sorted(d for d in deps if not d.startswith("rns_ros.visual"))
+                 for m, deps in graph.items() if m.startswith("rns_ros.visual")}
+    assert not {m: d for m, d in offenders.items() if d}
+    for path in (PACKAGE / "visual").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "torch")], path
