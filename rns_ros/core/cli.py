@@ -4,8 +4,10 @@
         --exemplar ex.jpg:ex_car.png:car --exemplar-box ex2.jpg:10,20,200,180:person
 
 Writes, per input image, `<out>/<stem>_labels.png` (class ids: 8-bit, or 16-bit past id 255;
-0 = no class) and `<out>/<stem>_overlay.png` (colour overlay), plus `<out>/classes.json` (id,
-name and colour of every class, and what ran). Class ids are 1.. in the order of `--classes`.
+0 = no class) and `<out>/<stem>_overlay.png` (colour overlay with a legend of the classes
+present), plus `<out>/classes.json` (id, name and colour of every class, and what ran). Class ids
+are 1.. in the order of `--classes`; colours come from `--palette` (rns_ros.visual, the same
+colours as the node's).
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette, \
+    render_overlay, to_hex
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-OVERLAY_ALPHA = 0.5  # colour share of labelled pixels in the overlay
 
 
 @dataclass(frozen=True)
@@ -32,30 +36,6 @@ class ExemplarSpec:
     mask: Path | None = None
     box: tuple[float, float, float, float] | None = None
     points: tuple[tuple[float, float, int], ...] = ()  # (x, y, label 1 = object / 0 = background)
-
-
-def class_color(class_id: int) -> tuple[int, int, int]:
-    """The PASCAL VOC palette colour of a class id (0 = black): distinct for small ids."""
-    r = g = b = 0
-    cid = int(class_id)
-    for shift in range(7, -1, -1):
-        r |= ((cid >> 0) & 1) << shift
-        g |= ((cid >> 1) & 1) << shift
-        b |= ((cid >> 2) & 1) << shift
-        cid >>= 3
-    return r, g, b
-
-
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """(H, W, 3) uint8: labelled pixels blended with their class colour, label 0 left as is."""
-    ids = np.unique(labels)
-    lut = np.zeros((int(ids.max()) + 1 if ids.size else 1, 3), np.float32)
-    for cid in ids:
-        lut[cid] = class_color(int(cid))
-    colours = lut[labels]
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
-    out = np.where((labels > 0)[..., None], blended, image.astype(np.float32))
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def _split_spec(text: str, option: str, middle: str) -> tuple[Path, str, str]:
@@ -193,7 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes without text features (the 'w/o text' mode; needs exemplars)")
     p.add_argument("--sam-model", help="SAM 2 preset for --mode region and box/point exemplars")
     p.add_argument("--sam-checkpoint", help="local SAM 2 checkpoint file")
+    p.add_argument("--palette", default=DEFAULT_PALETTE,
+                   help=f"class colours: a built-in palette ({', '.join(BUILT_IN)}; default {DEFAULT_PALETTE}) "
+                        "or hex colours by class id, e.g. '#e41a1c,#377eb8'")
+    p.add_argument("--no-legend", action="store_true", help="overlays without the legend of class names")
+    p.add_argument("--contours", action="store_true", help="outline the classes in the overlays")
     return p
+
+
+def parse_palette_option(value: str) -> Palette:
+    try:
+        return parse_palette(value)
+    except ValueError as exc:
+        raise ValueError(f"--palette: {exc}") from None
 
 
 def _proposal_config(args):
@@ -254,6 +246,9 @@ def run(args) -> int:
     from rns_ros.core.memory.support import SupportMemory
 
     class_names = parse_classes(args.classes)
+    palette = parse_palette_option(args.palette)
+    style = OverlayStyle(legend=None if args.no_legend else LegendStyle(),
+                         contours=args.contours)
     specs = ([parse_exemplar(s) for s in args.exemplar] + [parse_exemplar_box(s) for s in args.exemplar_box]
              + [parse_exemplar_points(s) for s in args.exemplar_points])
     _check_files(specs, class_names)
@@ -275,6 +270,7 @@ def run(args) -> int:
         proposer = RegionProposer(proposal_config)
     seg = Segmenter(backbone, memory, TestTimeAdapter(adapter_config), proposer=proposer, mode=args.mode)
     ids = {name: seg.add_class(name, use_text=not args.no_text) for name in class_names}
+    names = {cid: name for name, cid in ids.items()}
 
     masks = ExemplarMasks(proposal_config)
     for spec in specs:
@@ -292,14 +288,17 @@ def run(args) -> int:
         elapsed = time.perf_counter() - start
         labels_path, overlay_path = out / f"{path.stem}_labels.png", out / f"{path.stem}_overlay.png"
         save_labels(labels_path, result.labels)
-        Image.fromarray(overlay(img, result.labels)).save(overlay_path)
+        picture, _ = render_overlay(img, result.labels, names, palette, style)
+        Image.fromarray(picture).save(overlay_path)
         shares = {name: float((result.labels == cid).mean()) for name, cid in ids.items()}
         top = ", ".join(f"{n} {s:.0%}" for n, s in sorted(shares.items(), key=lambda kv: -kv[1])[:3])
         print(f"{path} -> {labels_path} ({elapsed:.2f} s; {top})")
         records.append({"input": str(path), "labels": labels_path.name, "overlay": overlay_path.name,
                         "seconds": round(elapsed, 4), "timings": {k: round(v, 4) for k, v in result.timings.items()}})
     meta = {"backbone": backbone.identity, "mode": args.mode, "steps": adapter_config.steps,
-            "classes": [{"id": cid, "name": name, "color": list(class_color(cid))} for name, cid in ids.items()],
+            "palette": palette.describe(),
+            "classes": [{"id": cid, "name": name, "color": list(palette.color(cid)), "hex": to_hex(palette.color(cid))}
+                        for name, cid in ids.items()],
             "exemplars": [{"kind": s.kind, "image": str(s.image), "class": s.class_name} for s in specs],
             "images": records}
     (out / "classes.json").write_text(json.dumps(meta, indent=2) + "\n")

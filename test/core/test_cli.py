@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from rns_ros.core import cli
+from rns_ros.visual import Palette, parse_palette
 
 def write_image(path, h=40, w=56, seed=0):
     img = np.zeros((h, w, 3), np.uint8)
@@ -29,11 +30,12 @@ def test_segments_a_folder_and_writes_labels_overlays_and_classes(tmp_path, caps
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out"
     code = cli.main([str(inputs), "--classes", "red, blue", "--backbone", "test-tiny", "--steps", "5",
-                     "--exemplar", f"{inputs / 'a.png'}:{tmp_path / 'mask.png'}:red", "--out", str(out)])
+                     "--exemplar", f"{inputs / 'a.png'}:{tmp_path / 'mask.png'}:red", "--out", str(out),
+                     "--no-legend"])
     assert code == 0, capsys.readouterr().err
     meta = json.loads((out / "classes.json").read_text())
     assert [(c["id"], c["name"]) for c in meta["classes"]] == [(1, "red"), (2, "blue")]
-    assert meta["classes"][0]["color"] == list(cli.class_color(1)) == [128, 0, 0]
+    assert meta["palette"] == "golden" and meta["classes"][0]["color"] == list(Palette().color(1))
     assert meta["mode"] == "patch" and meta["steps"] == 5 and "test-tiny" in meta["backbone"]
     assert [r["labels"] for r in meta["images"]] == ["a_labels.png", "b_labels.png"]
     for stem, shape in (("a", (40, 56)), ("b", (30, 44))):
@@ -43,10 +45,33 @@ def test_segments_a_folder_and_writes_labels_overlays_and_classes(tmp_path, caps
         assert over.shape == (*shape, 3)
     # overlay = half image, half the label's colour, recomputed here from the written labels
     labels = np.asarray(Image.open(out / "a_labels.png"))
-    colours = np.array([[0, 0, 0], cli.class_color(1), cli.class_color(2)], np.float32)[labels]
-    expect = np.round(0.5 * img.astype(np.float32) + 0.5 * colours).astype(np.uint8)
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "a_overlay.png")), expect)
+    colours = np.array([[0, 0, 0], *(c["color"] for c in meta["classes"])], np.float32)[labels]
+    expect = np.round(0.5 * img.astype(np.float32) + 0.5 * colours)
+    got = np.asarray(Image.open(out / "a_overlay.png")).astype(np.float32)
+    assert np.abs(got - expect).max() <= 1  # fixed-point blending: at most one level off
     assert "a_labels.png" in capsys.readouterr().out
+
+
+def test_overlays_carry_a_legend_in_the_palette_colours_of_classes_json(tmp_path):
+    img = write_image(tmp_path / "big.png", 150, 200)
+    out = tmp_path / "out"
+    code = cli.main([str(tmp_path / "big.png"), "--classes", "red, blue, green", "--backbone", "test-tiny",
+                     "--steps", "3", "--out", str(out), "--palette", "#ff8800, #0088ff, #00aa00"])
+    assert code == 0
+    meta = json.loads((out / "classes.json").read_text())
+    assert [c["hex"] for c in meta["classes"]] == ["#ff8800", "#0088ff", "#00aa00"]
+    assert meta["palette"] == "custom (3 colours)"
+    palette = parse_palette(",".join(c["hex"] for c in meta["classes"]))
+    labels = np.asarray(Image.open(out / "big_labels.png"))
+    over = np.asarray(Image.open(out / "big_overlay.png"))
+    for c in meta["classes"]:  # a legend swatch (exact colour) for exactly the classes present
+        solid = (over == np.array(c["color"], np.uint8)).all(axis=2).sum()
+        assert (solid >= 16) == bool((labels == c["id"]).any()), c
+    colours = np.array([[0, 0, 0], *(palette.color(i) for i in (1, 2, 3))], np.float32)[labels]
+    blended = np.abs(over - np.round(0.5 * img + 0.5 * colours)).max(axis=2) <= 1
+    assert 0.7 < blended.mean() < 1.0  # the legend covers a corner, the rest is the plain overlay
+    assert cli.main([str(tmp_path / "big.png"), "--classes", "red", "--backbone", "test-tiny", "--steps", "3",
+                     "--out", str(tmp_path / "plain"), "--no-legend", "--contours"]) == 0
 
 
 def test_box_and_point_exemplars_go_through_prompt_masker(tmp_path, monkeypatch):
@@ -97,7 +122,6 @@ def test_parsers():
                 lambda: cli.parse_classes("a,a")):
         with pytest.raises(ValueError):
             bad()
-    assert [cli.class_color(i) for i in range(4)] == [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0)]
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -108,6 +132,8 @@ def test_parsers():
     (["--classes", "a,a"], "more than once"),
     (["--mode", "region", "--sam-checkpoint", "no-sam.pt"], "no-sam.pt"),
     (["--mode", "region"], "needs weights"),
+    (["--palette", "#ff0000,#00ff0"], "--palette: palette entry 2 (class 2) '#00ff0' is not a hex colour"),
+    (["--palette", "rainbow"], "--palette: palette 'rainbow' is neither a built-in palette"),
 ])
 def test_clear_errors(tmp_path, capsys, extra, message):
     write_image(tmp_path / "x.png")
