@@ -4,12 +4,12 @@ node.py                 the `rns` lifecycle node (lifecycle + frame loop) and `r
 params.py               the parameter table (ROS names -> config fields, validation)
 engine.py               EngineConfig, the device policy, build_engine (the one place touching core)
 inputs.py               the camera subscription's QoS
-outputs.py              the publishers: labels, confidence, overlay, latched class map
+outputs.py              the publishers: labels, confidence, overlay, labels_color, latched class map
+                        (the pictures are drawn by rns_ros.visual, ROS-free: palettes, legend)
 diagnostics.py          the /diagnostics status
 conversions.py          sensor_msgs/Image <-> numpy (step and endianness aware, no cv_bridge)
 mailbox.py, stats.py    the one-slot frame mailbox; counters, rates and latency windows
 interfaces.py           ClassMap / ClassInfo builders
-visualization.py        class colours and the overlay
 services.py             wiring of the teaching services and ~/click onto the node
 teaching.py             the teaching handlers (docs/teaching.md); their request checks in
                         teaching_requests.py, SAM 2 prompts in prompting.py, autosave and restore

@@ -13,7 +13,9 @@ names, so `/rns/labels` for the default node name):
   ~/labels      sensor_msgs/Image mono8 (mono16 once a class id exceeds 255), 0 = unlabeled,
                 header copied from the input, input resolution
   ~/confidence  sensor_msgs/Image 32FC1, probability of the winning class
-  ~/overlay     sensor_msgs/Image rgb8, input blended with class colours (only while subscribed)
+  ~/overlay     sensor_msgs/Image rgb8, input blended with class colours, with a legend (only
+                while subscribed)
+  ~/labels_color sensor_msgs/Image rgb8, each pixel its class colour (only while subscribed)
   ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
   /diagnostics  diagnostic_msgs/DiagnosticArray
 
@@ -117,6 +119,8 @@ class RnsNode(LifecycleNode):
             return SetParametersResult(successful=False, reason=str(exc))
         adapter_changed = engine_config.adapter != self.engine_config.adapter
         self.node_config, self.engine_config = node_config, engine_config
+        if self.class_map_output is not None:  # new colours: the next frame republishes the class map
+            self.class_map_output.set_palette(node_config.colors())
         if adapter_changed and self.engine is not None and hasattr(self.engine, "set_adapter_config"):
             self.engine.set_adapter_config(engine_config.adapter)
         return SetParametersResult(successful=True)
@@ -168,7 +172,7 @@ class RnsNode(LifecycleNode):
         self.teacher = teacher
         self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class)
         self.outputs = FrameOutputs(self)
-        self.class_map_output = ClassMapOutput(self)
+        self.class_map_output = ClassMapOutput(self, self.node_config.colors())
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s, self.publish_diagnostics)
         self._configured = True
@@ -230,6 +234,7 @@ class RnsNode(LifecycleNode):
                        latest_frame=lambda: self._latest_image,
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
+                       palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
                        max_image_pixels=self.node_config.max_image_pixels)
 
@@ -306,7 +311,7 @@ class RnsNode(LifecycleNode):
         self.publish_class_map()  # a no-op unless the classes changed
         try:
             outputs.publish(rgb, result, msg.header, class_map, confidence=self.node_config.publish_confidence,
-                            overlay_alpha=self.node_config.overlay_alpha)
+                            overlay=self.node_config.overlay_style())
         except ValueError as exc:  # ids beyond mono16
             self.stats.frame_failed(f"labels not encodable: {exc}")
             self._warn(f"frame dropped: {exc}")

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
+from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
 IMAGE_QOS = ("sensor_data", "reliable")
 
@@ -31,6 +32,9 @@ class NodeConfig:
     image_qos_depth: int = 5  # subscription history depth (the mailbox keeps only the newest anyway)
     publish_confidence: bool = True  # publish ~/confidence (32FC1)
     overlay_alpha: float = 0.5  # class colour weight in ~/overlay
+    overlay_legend: bool = True  # ~/overlay lists the classes present (swatch, name, pixel share)
+    overlay_contours: bool = False  # ~/overlay outlines the classes
+    palette: str | tuple[str, ...] = DEFAULT_PALETTE  # class colours: a built-in name or hex colours by class id
     diagnostics_period_s: float = 1.0  # /diagnostics publishing period
     max_image_pixels: int = 16_777_216  # larger frames are dropped (counted) instead of exhausting memory
     memory_dir: str = ""  # support memory directory, saved on every change ('' = $ROS_HOME/rns_ros/<node>)
@@ -49,6 +53,16 @@ class NodeConfig:
             raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be unique, got {list(self.classes)}")
+        self.colors()  # a bad palette is refused with its reason
+
+    def colors(self) -> Palette:
+        """The palette of `palette`."""
+        return parse_palette(self.palette)
+
+    def overlay_style(self) -> OverlayStyle:
+        """How ~/overlay is drawn."""
+        return OverlayStyle(alpha=self.overlay_alpha, legend=LegendStyle() if self.overlay_legend else None,
+                            contours=self.overlay_contours)
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("overlay_alpha", "node", "overlay_alpha",
               "Weight of the class colour in ~/overlay (0 = input only, 1 = colours only).",
               runtime=True, range=(0.0, 1.0)),
+    ParamSpec("overlay_legend", "node", "overlay_legend",
+              "Draw a legend on ~/overlay: a colour swatch, the name and the pixel share of each class present, "
+              "largest first, in the corner that hides least.", runtime=True),
+    ParamSpec("overlay_contours", "node", "overlay_contours",
+              "Outline the classes on ~/overlay (boundary pixels in the pure class colour).", runtime=True),
+    ParamSpec("palette", "node", "palette",
+              f"Class colours of ~/overlay, ~/labels_color and the class map: a built-in palette "
+              f"({', '.join(BUILT_IN)}; okabe-ito is colour-blind safe) or hex colours '#RRGGBB' by class id "
+              "(a list, or one comma-separated string); a list shorter than the class ids is reused from "
+              "its start.", runtime=True),
     ParamSpec("diagnostics_period_s", "node", "diagnostics_period_s",
               "Period of the /diagnostics status in seconds.", range=(0.05, 3600.0)),
     ParamSpec("max_image_pixels", "node", "max_image_pixels",
@@ -163,6 +187,17 @@ def parse_classes(value: Any) -> tuple[str, ...]:
     return tuple(name.strip() for name in items if name.strip())
 
 
+def _palette_value(value: Any) -> str | tuple[str, ...]:
+    """`palette` as NodeConfig holds it (a name, or a tuple of hex strings); ValueError naming the
+    parameter and the bad entry."""
+    try:
+        parse_palette(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter 'palette': {exc} (set it with -p palette:=okabe-ito or "
+                         "-p \"palette:=['#FF0000', '#00FF00']\")") from None
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 def unknown_parameters(names: Iterable[str]) -> list[str]:
     """Names that are neither in the table nor owned by ROS itself."""
     return sorted(n for n in names if n not in SPECS and n not in ROS_OWNED_PARAMETERS
@@ -185,6 +220,8 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
         default = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
         if spec.name == "classes":
             value = parse_classes(value)
+        elif spec.name == "palette":
+            value = _palette_value(value)
         elif spec.none_if_empty and value == "":
             value = None
         elif isinstance(default, bool) != isinstance(value, bool) or (
@@ -217,7 +254,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     desc = ParameterDescriptor(name=spec.name, description=spec.description,
                                additional_constraints="; ".join(constraints))
     default = default_value(spec)
-    if spec.name == "classes":
+    if spec.name in ("classes", "palette"):
         desc.dynamic_typing = True
     elif spec.range is not None and isinstance(default, float):
         desc.type = ParameterType.PARAMETER_DOUBLE

@@ -28,6 +28,7 @@ from rns_ros.ros.memory_store import MemoryStore, describe_report
 from rns_ros.ros.prompting import PromptMasks
 from rns_ros.ros.teaching_requests import (Refused, decode_request_image, given, parse_annotation,
                                            service_handler)
+from rns_ros.visual import Palette
 
 
 class Teacher:
@@ -37,13 +38,14 @@ class Teacher:
     latest_frame: () -> the latest camera Image the node received, or None.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
-    stamp: () -> builtin_interfaces/Time for class maps. log_error/log_info: (str) -> None.
+    stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
     """
 
     def __init__(self, engine, *, memory_dir: str | Path | None = None,
                  latest_frame: Callable[[], Image | None] = lambda: None,
                  masker: Callable[[], object] | None = None, on_change: Callable[[], None] = lambda: None,
-                 stamp: Callable[[], object] | None = None, log_error: Callable[[str], None] = lambda s: None,
+                 stamp: Callable[[], object] | None = None, palette: Callable[[], Palette] = Palette,
+                 log_error: Callable[[str], None] = lambda s: None,
                  log_info: Callable[[str], None] = lambda s: None, max_image_pixels: int = 16_777_216):
         self.engine = engine
         self.store = MemoryStore(memory_dir, log_error)
@@ -51,6 +53,7 @@ class Teacher:
         self.prompts = PromptMasks(masker)
         self.on_change = on_change
         self.stamp = stamp
+        self.palette = palette
         self.log_error = log_error
         self.log_info = log_info
         self.max_image_pixels = max_image_pixels
@@ -68,7 +71,7 @@ class Teacher:
         with self.engine.lock:
             entries, version = self.engine.classes(), self.engine.support_version()
         return interfaces.class_map(entries, version, self.engine.backbone_identity,
-                                    self.stamp() if self.stamp else Time())
+                                    self.stamp() if self.stamp else Time(), self.palette())
 
     def _class_ids_by_name(self) -> dict[str, int]:
         return {e.name: e.id for e in self.engine.classes() if e.name}

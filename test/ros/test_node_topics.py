@@ -9,7 +9,7 @@ from fakes import FakeEngine, expected_labels
 from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros.node import RnsNode
-from rns_ros.ros.visualization import class_color
+from rns_ros.visual import Palette
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -65,7 +65,7 @@ def test_late_subscriber_gets_the_class_map(ros):
     assert [c.name for c in cmap.classes] == ["wall", "floor"] and cmap.unlabeled_id == 0
     assert cmap.support_version == engine.support_version() and cmap.backbone == "fake/engine"
     first = cmap.classes[0]
-    assert (round(first.color.r * 255), round(first.color.g * 255), round(first.color.b * 255)) == class_color(first.id)
+    assert (round(first.color.r * 255), round(first.color.g * 255), round(first.color.b * 255)) == Palette().color(first.id)
     assert first.has_text and first.exemplar_count == 0
 
 
@@ -120,7 +120,7 @@ def test_overlay_only_while_someone_subscribes(ros):
     ros.wait_for(lambda: overlays, what="overlay")
     out = np.frombuffer(bytes(overlays[0].data), np.uint8).reshape(4, 6, 3)
     assert overlays[0].encoding == "rgb8"
-    assert (out[:, :3] == class_color(engine.classes()[0].id)).all()  # alpha 1: pure class colour
+    assert (out[:, :3] == Palette().color(engine.classes()[0].id)).all()  # alpha 1: pure class colour
     np.testing.assert_array_equal(out[:, 3:], rgb[:, 3:])  # unlabeled pixels untouched
 
 

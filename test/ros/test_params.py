@@ -38,6 +38,19 @@ def test_values_reach_their_fields():
     assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
 
 
+def test_palette_values_become_the_palette_of_every_output():
+    node, _ = params.build_configs({"palette": ["#FF8800", "00ff00"], "overlay_legend": False,
+                                    "overlay_contours": True, "overlay_alpha": 0.25})
+    assert node.palette == ("#FF8800", "00ff00") and node.colors().color(1) == (255, 136, 0)
+    assert node.colors().color(3) == (255, 136, 0)  # a short list is reused from its start
+    style = node.overlay_style()
+    assert style.legend is None and style.contours and style.alpha == 0.25
+    assert params.build_configs({"palette": "#010203, #040506"})[0].colors().color(2) == (4, 5, 6)
+    assert params.build_configs({"palette": "okabe-ito"})[0].colors().name == "okabe-ito"
+    assert params.NodeConfig().colors().name == "golden" and params.NodeConfig().overlay_style().legend is not None
+    assert params.descriptor(params.SPECS["palette"]).dynamic_typing  # a name or a list
+
+
 @pytest.mark.parametrize("values, match", [
     ({"adapter.steps": 0}, "adapter.steps"),
     ({"adapter.tau": -1.0}, "adapter.tau"),
@@ -52,6 +65,12 @@ def test_values_reach_their_fields():
     ({"autostart": 1}, "autostart"),
     ({"no_such_parameter": 1}, "unknown parameter"),
     ({"regions.model": "sam9"}, "SAM 2 model"),
+    ({"overlay_legend": "yes"}, "overlay_legend"),
+    ({"palette": ["#ff0000", "#00ff0"]}, r"parameter 'palette': palette entry 2 \(class 2\) '#00ff0' is not a hex "
+                                         r"colour: write '#RRGGBB'.*-p palette:="),
+    ({"palette": "rainbow"}, "parameter 'palette': palette 'rainbow' is neither a built-in palette"),
+    ({"palette": []}, "parameter 'palette': palette is an empty list"),
+    ({"palette": 3}, "parameter 'palette'"),
 ])
 def test_bad_values_are_refused_with_the_parameter_named(values, match):
     with pytest.raises(ValueError, match=match):

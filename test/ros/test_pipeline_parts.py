@@ -1,4 +1,4 @@
-"""The node's ROS-free parts: mailbox, statistics, colours/overlay, device policy."""
+"""The node's ROS-free parts: mailbox, statistics, device policy (colours/overlay: test/visual)."""
 import threading
 import time
 
@@ -8,7 +8,6 @@ import pytest
 from rns_ros.ros.engine import resolve_device
 from rns_ros.ros.mailbox import FrameMailbox
 from rns_ros.ros.stats import PipelineStats
-from rns_ros.ros.visualization import class_color, color_table, overlay
 
 
 def test_mailbox_newest_wins_and_reports_replacements():
@@ -95,33 +94,6 @@ def test_stats_rate_window_forgets_old_arrivals():
     snap = stats.snapshot()
     assert snap.input_rate_hz == 0.0 and snap.seconds_since_input == pytest.approx(5.1)
     assert np.isnan(snap.latency_median_s)
-
-
-def test_class_colours_are_stable_distinct_and_overlay_blends():
-    assert class_color(0) == (0, 0, 0)
-    colours = {class_color(i) for i in range(1, 200)}
-    assert len(colours) == 199  # no two of the first 199 ids share a colour
-    table = color_table([1, 5])
-    assert table.shape == (6, 3) and tuple(table[5]) == class_color(5) and table[2].sum() == 0
-    rgb = np.full((2, 2, 3), 100, np.uint8)
-    labels = np.array([[0, 1], [5, 0]])
-    out = overlay(rgb, labels, table, alpha=0.25)
-    expected = rgb.astype(float)
-    for (y, x), cid in np.ndenumerate(labels):
-        if cid:
-            expected[y, x] = 0.75 * 100 + 0.25 * np.array(class_color(cid))
-    # fixed-point rounding may differ from float rounding by one level, never more
-    assert np.abs(out.astype(int) - np.rint(expected)).max() <= 1
-    np.testing.assert_array_equal(out[labels == 0], rgb[labels == 0])  # unlabeled: untouched
-    rng = np.random.default_rng(0)
-    big = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    big_labels = rng.integers(0, 6, (40, 50))
-    for alpha in (0.0, 0.3, 1.0):
-        got = overlay(big, big_labels, table, alpha).astype(float)
-        want = np.where((big_labels > 0)[:, :, None], (1 - alpha) * big + alpha * table[big_labels], big)
-        assert np.abs(got - want).max() <= 1.0, alpha
-    with pytest.raises(ValueError, match="no colour"):
-        overlay(rgb, np.full((2, 2), 9), table, 0.5)
 
 
 @pytest.mark.parametrize("requested, fallback, count, expected, warns", [
