@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rns_ros.visual import to_hex
+
 WEIGHTS_HINT = """\
 How to provide the backbone weights (see docs/ros.md, "Model weights"):
   * a local file:    rns-demo --checkpoint /path/to/open_clip_pytorch_model.bin
@@ -45,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default="", help="local backbone weights file")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cuda falls back to cpu if absent)")
     p.add_argument("--steps", type=int, default=None, help="test-time training steps per frame")
+    p.add_argument("--palette", default=None, help="class colours (node parameter palette): golden, okabe-ito, "
+                   "voc, or hex colours by class id, e.g. '#e41a1c,#377eb8'")
     p.add_argument("--frames", type=int, default=20, help="stop after this many label images")
     p.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz")
     p.add_argument("--output", default="output/demo", help="folder for labels, overlays and the summary")
@@ -61,12 +65,19 @@ def _node_overrides(args) -> dict:
         values["backbone"] = args.backbone
     if args.steps is not None:
         values["adapter.steps"] = args.steps
+    if args.palette is not None:
+        values["palette"] = args.palette
     return values
 
 
 def _ros_arg(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else (
-        json.dumps(value) if isinstance(value, str) and ("," in value or not value) else str(value))
+        json.dumps(value) if isinstance(value, str) and ("," in value or "#" in value or not value) else str(value))
+
+
+def _rgb255(color) -> list[int]:
+    """A ClassInfo colour (std_msgs/ColorRGBA, 0..1) as the [r, g, b] bytes of the overlay."""
+    return [round(color.r * 255), round(color.g * 255), round(color.b * 255)]
 
 
 class Recorder:
@@ -137,8 +148,8 @@ class Recorder:
             lat, arrivals = np.array(self.latencies) * 1e3, list(self.arrivals)
         fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
         classes = [] if self.class_map is None else [
-            {"id": c.id, "name": c.name, "color": [round(c.color.r * 255), round(c.color.g * 255),
-                                                   round(c.color.b * 255)]} for c in self.class_map.classes]
+            {"id": c.id, "name": c.name, "color": _rgb255(c.color), "hex": to_hex(_rgb255(c.color))}
+            for c in self.class_map.classes]
         return {"frames": len(arrivals), "throughput_fps": round(fps, 3),
                 "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
@@ -268,6 +279,8 @@ def _print_summary(s: dict) -> None:
     print(f"  throughput      {s['throughput_fps']:.2f} frames/s (camera {s['settings']['rate']} Hz)")
     print(f"  latency         median {s['latency_ms_median']} ms, p95 {s['latency_ms_p95']} ms "
           "(camera stamp -> label image received)")
+    for i, c in enumerate(s["classes"]):  # the colours of the overlays, labels_color and the class map
+        print(f"  {'classes' if i == 0 else '':16}{_swatch(c['color'])}{c['hex']}  {c['id']:>3}  {c['name']}")
     node = s.get("node")
     if node:
         print(f"  node            processing median {node['processing_ms_median']} ms, p95 "
@@ -275,6 +288,11 @@ def _print_summary(s: dict) -> None:
               f"dropped stale {node['dropped_stale']}, invalid {node['dropped_invalid']} on {node['device']}")
     if node and node.get("backbone", "") and "test-tiny" in str(node["backbone"]):
         print("  NOTE: test-tiny has random weights; the labels are meaningless (plumbing check only)")
+
+
+def _swatch(rgb) -> str:
+    """Two terminal cells in the class colour (24-bit colour escape), only on a terminal."""
+    return "\x1b[48;2;{};{};{}m  \x1b[0m ".format(*rgb) if sys.stdout.isatty() else ""
 
 
 def main(argv=None) -> int:

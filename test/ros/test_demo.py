@@ -9,6 +9,7 @@ from sensor_msgs.msg import Image
 
 from rns_ros.ros import demo
 from rns_ros.ros.image_folder_camera import SAMPLE_IMAGES, ImageFolderCamera, load_images
+from rns_ros.visual import parse_palette
 
 
 def test_sample_images_are_small_rgb():
@@ -56,7 +57,7 @@ def test_camera_publishes_each_image_once_without_loop(ros, tmp_path):
 def test_demo_records_labels_overlays_and_a_summary(tmp_path, capsys):
     out = tmp_path / "demo"
     code = demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "3",
-                      "--rate", "10", "--output", str(out), "--timeout", "120"])
+                      "--rate", "10", "--output", str(out), "--timeout", "120", "--palette", "okabe-ito"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] >= 3 and summary["latency_ms_median"] > 0
@@ -67,10 +68,33 @@ def test_demo_records_labels_overlays_and_a_summary(tmp_path, capsys):
     assert sizes <= {(320, 320), (320, 213)}  # the sample images' sizes: labels at input resolution
     ids = {c["id"] for c in summary["classes"]}
     assert set(np.unique(np.asarray(PILImage.open(labels[0])))) <= ids | {0}
-    assert list((out / "overlay").glob("*.png"))
+    overlays = sorted((out / "overlay").glob("*.png"))
+    assert overlays
+    # the overlays carry the legend: a solid swatch block in the exact colour of a class of the summary
+    over = np.asarray(PILImage.open(overlays[-1]).convert("RGB"))
+    swatch_colours = [c["color"] for c in summary["classes"] if solid_block(over, c["color"], 5)]
+    okabe = parse_palette("okabe-ito")
+    assert all(tuple(c["color"]) == okabe.color(c["id"]) for c in summary["classes"])  # --palette reached the node
+    assert swatch_colours and all(c["hex"] == "#{:02x}{:02x}{:02x}".format(*c["color"]) for c in summary["classes"])
     assert (out / "memory").is_dir()  # the demo's support memory stays in its output folder
     printed = capsys.readouterr().out
     assert "throughput" in printed and "latency" in printed and "meaningless" in printed
+    for c in summary["classes"]:  # the summary lists every class with its colour
+        assert f"{c['hex']}  {c['id']:>3}  {c['name']}" in printed
+
+
+def solid_block(image, rgb, size) -> bool:
+    """True when `image` holds a size x size block of exactly `rgb`."""
+    exact = (image == np.array(rgb, np.uint8)).all(axis=2).astype(np.int32)
+    ii = np.pad(exact.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = ii[size:, size:] - ii[:-size, size:] - ii[size:, :-size] + ii[:-size, :-size]
+    return bool((sums == size * size).any())
+
+
+def test_node_arguments_survive_the_command_line():
+    # a bare '#...' or 'a,b' would be a YAML comment or a list on `rns_node --ros-args -p`
+    assert demo._ros_arg("#ff0000") == '"#ff0000"' and demo._ros_arg("#ff0000,#00ff00") == '"#ff0000,#00ff00"'
+    assert demo._ros_arg("okabe-ito") == "okabe-ito" and demo._ros_arg(True) == "true" and demo._ros_arg(3) == "3"
 
 
 def test_demo_without_weights_fails_fast_and_says_how_to_get_them(tmp_path, capsys, monkeypatch):
