@@ -5,13 +5,16 @@ precomputed labels instantly).
     .venv/bin/python scripts/bench_ros_overhead.py [--frames 40] [--sizes 640x480,1920x1080]
 
 Part 1, conversions alone: decoding the input (rgb8 and bgr8) and building the output messages
-(labels mono8, confidence 32FC1, overlay rgb8).
+(labels mono8, confidence 32FC1, the overlay rgb8 without and with its legend and contours, the
+colourised labels rgb8).
 Part 2, through the running node (real topics, one process, Fast DDS): the node's own time per
-frame (mailbox -> decode -> engine (~0) -> publish labels + confidence + overlay, each with a
-subscriber), and the end-to-end time from publishing the camera image to receiving the labels.
+frame (mailbox -> decode -> engine (~0) -> publish labels + confidence + overlay with legend +
+labels_color, each with a subscriber), and the end-to-end time from publishing the camera image
+to receiving the labels.
 Frames are sent one at a time (the next once the node finished the previous one), so nothing is
 dropped and every number is one frame's cost. Labels are published first, then confidence, then
-the overlay, so the labels' latency does not include the overlay. Prints a median/p95 table (milliseconds).
+the overlay, so the labels' latency does not include the overlay. Prints a median/p95 table (milliseconds) and the machine's load average
+before and after (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -30,6 +33,12 @@ os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+
+
+def patch_labels(h: int, w: int, classes: int = 8, patch: int = 16, seed: int = 0) -> np.ndarray:
+    """(h, w) int32 ids 0..classes, constant on 16x16 patches like the engine's patch mode."""
+    grid = np.random.default_rng(seed).integers(0, classes + 1, (-(-h // patch), -(-w // patch)))
+    return np.kron(grid, np.ones((patch, patch), np.int64))[:h, :w].astype(np.int32)
 
 
 class NullEngine:
@@ -51,7 +60,7 @@ class NullEngine:
         h, w = rgb.shape[:2]
         if (h, w) not in self._cache:
             rng = np.random.default_rng(0)
-            self._cache[(h, w)] = (rng.integers(0, 9, (h, w)).astype(np.int32), rng.random((h, w), np.float32))
+            self._cache[(h, w)] = (patch_labels(h, w), rng.random((h, w), np.float32))
         labels, conf = self._cache[(h, w)]
         return EngineResult(labels, conf, 1, {})
 
@@ -93,23 +102,31 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     from std_msgs.msg import Header
 
     from rns_ros.ros.conversions import confidence_to_image, image_to_rgb, labels_to_image, rgb_to_image
-    from rns_ros.ros.visualization import color_table, overlay
+    from rns_ros.visual import LegendStyle, OverlayStyle, Palette, color_lut, colorize, render_overlay
 
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    labels = rng.integers(0, 9, (h, w)).astype(np.int32)
+    labels = patch_labels(h, w)
     conf = rng.random((h, w), np.float32)
     header = Header(frame_id="camera")
     msg_rgb = rgb_to_image(rgb, header)
     msg_bgr = rgb_to_image(np.ascontiguousarray(rgb[:, :, ::-1]), header)
     msg_bgr.encoding = "bgr8"
-    table = color_table(range(1, 9))
+    palette, names = Palette(), {i: f"class number {i}" for i in range(1, 9)}
+
+    def overlay(style):
+        return lambda: rgb_to_image(render_overlay(rgb, labels, names, palette, style)[0], header)
+
     return {
         "decode rgb8": time_calls(lambda: image_to_rgb(msg_rgb), n),
         "decode bgr8": time_calls(lambda: image_to_rgb(msg_bgr), n),
         "encode labels (mono8)": time_calls(lambda: labels_to_image(labels, header, 8), n),
         "encode confidence (32FC1)": time_calls(lambda: confidence_to_image(conf, header), n),
-        "overlay + encode (rgb8)": time_calls(lambda: rgb_to_image(overlay(rgb, labels, table, 0.5), header), n),
+        "overlay, no legend + encode (rgb8)": time_calls(overlay(OverlayStyle(legend=None)), n),
+        "overlay + legend (8 classes) + encode": time_calls(overlay(OverlayStyle(legend=LegendStyle())), n),
+        "overlay + legend + contours + encode": time_calls(overlay(OverlayStyle(contours=True)), n),
+        "labels_color + encode (rgb8)": time_calls(
+            lambda: rgb_to_image(colorize(labels, color_lut(palette, 9)), header), n),
     }
 
 
@@ -145,14 +162,15 @@ def bench_node(h: int, w: int, n: int) -> dict[str, list[float]]:
     client.create_subscription(Image, "/rns/labels", on_labels, 10)
     client.create_subscription(Image, "/rns/confidence", lambda m: None, 10)
     client.create_subscription(Image, "/rns/overlay", lambda m: None, 10)
+    client.create_subscription(Image, "/rns/labels_color", lambda m: None, 10)
     pub = client.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     for n_ in (node, client):
         executor.add_node(n_)
     thread = spin_in_thread(executor)
     try:
         deadline = time.monotonic() + 20
-        while not (pub.get_subscription_count() and all(p.get_subscription_count() for p in node._pubs.values()
-                                                          if p.topic_name != "/rns/class_map")):
+        while not (pub.get_subscription_count()
+                   and all(p.get_subscription_count() for p in node.outputs.publishers.values())):
             if time.monotonic() > deadline:
                 raise RuntimeError("discovery did not complete")
             time.sleep(0.01)
@@ -167,7 +185,7 @@ def bench_node(h: int, w: int, n: int) -> dict[str, list[float]]:
             while node.stats.snapshot().processed < i + 1:  # the overlay of this frame is out too
                 time.sleep(0.001)
         processing = list(node.stats._processing)[3:]  # skip warm-up frames
-        return {"node: decode + publish 3 outputs": processing, "camera publish -> labels received": end_to_end[3:]}
+        return {"node: decode + publish labels, confidence, overlay (legend), labels_color": processing, "camera publish -> labels received": end_to_end[3:]}
     finally:
         stop_executor(executor, thread)
         node.close()
@@ -182,13 +200,15 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="640x480,1920x1080")
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    load_before = os.getloadavg()
     rows = []
     for w, h in sizes:
         for name, samples in {**bench_conversions(h, w, args.frames), **bench_node(h, w, args.frames)}.items():
             med, p95 = stats_ms(samples)
             rows.append((f"{w}x{h}", name, med, p95, len(samples)))
     print(f"\nROS overhead per frame, engine excluded ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__})\n")
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}; load average "
+          f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after)\n")
     print("| size | step | median ms | p95 ms | frames |")
     print("|---|---|---|---|---|")
     for size, name, med, p95, count in rows:

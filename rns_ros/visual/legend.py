@@ -72,13 +72,18 @@ class DrawnLegend:
     hidden: int
 
 
-def class_areas(labels: np.ndarray, max_pixels: int = EXACT_AREA_PIXELS) -> np.ndarray:
-    """Pixel count of every id (index = id) in a label image: exact up to `max_pixels` pixels;
-    larger images are counted on a regular grid (every 2nd pixel of every 2nd row at 1080p) and
-    scaled, which is 4x cheaper and cannot list an absent class (it may miss one of a few pixels)."""
-    stride = max(1, math.ceil(math.sqrt(labels.size / max_pixels)))
-    counts = np.bincount(labels[::stride, ::stride].ravel(), minlength=1)
-    return counts * (stride * stride)
+def _stride(pixels: int) -> int:
+    """Counting step in both directions: 1 up to EXACT_AREA_PIXELS pixels (2 at 1920x1080)."""
+    return max(1, math.ceil(math.sqrt(pixels / EXACT_AREA_PIXELS)))
+
+
+def class_areas(labels: np.ndarray) -> np.ndarray:
+    """Pixel count of every id (index = id) in a label image: exact up to EXACT_AREA_PIXELS
+    pixels; larger images are counted on a regular grid (every 2nd pixel of every 2nd row at
+    1080p) and scaled, which is 4x cheaper and cannot list an absent class (it may miss one of a
+    few pixels)."""
+    stride = _stride(labels.size)
+    return np.bincount(labels[::stride, ::stride].ravel(), minlength=1) * (stride * stride)
 
 
 def legend_entries(areas: np.ndarray, names: Mapping[int, str]) -> list[LegendEntry]:
@@ -174,8 +179,11 @@ def _place(corner: str, bw: int, bh: int, h: int, w: int) -> tuple[int, int]:
 
 
 def _hidden_share(labels: np.ndarray, areas: np.ndarray, x: int, y: int, bw: int, bh: int) -> float:
-    """Sum over classes of the share of each class's pixels that a box at (x, y) would cover."""
-    inside = np.bincount(labels[y:y + bh, x:x + bw].ravel(), minlength=len(areas))[: len(areas)]
+    """Sum over classes of the share of each class's pixels that a box at (x, y) would cover
+    (counted on class_areas' grid)."""
+    stride = _stride(labels.size)
+    box = labels[y:y + bh:stride, x:x + bw:stride]
+    inside = np.bincount(box.ravel(), minlength=len(areas))[: len(areas)] * (stride * stride)
     present = areas[1:] > 0
     return float((inside[1:][present] / areas[1:][present]).sum())
 
@@ -208,14 +216,11 @@ def _text_mask(text: str, font_px: int) -> np.ndarray:
     return out
 
 
-def _paint_text(box: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
-    """Blend TEXT_COLOR into `box` (uint16 RGB) with coverage `mask` at (x, y), clipped to the box."""
-    h, w = min(mask.shape[0], box.shape[0] - y), min(mask.shape[1], box.shape[1] - x)
-    if h <= 0 or w <= 0:
-        return
-    cover = mask[:h, :w, None].astype(np.uint16)
-    sub = box[y:y + h, x:x + w]
-    sub[:] = (sub * (255 - cover) + np.array(TEXT_COLOR, np.uint16) * cover + 127) // 255
+def _paint_text(cover: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    """Add a text's coverage `mask` at (x, y) to the box's coverage `cover`, clipped to the box."""
+    h, w = min(mask.shape[0], cover.shape[0] - y), min(mask.shape[1], cover.shape[1] - x)
+    if h > 0 and w > 0:
+        np.maximum(cover[y:y + h, x:x + w], mask[:h, :w], out=cover[y:y + h, x:x + w])
 
 
 def draw_legend(image: np.ndarray, labels: np.ndarray, names: Mapping[int, str], palette: Palette,
@@ -245,18 +250,23 @@ def draw_legend(image: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
     x0, y0 = _place(corner, bw, bh, h, w)
 
     keep = round((1.0 - style.background_alpha) * 256)
-    box = (image[y0:y0 + bh, x0:x0 + bw].astype(np.uint16) * keep + 128) >> 8
-    swatches = {}
+    box = (image[y0:y0 + bh, x0:x0 + bw].astype(np.int32) * keep + 128) >> 8
+    cover = np.zeros((bh, bw), np.uint8)  # text coverage, 255 = fully TEXT_COLOR
+    rows = []
     for i, mask in enumerate(masks):
         top = pad + i * row
+        _paint_text(cover, mask, 2 * pad + sw, top)
         if i < len(shown):
-            entry = shown[i]
-            sy = top + (layout.size - sw) // 2
-            box[sy:sy + sw, pad:pad + sw] = palette.color(entry.class_id)
-            swatches[entry.class_id] = (x0 + pad, y0 + sy, x0 + pad + sw, y0 + sy + sw)
+            rows.append((shown[i].class_id, top + (layout.size - sw) // 2))
             if style.show_share:
-                share = _text_mask(_share_text(entry.share), layout.font_px)
-                _paint_text(box, share, bw - pad - share.shape[1], top)
-        _paint_text(box, mask, 2 * pad + sw, top)
+                share = _text_mask(_share_text(shown[i].share), layout.font_px)
+                _paint_text(cover, share, bw - pad - share.shape[1], top)
+    weight = cover.astype(np.int32)[:, :, None]
+    weight += weight >> 7  # 0..255 -> 0..256, so full coverage gives exactly TEXT_COLOR
+    box += ((np.array(TEXT_COLOR, np.int32) - box) * weight + 128) >> 8
+    swatches = {}
+    for class_id, sy in rows:  # swatches opaque: exactly the class colour
+        box[sy:sy + sw, pad:pad + sw] = palette.color(class_id)
+        swatches[class_id] = (x0 + pad, y0 + sy, x0 + pad + sw, y0 + sy + sw)
     image[y0:y0 + bh, x0:x0 + bw] = box
     return DrawnLegend(corner, (x0, y0, x0 + bw, y0 + bh), swatches, hidden)
