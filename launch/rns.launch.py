@@ -8,7 +8,8 @@ Arguments (empty = keep the value of the params file):
   params_file  parameter YAML                              [share/rns_ros/config/rns.yaml]
   device       cuda | cuda:N | cpu                                                      ['']
   classes      comma-separated initial class names                                      ['']
-  use_rviz     start RViz with rviz/rns.rviz (input, overlay, labels)                 [false]
+  use_rviz     start RViz: rviz/rns.rviz with this launch's topics (input, overlay with its
+               legend, colourised labels, labelled cloud)                              [false]
   log_level    debug | info | warn | error                                             [info]
 """
 import os
@@ -19,6 +20,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from rns_ros.ros.rviz_config import write_rviz_config
+
 PACKAGE = "rns_ros"
 ARGUMENTS = {
     "namespace": ("", "namespace of the node ('' = none)"),
@@ -26,7 +29,7 @@ ARGUMENTS = {
     "params_file": (None, "parameter YAML (default: the package's config/rns.yaml)"),
     "device": ("", "torch device: cuda, cuda:N or cpu ('' = the params file's)"),
     "classes": ("", "comma-separated initial class names ('' = the params file's)"),
-    "use_rviz": ("false", "start RViz showing the input, the overlay and the labels"),
+    "use_rviz": ("false", "start RViz showing the input, the overlay, the colourised labels and the labelled cloud"),
     "log_level": ("info", "log level of the node: debug, info, warn, error"),
 }
 
@@ -44,8 +47,11 @@ def _nodes(context, *args, **kwargs):
         parameters=parameters, remappings=[("image", value["image_topic"])],
         ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True)]
     if value["use_rviz"].strip().lower() in ("true", "1", "yes", "on"):
-        actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz",
-                            arguments=["-d", _share("rviz", "rns.rviz")], output="screen"))
+        # the package's view, its topics moved to this launch's namespace and camera
+        config = write_rviz_config(_share("rviz", "rns.rviz"), namespace=value["namespace"],
+                                   image_topic=value["image_topic"])
+        actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz", arguments=["-d", config],
+                            output="screen"))
     return actions
 
 

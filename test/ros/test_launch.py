@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -19,6 +20,7 @@ from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros import params
 from rns_ros.ros.node import INPUT_TOPIC, NODE_NAME
+from rns_ros.ros.rviz_config import resolve_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
@@ -56,7 +58,7 @@ class Node(_Recorded):
 
 
 @pytest.fixture
-def launch_description(monkeypatch):
+def launch_description(monkeypatch, tmp_path):
     """Load the launch file with stubs in sys.modules; returns (description, evaluate(overrides))."""
     stubs = {
         "launch": types.ModuleType("launch"), "launch.actions": types.ModuleType("launch.actions"),
@@ -73,6 +75,11 @@ def launch_description(monkeypatch):
     spec = importlib.util.spec_from_file_location("rns_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    installed_share = module._share
+    # The RViz template under test is this checkout's (the installed copy is refreshed by setup.sh).
+    monkeypatch.setattr(module, "_share", lambda *parts: str(ROOT.joinpath(*parts)) if parts[0] == "rviz"
+                        else installed_share(*parts))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where use_rviz writes its RViz copy
     description = module.generate_launch_description()
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
@@ -112,12 +119,50 @@ def test_launch_overrides_and_rviz(launch_description):
     assert kw["namespace"] == "robot1" and kw["remappings"] == [("image", "/cam/rgb")]
     assert kw["ros_arguments"] == ["--log-level", "debug"]
     assert (rviz.kwargs["package"], rviz.kwargs["executable"]) == ("rviz2", "rviz2")
-    rviz_file = Path(rviz.kwargs["arguments"][1])
-    assert rviz_file.is_file()
-    config = yaml.safe_load(rviz_file.read_text())
-    displays = {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
-    assert {d["Class"] for d in displays.values()} == {"rviz_default_plugins/Image"}
-    assert {d["Topic"]["Value"] for d in displays.values()} == {"/camera/image_raw", "/rns/overlay", "/rns/labels"}
+    assert Path(sys.prefix, "share", "rns_ros", "rviz", "rns.rviz").is_file()  # installed with the package
+
+
+def rviz_displays(rviz_node) -> dict[str, dict]:
+    """Name -> display of the RViz config that a launched rviz2 node is given."""
+    flag, path = rviz_node.kwargs["arguments"]
+    assert flag == "-d"
+    config = yaml.safe_load(Path(path).read_text())
+    return {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
+
+
+def test_rviz_shows_input_overlay_colour_labels_and_cloud_on_the_launched_topics(launch_description):
+    _, evaluate = launch_description
+    _, rviz = evaluate(use_rviz="true")  # the default launch: the shipped file's own topics
+    displays = rviz_displays(rviz)
+    shipped = yaml.safe_load((ROOT / "rviz" / "rns.rviz").read_text())["Visualization Manager"]["Displays"]
+    assert {n: d["Topic"]["Value"] for n, d in displays.items()} == {d["Name"]: d["Topic"]["Value"] for d in shipped}
+    topics = {n: (d["Class"], d["Topic"]["Value"], d["Enabled"]) for n, d in displays.items()}
+    assert topics == {
+        "Input": ("rviz_default_plugins/Image", "/camera/image_raw", True),  # the launch's default image_topic
+        "Overlay": ("rviz_default_plugins/Image", f"/{NODE_NAME}/overlay", True),
+        "Labels (colour)": ("rviz_default_plugins/Image", f"/{NODE_NAME}/labels_color", True),
+        "Labelled cloud": ("rviz_default_plugins/PointCloud2", f"/{NODE_NAME}/points", False),  # depth is off by default
+    }
+    assert displays["Input"]["Topic"]["Reliability Policy"] == "Best Effort"  # hears any camera
+    assert all(displays[n]["Topic"]["Reliability Policy"] == "Reliable" for n in ("Overlay", "Labels (colour)"))
+
+    # remapped: a namespace and another camera (relative: resolved in the namespace, as ROS does)
+    node, rviz = evaluate(use_rviz="true", namespace="robot1", image_topic="front/image_raw")
+    displays = rviz_displays(rviz)
+    assert {n: d["Topic"]["Value"] for n, d in displays.items()} == {
+        "Input": "/robot1/front/image_raw", "Overlay": "/robot1/rns/overlay",
+        "Labels (colour)": "/robot1/rns/labels_color", "Labelled cloud": "/robot1/rns/points"}
+    assert node.kwargs["namespace"] == "robot1" and node.kwargs["remappings"] == [("image", "front/image_raw")]
+    _, rviz = evaluate(use_rviz="true", namespace="/fleet/robot2/", image_topic="/cam/rgb")
+    assert rviz_displays(rviz)["Input"]["Topic"]["Value"] == "/cam/rgb"
+    assert rviz_displays(rviz)["Overlay"]["Topic"]["Value"] == "/fleet/robot2/rns/overlay"
+
+
+def test_resolve_topic_follows_ros_name_resolution():
+    assert resolve_topic("/cam/rgb", "robot1") == "/cam/rgb"
+    assert resolve_topic("cam/rgb", "robot1") == "/robot1/cam/rgb"
+    assert resolve_topic("rns/overlay", "") == "/rns/overlay"
+    assert resolve_topic("rns/overlay", "/a/b/") == "/a/b/rns/overlay"
 
 
 def launch_ros_command(node: Node, tmp_path: Path) -> list[str]:
