@@ -13,8 +13,8 @@ labels_color, each with a subscriber), and the end-to-end time from publishing t
 to receiving the labels.
 Frames are sent one at a time (the next once the node finished the previous one), so nothing is
 dropped and every number is one frame's cost. Labels are published first, then confidence, then
-the overlay, so the labels' latency does not include the overlay. Prints a median/p95 table (milliseconds) and the machine's load average
-before and after (the machine may be shared).
+the overlay, so the labels' latency does not include the overlay. Prints a median/p95 table
+(milliseconds) and the machine's load average before and after (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -185,7 +185,8 @@ def bench_node(h: int, w: int, n: int) -> dict[str, list[float]]:
             while node.stats.snapshot().processed < i + 1:  # the overlay of this frame is out too
                 time.sleep(0.001)
         processing = list(node.stats._processing)[3:]  # skip warm-up frames
-        return {"node: decode + publish labels, confidence, overlay (legend), labels_color": processing, "camera publish -> labels received": end_to_end[3:]}
+        return {"node: decode + publish labels, confidence, overlay (legend), labels_color": processing,
+                "camera publish -> labels received": end_to_end[3:]}
     finally:
         stop_executor(executor, thread)
         node.close()

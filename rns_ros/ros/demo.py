@@ -280,7 +280,8 @@ def _print_summary(s: dict) -> None:
     print(f"  latency         median {s['latency_ms_median']} ms, p95 {s['latency_ms_p95']} ms "
           "(camera stamp -> label image received)")
     for i, c in enumerate(s["classes"]):  # the colours of the overlays, labels_color and the class map
-        print(f"  {'classes' if i == 0 else '':16}{_swatch(c['color'])}{c['hex']}  {c['id']:>3}  {c['name']}")
+        swatch = "\x1b[48;2;{};{};{}m  \x1b[0m ".format(*c["color"]) if sys.stdout.isatty() else ""
+        print(f"  {'classes' if i == 0 else '':16}{swatch}{c['hex']}  {c['id']:>3}  {c['name']}")
     node = s.get("node")
     if node:
         print(f"  node            processing median {node['processing_ms_median']} ms, p95 "
@@ -288,11 +289,6 @@ def _print_summary(s: dict) -> None:
               f"dropped stale {node['dropped_stale']}, invalid {node['dropped_invalid']} on {node['device']}")
     if node and node.get("backbone", "") and "test-tiny" in str(node["backbone"]):
         print("  NOTE: test-tiny has random weights; the labels are meaningless (plumbing check only)")
-
-
-def _swatch(rgb) -> str:
-    """Two terminal cells in the class colour (24-bit colour escape), only on a terminal."""
-    return "\x1b[48;2;{};{};{}m  \x1b[0m ".format(*rgb) if sys.stdout.isatty() else ""
 
 
 def main(argv=None) -> int:

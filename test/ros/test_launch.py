@@ -141,7 +141,7 @@ def test_rviz_shows_input_overlay_colour_labels_and_cloud_on_the_launched_topics
         "Input": ("rviz_default_plugins/Image", "/camera/image_raw", True),  # the launch's default image_topic
         "Overlay": ("rviz_default_plugins/Image", f"/{NODE_NAME}/overlay", True),
         "Labels (colour)": ("rviz_default_plugins/Image", f"/{NODE_NAME}/labels_color", True),
-        "Labelled cloud": ("rviz_default_plugins/PointCloud2", f"/{NODE_NAME}/points", False),  # depth is off by default
+        "Labelled cloud": ("rviz_default_plugins/PointCloud2", f"/{NODE_NAME}/points", False),  # depth off by default
     }
     assert displays["Input"]["Topic"]["Reliability Policy"] == "Best Effort"  # hears any camera
     assert all(displays[n]["Topic"]["Reliability Policy"] == "Reliable" for n in ("Overlay", "Labels (colour)"))
