@@ -88,14 +88,17 @@ def stats_ms(samples) -> tuple[float, float]:
     return float(np.median(arr)), float(np.percentile(arr, 95))
 
 
-def time_calls(fn, n: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
+def time_interleaved(calls: dict, n: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, the functions taking turns (one warm-up round first), so
+    that a shared machine's changing load hits every row alike and differences between rows hold."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(n + 1):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
@@ -103,6 +106,7 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
 
     from rns_ros.ros.conversions import confidence_to_image, image_to_rgb, labels_to_image, rgb_to_image
     from rns_ros.visual import LegendStyle, OverlayStyle, Palette, color_lut, colorize, render_overlay
+    from rns_ros.visual.legend import draw_legend
 
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -117,17 +121,17 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     def overlay(style):
         return lambda: rgb_to_image(render_overlay(rgb, labels, names, palette, style)[0], header)
 
-    return {
-        "decode rgb8": time_calls(lambda: image_to_rgb(msg_rgb), n),
-        "decode bgr8": time_calls(lambda: image_to_rgb(msg_bgr), n),
-        "encode labels (mono8)": time_calls(lambda: labels_to_image(labels, header, 8), n),
-        "encode confidence (32FC1)": time_calls(lambda: confidence_to_image(conf, header), n),
-        "overlay, no legend + encode (rgb8)": time_calls(overlay(OverlayStyle(legend=None)), n),
-        "overlay + legend (8 classes) + encode": time_calls(overlay(OverlayStyle(legend=LegendStyle())), n),
-        "overlay + legend + contours + encode": time_calls(overlay(OverlayStyle(contours=True)), n),
-        "labels_color + encode (rgb8)": time_calls(
-            lambda: rgb_to_image(colorize(labels, color_lut(palette, 9)), header), n),
-    }
+    return time_interleaved({
+        "decode rgb8": lambda: image_to_rgb(msg_rgb),
+        "decode bgr8": lambda: image_to_rgb(msg_bgr),
+        "encode labels (mono8)": lambda: labels_to_image(labels, header, 8),
+        "encode confidence (32FC1)": lambda: confidence_to_image(conf, header),
+        "overlay, no legend + encode (rgb8)": overlay(OverlayStyle(legend=None)),
+        "overlay + legend (8 classes) + encode": overlay(OverlayStyle(legend=LegendStyle())),
+        "overlay + legend + contours + encode": overlay(OverlayStyle(contours=True)),
+        "legend alone (8 classes, drawn into a copy)": lambda: draw_legend(rgb.copy(), labels, names, palette),
+        "labels_color + encode (rgb8)": lambda: rgb_to_image(colorize(labels, color_lut(palette, 9)), header),
+    }, n)
 
 
 def bench_node(h: int, w: int, n: int) -> dict[str, list[float]]:
