@@ -26,7 +26,7 @@ from rns_ros.visual.palette import RGB, Palette
 
 CORNERS = ("auto", "top_left", "top_right", "bottom_left", "bottom_right")
 _PLACES = CORNERS[1:]
-TEXT_COLOR: RGB = (255, 255, 255)
+TEXT_COLOR: RGB = (255, 255, 255)  # white: draw_legend blends text towards 255
 MIN_FONT_PX, MAX_FONT_PX = 10, 32
 EXACT_AREA_PIXELS = 1 << 20  # class areas are exact up to this many pixels (1280x720 is; 1920x1080 is not)
 KEEP_CORNER_MARGIN = 0.05  # `auto` moves only when another corner hides this much less (in class shares)
@@ -250,7 +250,10 @@ def draw_legend(image: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
     x0, y0 = _place(corner, bw, bh, h, w)
 
     keep = round((1.0 - style.background_alpha) * 256)
-    box = (image[y0:y0 + bh, x0:x0 + bw].astype(np.int32) * keep + 128) >> 8
+    box = image[y0:y0 + bh, x0:x0 + bw].astype(np.uint16)  # uint16 cannot overflow: 255 * 256 + 128 < 2**16
+    box *= keep
+    box += 128
+    box >>= 8
     cover = np.zeros((bh, bw), np.uint8)  # text coverage, 255 = fully TEXT_COLOR
     rows = []
     for i, mask in enumerate(masks):
@@ -261,9 +264,9 @@ def draw_legend(image: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
             if style.show_share:
                 share = _text_mask(_share_text(shown[i].share), layout.font_px)
                 _paint_text(cover, share, bw - pad - share.shape[1], top)
-    weight = cover.astype(np.int32)[:, :, None]
-    weight += weight >> 7  # 0..255 -> 0..256, so full coverage gives exactly TEXT_COLOR
-    box += ((np.array(TEXT_COLOR, np.int32) - box) * weight + 128) >> 8
+    weight = cover.astype(np.uint16)
+    weight += weight >> 7  # 0..255 -> 0..256, so full coverage gives exactly white
+    box += ((255 - box) * weight[:, :, None] + 128) >> 8  # towards white (TEXT_COLOR)
     swatches = {}
     for class_id, sy in rows:  # swatches opaque: exactly the class colour
         box[sy:sy + sw, pad:pad + sw] = palette.color(class_id)
