@@ -38,24 +38,31 @@ def color_lut(palette: Palette, size: int) -> np.ndarray:
     return table
 
 
-def blend(rgb: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float) -> np.ndarray:
+def blend(rgb: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float,
+          outline: np.ndarray | None = None) -> np.ndarray:
     """Blend class colours into an image: labelled pixels become (1 - alpha) * rgb + alpha * colour
-    (alpha rounded to 1/256, result rounded to the nearest integer).
+    (alpha rounded to 1/256, result rounded to the nearest integer); labelled pixels where
+    `outline` is True take the pure colour.
 
     rgb: (H, W, 3) uint8. labels: (H, W) int class ids (0 = unlabeled: pixel kept as is).
-    table: a colour table covering every id in `labels`. alpha in [0, 1]. Returns (H, W, 3) uint8.
+    table: a colour table covering every id in `labels`. alpha in [0, 1]. outline: (H, W) bool or
+    None. Returns (H, W, 3) uint8.
     """
     _check(rgb, labels, table)
     # Fixed point (weights out of 256) with per-id lookups: np.take is several times faster than
-    # fancy indexing, and uint16 arithmetic cannot overflow (255 * 256 + 128 < 2**16).
+    # fancy indexing, and uint16 arithmetic cannot overflow (255 * 256 + 128 < 2**16). Outlined
+    # pixels look up a second half of the tables (id + n), where the colour weighs 256.
+    n = len(table)
     weight = int(round(float(alpha) * 256))
-    keep = np.full(len(table), 256 - weight, np.uint16)
-    keep[0] = 256  # unlabeled pixels keep the input
-    add = table.astype(np.uint16) * weight
-    add[0] = 0
+    keep = np.full(2 * n, 256 - weight, np.uint16)
+    keep[n:] = 0
+    keep[[0, n]] = 256  # unlabeled pixels keep the input
+    add = np.concatenate([table.astype(np.uint16) * weight, table.astype(np.uint16) * 256])
+    add[[0, n]] = 0
+    index = labels if outline is None else labels + outline * n
     out = rgb.astype(np.uint16)
-    out *= np.take(keep, labels)[:, :, None]
-    out += np.take(add, labels, axis=0)
+    out *= np.take(keep, index)[:, :, None]
+    out += np.take(add, index, axis=0)
     out += 128
     out >>= 8
     return out.astype(np.uint8)
@@ -92,10 +99,7 @@ def render_overlay(rgb: np.ndarray, labels: np.ndarray, names: Mapping[int, str]
     """
     areas = class_areas(labels) if style.legend is not None else None
     table = color_lut(palette, int(labels.max()) + 1 if labels.size else 1)
-    out = blend(rgb, labels, table, style.alpha)
-    if style.contours:
-        edge = contour_mask(labels)
-        out[edge] = table[labels[edge]]
+    out = blend(rgb, labels, table, style.alpha, contour_mask(labels) if style.contours else None)
     drawn = None
     if style.legend is not None:
         drawn = draw_legend(out, labels, names, palette, style.legend, areas=areas, previous_corner=previous_corner)
