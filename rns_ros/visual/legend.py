@@ -105,6 +105,11 @@ def _scalable(font) -> bool:
     return isinstance(font, ImageFont.FreeTypeFont)
 
 
+def _row_height(font) -> int:
+    """Height of a text row: the font size (the bitmap font's own line height without FreeType)."""
+    return font.size if _scalable(font) else font.getbbox("Hg")[3]
+
+
 def _drawable(text: str, font) -> str:
     """The bitmap font knows Latin-1 only: other characters become '?'."""
     return text if _scalable(font) else text.encode("latin-1", "replace").decode("latin-1")
@@ -146,15 +151,11 @@ class _Layout:
     def height(self) -> int:
         return self.rows * self.row + self.pad
 
-    @property
-    def font(self):
-        return legend_font(self.font_px)
-
 
 def _layout(n_entries: int, h: int, w: int, style: LegendStyle) -> _Layout | None:
     font_px = max(MIN_FONT_PX, min(MAX_FONT_PX, round(min(h, w) / 36)))  # 13 px at 480p, 30 at 1080p
     font = legend_font(font_px)
-    size = font.size if _scalable(font) else font.getbbox("Hg")[3]
+    size = _row_height(font)
     pad = max(2, size // 4)
     max_rows = int((h * style.max_height_share - pad) // (size + pad))
     if n_entries <= min(max_rows, style.max_entries):
@@ -207,7 +208,7 @@ def _text_mask(text: str, font_px: int) -> np.ndarray:
     """(row height, text width) uint8 coverage of `text` vertically centred in a legend row,
     rendered once per text and size (names and "42%" repeat from frame to frame)."""
     font = legend_font(font_px)
-    height = font.size if _scalable(font) else font.getbbox("Hg")[3]
+    height = _row_height(font)
     glyphs = font.getbbox("Hg")
     mask = Image.new("L", (max(1, math.ceil(font.getlength(text))), height))
     ImageDraw.Draw(mask).text((0, (height - (glyphs[3] - glyphs[1])) // 2 - glyphs[1]), text, fill=255, font=font)

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from rns_ros.visual.legend import DrawnLegend, LegendStyle, class_areas, draw_legend
+from rns_ros.visual.legend import DrawnLegend, LegendStyle, draw_legend
 from rns_ros.visual.palette import Palette
 
 
@@ -97,12 +97,11 @@ def render_overlay(rgb: np.ndarray, labels: np.ndarray, names: Mapping[int, str]
     name (for the legend). previous_corner: the last frame's legend corner (keeps `auto` steady).
     Returns the (H, W, 3) uint8 overlay and where its legend went (None: no legend).
     """
-    areas = class_areas(labels) if style.legend is not None else None
     table = color_lut(palette, int(labels.max()) + 1 if labels.size else 1)
     out = blend(rgb, labels, table, style.alpha, contour_mask(labels) if style.contours else None)
     drawn = None
     if style.legend is not None:
-        drawn = draw_legend(out, labels, names, palette, style.legend, areas=areas, previous_corner=previous_corner)
+        drawn = draw_legend(out, labels, names, palette, style.legend, previous_corner=previous_corner)
     return out, drawn
 
 
