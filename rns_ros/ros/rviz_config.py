@@ -4,9 +4,10 @@ the launch put it, so the view follows `namespace:=` and `image_topic:=` without
 
     rviz_config(Path("rviz/rns.rviz").read_text(), namespace="robot1", image_topic="/cam/rgb")
 
-Only the displays' topic values change: the node's own topics (`/rns/<name>` in the template)
-become `/<namespace>/<node>/<name>`; the camera display's topic becomes the camera topic the node
-subscribes to (a relative name is resolved in the namespace, as ROS resolves the remapping).
+Only the displays' topics and the clouds' on/off change: the node's own topics (`/rns/<name>` in
+the template) become `/<namespace>/<node>/<name>`; the camera display's topic becomes the camera
+topic the node subscribes to (a relative name is resolved in the namespace, as ROS resolves the
+remapping); PointCloud2 displays are shown only with `show_cloud` (when the launch turns depth on).
 Plain Python and YAML, no ROS: the launch file calls `write_rviz_config` at launch time.
 """
 from __future__ import annotations
@@ -34,11 +35,13 @@ def resolve_topic(name: str, namespace: str = "") -> str:
 
 
 def rviz_config(template: str, *, namespace: str = "", image_topic: str = TEMPLATE_CAMERA_TOPIC,
-                node_name: str = TEMPLATE_NODE) -> str:
+                node_name: str = TEMPLATE_NODE, show_cloud: bool = False) -> str:
     """The RViz config text of `template` with its topics moved to the launched node's."""
     doc = yaml.safe_load(template)
     node_prefix = f"/{TEMPLATE_NODE}/"
     for display in doc["Visualization Manager"]["Displays"]:
+        if display.get("Class") == "rviz_default_plugins/PointCloud2":
+            display["Enabled"] = display["Value"] = bool(show_cloud)
         topic = display.get("Topic", {})
         value = topic.get("Value", "")
         if value == TEMPLATE_CAMERA_TOPIC:

@@ -20,7 +20,7 @@ from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros import params
 from rns_ros.ros.node import INPUT_TOPIC, NODE_NAME
-from rns_ros.ros.rviz_config import resolve_topic
+from rns_ros.ros.rviz_config import resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
@@ -156,6 +156,15 @@ def test_rviz_shows_input_overlay_colour_labels_and_cloud_on_the_launched_topics
     _, rviz = evaluate(use_rviz="true", namespace="/fleet/robot2/", image_topic="/cam/rgb")
     assert rviz_displays(rviz)["Input"]["Topic"]["Value"] == "/cam/rgb"
     assert rviz_displays(rviz)["Overlay"]["Topic"]["Value"] == "/fleet/robot2/rns/overlay"
+
+
+def test_the_cloud_display_is_shown_when_asked():
+    template = (ROOT / "rviz" / "rns.rviz").read_text()
+    for show in (True, False):
+        displays = yaml.safe_load(rviz_config(template, show_cloud=show))["Visualization Manager"]["Displays"]
+        clouds = [d for d in displays if d["Class"] == "rviz_default_plugins/PointCloud2"]
+        assert clouds and all(d["Enabled"] is show and d["Value"] is show for d in clouds)
+        assert all(d["Enabled"] for d in displays if d not in clouds)
 
 
 def test_resolve_topic_follows_ros_name_resolution():
