@@ -18,13 +18,13 @@ SITE = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor
 STALE = "the installed rns_ros is older than the sources: run scripts/setup.sh"
 
 
-@pytest.mark.parametrize("script", ["rns_node", "rns_image_folder_camera", "rns-demo"])
+@pytest.mark.parametrize("script", ["rns_node", "rns_image_folder_camera", "rns-demo", "rns-bag"])
 def test_console_scripts_are_in_the_venv_bin(script):
     path = PREFIX / "bin" / script
     assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: {STALE}"
 
 
-@pytest.mark.parametrize("executable", ["rns_node", "rns_image_folder_camera"])
+@pytest.mark.parametrize("executable", ["rns_node", "rns_image_folder_camera", "rns-bag"])
 def test_ros2_run_executables_are_in_lib_rns_ros_and_run_this_python(executable):
     path = PREFIX / "lib" / "rns_ros" / executable
     assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: {STALE}"

@@ -9,13 +9,14 @@ values with the same reasons. Unknown parameter names are refused, never ignored
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.regions.proposals import ProposalConfig
+from rns_ros.ros.depth import DepthConfig
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
@@ -39,6 +40,7 @@ class NodeConfig:
     max_image_pixels: int = 16_777_216  # larger frames are dropped (counted) instead of exhausting memory
     memory_dir: str = ""  # support memory directory, saved on every change ('' = $ROS_HOME/rns_ros/<node>)
     teach_class: str = ""  # class that clicks on ~/click teach ('' = clicks are ignored)
+    depth: DepthConfig = field(default_factory=DepthConfig)  # the semantic point cloud (~/points)
 
     def __post_init__(self):
         if self.image_qos not in IMAGE_QOS:
@@ -70,7 +72,7 @@ class ParamSpec:
     """One ROS parameter: where its value goes and how it is described."""
 
     name: str  # ROS parameter name ("adapter.steps" = key steps under adapter: in YAML)
-    target: str  # "node" | "engine" | "adapter" | "proposals": which config it sets
+    target: str  # "node" | "depth" | "engine" | "adapter" | "proposals": which config it sets
     field: str  # field of that config
     description: str
     runtime: bool = False  # True: may change while configured (applies to the next frame)
@@ -118,6 +120,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("teach_class", "node", "teach_class",
               "Class that a click on ~/click (geometry_msgs/PointStamped) teaches through a SAM 2 point "
               "prompt on the latest frame; created if missing. '' = clicks are ignored.", runtime=True),
+    # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.DepthConfig)
+    ParamSpec("depth.enabled", "depth", "enabled",
+              "Subscribe to depth/image (16UC1 mm or 32FC1 m, registered to the colour image) and "
+              "depth/camera_info, and publish ~/points (PointCloud2: x, y, z, rgb, label, confidence)."),
+    ParamSpec("depth.max_time_diff_s", "depth", "max_time_diff_s",
+              "A colour frame pairs with the depth frame nearest in stamp within this many seconds; "
+              "frames without one are counted in /diagnostics (depth_unpaired), never guessed.",
+              runtime=True, range=(0.0, 10.0)),
+    ParamSpec("depth.max_range_m", "depth", "max_range_m",
+              "Depth beyond this many metres gives no point (0 and NaN never do).", runtime=True,
+              range=(0.01, 10_000.0)),
+    ParamSpec("depth.stride", "depth", "stride",
+              "Use every stride-th depth pixel of every stride-th row (1 = every pixel; 2 = a quarter).",
+              runtime=True, range=(1, 64)),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16 (needs its weights, see docs/ros.md), "
@@ -161,8 +177,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Prompts per SAM 2 decoder call (memory vs speed only).", range=(1, 4096)),
 )
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
-_DEFAULT_CONFIGS = {"node": NodeConfig(), "engine": EngineConfig(), "adapter": AdapterConfig(),
-                    "proposals": ProposalConfig()}
+_DEFAULT_CONFIGS = {"node": NodeConfig(), "depth": DepthConfig(), "engine": EngineConfig(),
+                    "adapter": AdapterConfig(), "proposals": ProposalConfig()}
 # Parameters every rclpy node has (or that ROS tooling passes), which are not ours to refuse.
 ROS_OWNED_PARAMETERS = ("use_sim_time", "start_type_description_service")
 ROS_OWNED_PREFIXES = ("qos_overrides.",)
@@ -237,7 +253,8 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
         adapter = replace(_DEFAULT_CONFIGS["adapter"], **changes["adapter"])
         proposals = replace(_DEFAULT_CONFIGS["proposals"], **changes["proposals"])
         engine = replace(_DEFAULT_CONFIGS["engine"], adapter=adapter, proposals=proposals, **changes["engine"])
-        node = replace(_DEFAULT_CONFIGS["node"], **changes["node"])
+        depth = replace(_DEFAULT_CONFIGS["depth"], **changes["depth"])
+        node = replace(_DEFAULT_CONFIGS["node"], depth=depth, **changes["node"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid parameter value: {exc}") from exc
     return node, engine

@@ -9,10 +9,12 @@ import yaml
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros import params
+from rns_ros.ros.depth import DepthConfig
 from rns_ros.ros.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = {"node": params.NodeConfig, "engine": EngineConfig, "adapter": AdapterConfig, "proposals": ProposalConfig}
+CONFIGS = {"node": params.NodeConfig, "depth": DepthConfig, "engine": EngineConfig, "adapter": AdapterConfig,
+           "proposals": ProposalConfig}
 
 
 def test_every_parameter_maps_to_a_real_field_and_takes_its_default_from_it():

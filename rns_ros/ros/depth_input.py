@@ -1,0 +1,96 @@
+"""The optional depth input: colour frames paired with an aligned depth camera -> `~/points`.
+
+`semantic_cloud` is the per-frame step that the node and rns-bag share: a segmented colour frame
+plus its depth partner and CameraInfo -> sensor_msgs/PointCloud2 (frame_id the depth frame's,
+stamp the colour frame's; fields in pointcloud.py).
+
+`DepthInput` is the live side, one per colour camera (an output set calls it once per frame).
+Contract: its callbacks only store messages (microseconds); `cloud_for` never raises: a colour
+frame without a depth partner within `max_time_diff_s`, without a CameraInfo yet, or with a depth
+frame that cannot be used is counted under its reason and gives no cloud; labels never wait for
+depth, so a depth stream that stops stops only the clouds.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+from std_msgs.msg import Header
+
+from rns_ros.ros.conversions import FrameError
+from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+from rns_ros.ros.pairing import StampRing, stamp_ns
+from rns_ros.ros.pointcloud import points_to_cloud
+
+DEPTH_RING = 16  # depth frames kept for pairing (the worker looks up the partner as soon as it takes a frame)
+
+
+def semantic_cloud(depth_msg, info_msg, rgb: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
+                   colour_header, config: DepthConfig):
+    """PointCloud2 of `depth_msg` labelled with the segmented colour frame (see depth.py for the
+    conventions). Raises FrameError when the depth image or CameraInfo cannot be used."""
+    depth = depth_to_metres(depth_msg)
+    points = semantic_points(depth, Intrinsics.from_camera_info(info_msg), labels, confidence, rgb,
+                             stride=config.stride, max_range_m=config.max_range_m)
+    header = Header(stamp=colour_header.stamp, frame_id=depth_msg.header.frame_id)
+    return points_to_cloud(points, header)
+
+
+class DepthInput:
+    """Depth frames and CameraInfo of one colour camera, paired by stamp, with counters."""
+
+    def __init__(self, config: DepthConfig):
+        self.config = config
+        self._ring = StampRing(DEPTH_RING)
+        self._info = None
+        self._lock = threading.Lock()
+        self._counts = collections.Counter()
+        self.last_problem = ""
+
+    def on_depth(self, msg) -> None:
+        self._ring.add(stamp_ns(msg.header), msg)
+        with self._lock:
+            self._counts["depth_frames_received"] += 1
+
+    def on_camera_info(self, msg) -> None:
+        self._info = msg
+
+    def partner(self, colour_header):
+        """(depth message, |stamp difference| ns) nearest to the colour frame within the tolerance, or None."""
+        return self._ring.nearest(stamp_ns(colour_header), int(round(self.config.max_time_diff_s * 1e9)))
+
+    def cloud_for(self, colour_header, rgb, labels, confidence, early_partner=None):
+        """The frame's cloud, or None (counted). `early_partner`: `partner()` as it was when the
+        frame was taken; the closer of it and the current partner is used."""
+        try:
+            late = self.partner(colour_header)
+            candidates = [p for p in (early_partner, late) if p is not None]
+            if not candidates:
+                return self._skip("unpaired", f"no depth frame within {self.config.max_time_diff_s} s of the colour frame")
+            depth_msg = min(candidates, key=lambda p: p[1])[0]
+            info = self._info
+            if info is None:
+                return self._skip("unpaired", "no depth/camera_info received yet")
+            cloud = semantic_cloud(depth_msg, info, rgb, labels, confidence, colour_header, self.config)
+        except (FrameError, ValueError) as exc:
+            return self._skip("invalid", f"depth frame unusable: {exc}")
+        with self._lock:
+            self._counts["clouds_published"] += 1
+        return cloud
+
+    def _skip(self, kind: str, reason: str) -> None:
+        with self._lock:
+            self._counts[f"depth_{kind}"] += 1
+            self.last_problem = reason
+        return None
+
+    def diagnostics(self) -> dict[str, object]:
+        """/diagnostics values: depth frames received, clouds published, colour frames without a
+        usable partner (unpaired) or with an unusable one (invalid), and the latest reason."""
+        with self._lock:
+            return {"depth_frames_received": self._counts["depth_frames_received"],
+                    "clouds_published": self._counts["clouds_published"],
+                    "depth_unpaired": self._counts["depth_unpaired"],
+                    "depth_invalid": self._counts["depth_invalid"],
+                    "depth_last_problem": self.last_problem}
