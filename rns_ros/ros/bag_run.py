@@ -37,12 +37,15 @@ class Topics:
 
 
 def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
-    """The node's configure, read only: build the engine, restore `memory_dir` (never written
-    back), add the `classes` the memory lacks, in order (so their ids are the node's)."""
+    """The node's configure, read only: build the engine, load `memory_dir` (from a temporary copy,
+    so that nothing there changes, not even a corrupt file set aside), add the `classes` the
+    memory lacks, in order (so their ids are the node's)."""
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from rns_ros.ros.engine import build_engine
-    from rns_ros.ros.teaching import Teacher
+    from rns_ros.ros.memory_store import MemoryStore
 
     engine = build_engine(engine_config)
     for warning in (engine.device_warning, engine.adapter_warning):
@@ -54,10 +57,17 @@ def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
         folder = Path(node_config.memory_dir).expanduser()
         if not (folder / "memory.json").exists():
             raise BagError(f"--memory {folder}: no support memory there (no memory.json)")
-        teacher = Teacher(engine, memory_dir=folder)
-        teacher.restore()
-        for problem in teacher.load_problems:
+        segmenter = engine.segmenter
+        with tempfile.TemporaryDirectory(prefix="rns-bag-memory-") as tmp:
+            copy = shutil.copytree(folder, Path(tmp) / "memory")
+            store = MemoryStore(copy)
+            memory = store.load(segmenter.backbone, segmenter.memory.device)
+        for problem in store.load_problems:
             log(f"support memory: {problem}")
+        if memory is None:
+            raise BagError(f"--memory {folder}: the support memory could not be loaded")
+        memory.continue_version_after(segmenter.memory.version)
+        segmenter.memory = memory
     with engine.lock:
         known = {e.name for e in engine.classes()}
         missing = [n for n in node_config.classes if n not in known]

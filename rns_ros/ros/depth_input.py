@@ -4,18 +4,22 @@
 plus its depth partner and CameraInfo -> sensor_msgs/PointCloud2 (frame_id the depth frame's,
 stamp the colour frame's; fields in pointcloud.py).
 
-`DepthInput` is the live side, one per colour camera (an output set calls it once per frame).
-Contract: its callbacks only store messages (microseconds); `cloud_for` never raises: a colour
-frame without a depth partner within `max_time_diff_s`, without a CameraInfo yet, or with a depth
-frame that cannot be used is counted under its reason and gives no cloud; labels never wait for
-depth, so a depth stream that stops stops only the clouds.
+`DepthInput` pairs and counts (no ROS calls); `DepthOutput` is its ROS side for one colour camera:
+subscriptions to `depth/image` and `depth/camera_info`, the `~/points` publisher, and the
+per-frame hook `publish()` that the node calls after a frame's labels went out.
+Contract: the callbacks only store messages (microseconds); `cloud_for` and `publish` never raise:
+a colour frame without a depth partner within `max_time_diff_s`, without a CameraInfo yet, or with
+a depth frame that cannot be used is counted under its reason and gives no cloud; labels never
+wait for depth, so a depth stream that stops stops only the clouds.
 """
 from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from rns_ros.ros.conversions import FrameError
@@ -24,6 +28,7 @@ from rns_ros.ros.pairing import StampRing, stamp_ns
 from rns_ros.ros.pointcloud import points_to_cloud
 
 DEPTH_RING = 16  # depth frames kept for pairing (the worker looks up the partner as soon as it takes a frame)
+NO_CLOUD_WARN_S = 5.0  # /diagnostics warns when frames have found no usable depth partner for this long
 
 
 def semantic_cloud(depth_msg, info_msg, rgb: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
@@ -40,12 +45,15 @@ def semantic_cloud(depth_msg, info_msg, rgb: np.ndarray, labels: np.ndarray, con
 class DepthInput:
     """Depth frames and CameraInfo of one colour camera, paired by stamp, with counters."""
 
-    def __init__(self, config: DepthConfig):
+    def __init__(self, config: DepthConfig, clock=time.monotonic):
         self.config = config
         self._ring = StampRing(DEPTH_RING)
         self._info = None
         self._lock = threading.Lock()
         self._counts = collections.Counter()
+        self._clock = clock
+        self._last_cloud_at: float | None = None
+        self._first_miss_at: float | None = None  # first frame without a cloud since the last cloud
         self.last_problem = ""
 
     def on_depth(self, msg) -> None:
@@ -55,6 +63,11 @@ class DepthInput:
 
     def on_camera_info(self, msg) -> None:
         self._info = msg
+
+    def clear(self) -> None:
+        """Forget stored depth frames and CameraInfo (a new activation starts fresh)."""
+        self._ring.clear()
+        self._info = None
 
     def partner(self, colour_header):
         """(depth message, |stamp difference| ns) nearest to the colour frame within the tolerance, or None."""
@@ -77,12 +90,23 @@ class DepthInput:
             return self._skip("invalid", f"depth frame unusable: {exc}")
         with self._lock:
             self._counts["clouds_published"] += 1
+            self._last_cloud_at, self._first_miss_at = self._clock(), None
         return cloud
 
     def _skip(self, kind: str, reason: str) -> None:
         with self._lock:
             self._counts[f"depth_{kind}"] += 1
             self.last_problem = reason
+            if self._first_miss_at is None:
+                self._first_miss_at = self._clock()
+        return None
+
+    def problem(self) -> str | None:
+        """Why frames have had no cloud for NO_CLOUD_WARN_S, or None."""
+        with self._lock:
+            missing_for = 0.0 if self._first_miss_at is None else self._clock() - self._first_miss_at
+            if missing_for > NO_CLOUD_WARN_S:
+                return f"no point cloud for {missing_for:.0f} s: {self.last_problem}"
         return None
 
     def diagnostics(self) -> dict[str, object]:
@@ -94,3 +118,49 @@ class DepthInput:
                     "depth_unpaired": self._counts["depth_unpaired"],
                     "depth_invalid": self._counts["depth_invalid"],
                     "depth_last_problem": self.last_problem}
+
+
+class DepthOutput:
+    """The ROS side of one camera's depth input: subscriptions, the ~/points publisher, the frame hook."""
+
+    def __init__(self, node, config: DepthConfig, *, points_topic: str = "~/points", depth_topic: str = "depth/image",
+                 info_topic: str = "depth/camera_info"):
+        from rns_ros.ros.outputs import OUTPUT_QOS
+
+        self._node = node
+        self.input = DepthInput(config)
+        self.topics = (depth_topic, info_topic)
+        self.publisher = node.create_lifecycle_publisher(PointCloud2, points_topic, OUTPUT_QOS)
+        self._subscriptions: list = []
+
+    def subscribe(self, qos) -> None:
+        """Start receiving depth frames and CameraInfo (on activate)."""
+        self.unsubscribe()
+        self.input.clear()
+        self._subscriptions = [self._node.create_subscription(Image, self.topics[0], self.input.on_depth, qos),
+                               self._node.create_subscription(CameraInfo, self.topics[1], self.input.on_camera_info,
+                                                              qos)]
+
+    def unsubscribe(self) -> None:
+        for sub in self._subscriptions:
+            self._node.destroy_subscription(sub)
+        self._subscriptions = []
+
+    def partner(self, colour_header):
+        """Look the partner up as soon as a frame is taken (see DepthInput.cloud_for)."""
+        return self.input.partner(colour_header)
+
+    def publish(self, colour_header, rgb, result, early_partner=None) -> None:
+        """The per-frame hook: publish the frame's cloud (built only while someone subscribes)."""
+        if self.publisher.get_subscription_count() == 0:
+            return
+        try:
+            cloud = self.input.cloud_for(colour_header, rgb, result.labels, result.confidence, early_partner)
+            if cloud is not None:
+                self.publisher.publish(cloud)
+        except Exception as exc:  # noqa: BLE001 - the labels are out already; count it, keep going
+            self.input._skip("invalid", f"internal error building the cloud: {exc!r}")
+
+    def destroy(self) -> None:
+        self.unsubscribe()
+        self._node.destroy_lifecycle_publisher(self.publisher)

@@ -43,9 +43,11 @@ def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str, s
                             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
 
 
-def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, input_topic: str) -> DiagnosticStatus:
+def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, input_topic: str,
+                depth=None) -> DiagnosticStatus:
     """The node's status. state: "active" | "inactive" | "unconfigured"; engine and teacher may be
-    None (not configured); input_topic names the camera topic in the no-input warning."""
+    None (not configured); input_topic names the camera topic in the no-input warning; depth: the
+    DepthInput with depth.enabled (its counters, and WARN while frames find no usable depth)."""
     level, problems = DiagnosticStatus.OK, []
     extra: dict[str, object] = {"state": state}
     if engine is not None:
@@ -65,6 +67,12 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
         if teacher.store.load_problems or teacher.store.last_save_error:
             level = DiagnosticStatus.WARN
             problems.append("support memory problem (see memory_* values)")
+    if depth is not None:
+        extra.update(depth.diagnostics())
+        problem = depth.problem() if state == "active" else None
+        if problem:
+            level = DiagnosticStatus.WARN
+            problems.append(problem)
     if state == "active" and stats.seconds_since_input > NO_INPUT_WARN_S:
         level = DiagnosticStatus.WARN
         problems.append(f"no image on {input_topic}")

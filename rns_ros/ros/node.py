@@ -17,10 +17,13 @@ names, so `/rns/labels` for the default node name):
                 while subscribed)
   ~/labels_color sensor_msgs/Image rgb8, each pixel its class colour (only while subscribed)
   ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
+  ~/points      sensor_msgs/PointCloud2 x, y, z, rgb, label, confidence (with depth.enabled: from
+                `depth/image` + `depth/camera_info`, paired by stamp; only while subscribed)
   /diagnostics  diagnostic_msgs/DiagnosticArray
 
 Around it: parameters in params.py, the subscription QoS in inputs.py, publishers in outputs.py,
-the teaching services in services.py (handlers: teaching.py), /diagnostics in diagnostics.py.
+the depth input and ~/points in depth_input.py, the teaching services in services.py (handlers:
+teaching.py), /diagnostics in diagnostics.py.
 Why this file is over 300 lines: the lifecycle transitions and the frame loop share the node's
 state (engine, mailbox, worker, publishers, teacher); keeping them together keeps every state
 change in one place.
@@ -41,6 +44,7 @@ from sensor_msgs.msg import Image
 
 from rns_ros.ros import diagnostics, params
 from rns_ros.ros.conversions import FrameError, image_to_rgb
+from rns_ros.ros.depth_input import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.inputs import image_qos
 from rns_ros.ros.mailbox import FrameMailbox
@@ -78,6 +82,7 @@ class RnsNode(LifecycleNode):
         self._subscription = None
         self.outputs: FrameOutputs | None = None
         self.class_map_output: ClassMapOutput | None = None
+        self.depth_output: DepthOutput | None = None  # with depth.enabled: ~/points from depth/image
         self._diag_pub = None
         self._diag_timer = None
         self._configured = False
@@ -121,6 +126,8 @@ class RnsNode(LifecycleNode):
         self.node_config, self.engine_config = node_config, engine_config
         if self.class_map_output is not None:  # new colours: the next frame republishes the class map
             self.class_map_output.set_palette(node_config.colors())
+        if self.depth_output is not None:
+            self.depth_output.input.config = node_config.depth
         if adapter_changed and self.engine is not None and hasattr(self.engine, "set_adapter_config"):
             self.engine.set_adapter_config(engine_config.adapter)
         return SetParametersResult(successful=True)
@@ -173,6 +180,8 @@ class RnsNode(LifecycleNode):
         self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class)
         self.outputs = FrameOutputs(self)
         self.class_map_output = ClassMapOutput(self, self.node_config.colors())
+        if self.node_config.depth.enabled:
+            self.depth_output = DepthOutput(self, self.node_config.depth)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s, self.publish_diagnostics)
         self._configured = True
@@ -191,6 +200,8 @@ class RnsNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
         self._worker.start()
         self._subscription = self.create_subscription(Image, INPUT_TOPIC, self._on_image, qos)
+        if self.depth_output is not None:
+            self.depth_output.subscribe(qos)
         result = super().on_activate(state)
         self._active = True
         self.publish_class_map(force=True)
@@ -221,6 +232,8 @@ class RnsNode(LifecycleNode):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        if self.depth_output is not None:
+            self.depth_output.unsubscribe()
         self._stop.set()
         self._mailbox.close()
         if self._worker is not None:
@@ -249,10 +262,10 @@ class RnsNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
-        for output in (self.outputs, self.class_map_output):
+        for output in (self.outputs, self.class_map_output, self.depth_output):
             if output is not None:
                 output.destroy()
-        self.outputs = self.class_map_output = None
+        self.outputs = self.class_map_output = self.depth_output = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -288,6 +301,8 @@ class RnsNode(LifecycleNode):
     def process_frame(self, msg: Image, arrived: float) -> None:
         """Decode, segment and publish one frame (worker thread)."""
         started = time.monotonic()
+        depth = self.depth_output
+        early_partner = depth.partner(msg.header) if depth is not None else None  # before it leaves the ring
         try:
             rgb = image_to_rgb(msg)
         except FrameError as exc:
@@ -316,6 +331,8 @@ class RnsNode(LifecycleNode):
             self.stats.frame_failed(f"labels not encodable: {exc}")
             self._warn(f"frame dropped: {exc}")
             return
+        if depth is not None:  # after the labels: depth never holds them back
+            depth.publish(msg.header, rgb, result, early_partner)
         self.stats.frame_processed(arrived, started)
 
     def _drop_invalid(self, reason: str) -> None:
@@ -339,8 +356,9 @@ class RnsNode(LifecycleNode):
     def diagnostic_status(self) -> DiagnosticStatus:
         state = "active" if self._active else ("inactive" if self._configured else "unconfigured")
         topic = self._subscription.topic_name if self._subscription else INPUT_TOPIC
+        depth = self.depth_output.input if self.depth_output is not None else None
         return diagnostics.node_status(f"{self.get_fully_qualified_name()}: segmentation", state,
-                                       self.stats.snapshot(), self.engine, self.teacher, topic)
+                                       self.stats.snapshot(), self.engine, self.teacher, topic, depth)
 
     def publish_diagnostics(self) -> None:
         if self._diag_pub is None:

@@ -91,7 +91,7 @@ def test_labels_equal_the_nodes_for_the_same_frames(ros, tmp_path):
     got = []
     helper.create_subscription(Image, "/rns/labels", got.append, 10)
     pub = helper.create_publisher(Image, "image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    ros.wait_for(lambda: pub.get_subscription_count() and node._pubs["labels"].get_subscription_count())
+    ros.wait_for(lambda: pub.get_subscription_count() and node.outputs.publishers["labels"].get_subscription_count())
     for i, (_, _, _, msg) in enumerate(frames):  # one at a time: the node drops none
         pub.publish(msg)
         ros.wait_for(lambda: len(got) > i, timeout=60, what=f"node labels {i}")
@@ -100,6 +100,31 @@ def test_labels_equal_the_nodes_for_the_same_frames(ros, tmp_path):
     from_bag = outputs(tmp_path / "out", "/rns/labels")
     assert [bytes(m.data) for _, m in from_bag] == [bytes(m.data) for m in got]
     assert [m.header.stamp.sec for _, m in from_bag] == [m.header.stamp.sec for m in got]
+
+
+def test_a_taught_memory_is_used_read_only_and_gives_the_engines_labels(tmp_path):
+    from rns_ros.core.adapter.config import AdapterConfig
+    from rns_ros.core.memory.persistence import save_memory
+    from rns_ros.ros.engine import EngineConfig, build_engine
+
+    engine = build_engine(EngineConfig(backbone="test-tiny", device="cpu", adapter=AdapterConfig(steps=5)))
+    cat, _ = engine.add_classes(["cat", "dog"])
+    mask = np.zeros((24, 32), bool)
+    mask[5:15, 8:20] = True
+    engine.segmenter.add_exemplar(image_to_rgb(camera_frames(1, seed=40)[0][3]), mask, class_id=cat)
+    save_memory(engine.segmenter.memory, tmp_path / "memory")
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "memory").rglob("*")) if p.is_file()}
+    frames = camera_frames(2, seed=41)
+    expected = [engine.segment(image_to_rgb(m)).labels for _, _, _, m in frames]
+    write_bag(tmp_path / "in", frames)
+    assert bag.main([str(tmp_path / "in"), "--image-topic", IMAGE, "--out", str(tmp_path / "out"),
+                     "--memory", str(tmp_path / "memory"), *TINY]) == 0
+    (_, cmap), = outputs(tmp_path / "out", "/rns/class_map")
+    assert [(c.name, c.exemplar_count) for c in cmap.classes] == [("cat", 1), ("dog", 0)]
+    got = [labels_from_image(m) for _, m in outputs(tmp_path / "out", "/rns/labels")]
+    assert len(got) == 2 and all((g == e).all() for g, e in zip(got, expected))
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "memory").rglob("*")) if p.is_file()}
+    assert after == before  # nothing written to the memory folder
 
 
 def _png(msg) -> CompressedImage:
