@@ -129,17 +129,24 @@ def semantic_points(depth_m: np.ndarray, intrinsics: Intrinsics, labels: np.ndar
         raise ValueError(f"label ids must be in 0..{MAX_LABEL_ID} for the cloud's uint16 field")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    sampled = depth_m[::stride, ::stride]
+    # Flat indices and per-row / per-column lookup tables: np.take on 1-D arrays is several times
+    # faster than 2-D fancy indexing, and the pinhole factors depend on the column or row only.
+    sampled = np.ascontiguousarray(depth_m[::stride, ::stride])
     with np.errstate(invalid="ignore"):
-        valid = sampled <= max_range_m  # False for NaN
-    sub_rows, sub_cols = np.nonzero(valid)
-    z = sampled[sub_rows, sub_cols].astype(np.float32)
-    rows, cols = sub_rows * stride, sub_cols * stride
+        flat = np.flatnonzero(sampled <= max_range_m)  # False for NaN
+    sub_rows, sub_cols = np.divmod(flat, sampled.shape[1])
+    z = sampled.reshape(-1).take(flat).astype(np.float32, copy=False)
+    grid_rows, grid_cols = np.arange(0, height, stride), np.arange(0, width, stride)
+    x_per_col = ((grid_cols - intrinsics.cx) / intrinsics.fx).astype(np.float32)
+    y_per_row = ((grid_rows - intrinsics.cy) / intrinsics.fy).astype(np.float32)
     xyz = np.empty((z.size, 3), np.float32)
-    xyz[:, 0] = (cols - intrinsics.cx) * z / intrinsics.fx
-    xyz[:, 1] = (rows - intrinsics.cy) * z / intrinsics.fy
+    np.multiply(x_per_col.take(sub_cols), z, out=xyz[:, 0])
+    np.multiply(y_per_row.take(sub_rows), z, out=xyz[:, 1])
     xyz[:, 2] = z
-    src_rows = nearest_source_index(height, labels.shape[0], rows)
-    src_cols = nearest_source_index(width, labels.shape[1], cols)
-    return SemanticPoints(xyz=xyz, rgb=rgb[src_rows, src_cols], labels=labels[src_rows, src_cols].astype(np.uint16),
-                          confidence=confidence[src_rows, src_cols].astype(np.float32), rows=rows, cols=cols)
+    src_row = nearest_source_index(height, labels.shape[0], grid_rows)
+    src_col = nearest_source_index(width, labels.shape[1], grid_cols)
+    src = src_row.take(sub_rows) * labels.shape[1] + src_col.take(sub_cols)
+    return SemanticPoints(xyz=xyz, rgb=rgb.reshape(-1, 3).take(src, axis=0),
+                          labels=labels.reshape(-1).take(src).astype(np.uint16),
+                          confidence=confidence.reshape(-1).take(src).astype(np.float32, copy=False),
+                          rows=sub_rows * stride, cols=sub_cols * stride)

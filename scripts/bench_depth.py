@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Cost of the semantic point cloud per frame (~/points, rns-bag `points`), the engine excluded.
+
+    .venv/bin/python scripts/bench_depth.py [--frames 30] [--sizes 640x480,1280x720] [--strides 1,2]
+
+Steps, each timed alone on synthetic data (a depth image with 10% holes, random labels):
+decoding the depth image (16UC1 millimetres, 32FC1 metres), projecting + attaching labels,
+confidence and colour (depth.semantic_points; same-size colour frame, and a colour frame of twice
+the size resampled nearest-neighbour), packing the PointCloud2 (pointcloud.points_to_cloud), its
+CDR serialisation (what a publish or a bag write adds), and the whole per-frame step
+(depth_input.semantic_cloud). Prints a median/p95 table in milliseconds, with the machine and its
+load average (the development machines are shared: read ratios, not absolute times).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def time_calls(fn, n: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def depth_messages(h: int, w: int):
+    from sensor_msgs.msg import CameraInfo, Image
+
+    rng = np.random.default_rng(0)
+    mm = rng.integers(300, 9000, (h, w)).astype(np.uint16)
+    mm[rng.random((h, w)) < 0.1] = 0
+    msgs = {}
+    for encoding, data in (("16UC1", mm.astype("<u2")), ("32FC1", (mm / 1000.0).astype("<f4"))):
+        msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=w * data.itemsize)
+        msg.data = data.tobytes()
+        msgs[encoding] = msg
+    info = CameraInfo(width=w, height=h)
+    info.k = [0.9 * w, 0.0, w / 2 - 0.5, 0.0, 0.9 * w, h / 2 - 0.5, 0.0, 0.0, 1.0]
+    return msgs, info
+
+
+def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[float]], int]:
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+    from rns_ros.ros.depth_input import semantic_cloud
+    from rns_ros.ros.pointcloud import points_to_cloud
+
+    msgs, info = depth_messages(h, w)
+    rng = np.random.default_rng(1)
+    frames = {}
+    for scale in (1, 2):
+        frames[scale] = (rng.integers(0, 20, (h * scale, w * scale)).astype(np.int32),
+                         rng.random((h * scale, w * scale), np.float32),
+                         rng.integers(0, 256, (h * scale, w * scale, 3), dtype=np.uint8))
+    depth = depth_to_metres(msgs["16UC1"])
+    intrinsics = Intrinsics.from_camera_info(info)
+    header = Header(frame_id="camera")
+    points = semantic_points(depth, intrinsics, *frames[1], stride=stride)
+    cloud = points_to_cloud(points, header)
+    config = DepthConfig(enabled=True, stride=stride)
+    labels, confidence, rgb = frames[1]
+    return {
+        "decode 16UC1 (mm)": time_calls(lambda: depth_to_metres(msgs["16UC1"]), n),
+        "decode 32FC1 (m)": time_calls(lambda: depth_to_metres(msgs["32FC1"]), n),
+        "project + label (same size)": time_calls(lambda: semantic_points(depth, intrinsics, *frames[1], stride=stride), n),
+        "project + label (colour 2x, resampled)": time_calls(
+            lambda: semantic_points(depth, intrinsics, *frames[2], stride=stride), n),
+        "pack PointCloud2": time_calls(lambda: points_to_cloud(points, header), n),
+        "serialise (CDR)": time_calls(lambda: serialize_message(cloud), n),
+        "whole step: 16UC1 -> PointCloud2": time_calls(
+            lambda: semantic_cloud(msgs["16UC1"], info, rgb, labels, confidence, header, config), n),
+    }, len(points.labels)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--sizes", default="640x480,1280x720")
+    p.add_argument("--strides", default="1,2")
+    args = p.parse_args(argv)
+    rows = []
+    for size in args.sizes.split(","):
+        w, h = (int(v) for v in size.split("x"))
+        for stride in (int(s) for s in args.strides.split(",")):
+            timings, count = bench_size(h, w, stride, args.frames)
+            for name, samples in timings.items():
+                arr = np.asarray(samples) * 1e3
+                rows.append((f"{w}x{h}", stride, count, name, float(np.median(arr)), float(np.percentile(arr, 95))))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\nSemantic point cloud per frame ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, numpy {np.__version__}; load average {load}; "
+          f"{args.frames} repeats)\n")
+    print("| depth size | stride | points | step | median ms | p95 ms |")
+    print("|---|---|---|---|---|---|")
+    for size, stride, count, name, med, p95 in rows:
+        print(f"| {size} | {stride} | {count} | {name} | {med:.2f} | {p95:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
