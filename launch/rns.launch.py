@@ -11,6 +11,8 @@ Arguments (empty = keep the value of the params file):
   use_rviz     start RViz: rviz/rns.rviz with this launch's topics (input, overlay with its
                legend, colourised labels, labelled cloud)                              [false]
   log_level    debug | info | warn | error                                             [info]
+  depth_topic  aligned depth image (16UC1/32FC1): turns on depth.enabled and ~/points   ['']
+  depth_info_topic  its CameraInfo                  ['' = camera_info next to depth_topic]
 """
 import os
 
@@ -31,6 +33,9 @@ ARGUMENTS = {
     "classes": ("", "comma-separated initial class names ('' = the params file's)"),
     "use_rviz": ("false", "start RViz showing the input, the overlay, the colourised labels and the labelled cloud"),
     "log_level": ("info", "log level of the node: debug, info, warn, error"),
+    "depth_topic": ("", "aligned depth image topic (16UC1 mm / 32FC1 m): sets depth.enabled and publishes "
+                        "~/points ('' = the params file's depth.enabled, topic depth/image)"),
+    "depth_info_topic": ("", "CameraInfo of the depth image ('' = camera_info next to depth_topic)"),
 }
 
 
@@ -41,15 +46,21 @@ def _share(*parts: str) -> str:
 def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     overrides = {key: value[key] for key in ("device", "classes") if value[key].strip()}
+    remappings = [("image", value["image_topic"])]
+    depth_topic = value["depth_topic"].strip()
+    if depth_topic:
+        info_topic = value["depth_info_topic"].strip() or depth_topic.rsplit("/", 1)[0] + "/camera_info"
+        remappings += [("depth/image", depth_topic), ("depth/camera_info", info_topic)]
+        overrides["depth.enabled"] = True
     parameters = [value["params_file"]] + ([overrides] if overrides else [])
     actions = [Node(
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
-        parameters=parameters, remappings=[("image", value["image_topic"])],
+        parameters=parameters, remappings=remappings,
         ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True)]
     if value["use_rviz"].strip().lower() in ("true", "1", "yes", "on"):
         # the package's view, its topics moved to this launch's namespace and camera
         config = write_rviz_config(_share("rviz", "rns.rviz"), namespace=value["namespace"],
-                                   image_topic=value["image_topic"])
+                                   image_topic=value["image_topic"], show_cloud=bool(depth_topic))
         actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz", arguments=["-d", config],
                             output="screen"))
     return actions

@@ -77,7 +77,8 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
     return {
         "decode 16UC1 (mm)": time_calls(lambda: depth_to_metres(msgs["16UC1"]), n),
         "decode 32FC1 (m)": time_calls(lambda: depth_to_metres(msgs["32FC1"]), n),
-        "project + label (same size)": time_calls(lambda: semantic_points(depth, intrinsics, *frames[1], stride=stride), n),
+        "project + label (same size)": time_calls(
+            lambda: semantic_points(depth, intrinsics, *frames[1], stride=stride), n),
         "project + label (colour 2x, resampled)": time_calls(
             lambda: semantic_points(depth, intrinsics, *frames[2], stride=stride), n),
         "pack PointCloud2": time_calls(lambda: points_to_cloud(points, header), n),

@@ -5,6 +5,7 @@
 #   scripts/run_demo.sh                          # the real backbone: needs its weights (docs/ros.md)
 #   scripts/run_demo.sh --backbone test-tiny     # random-weight model: checks the plumbing only
 #   scripts/run_demo.sh --images DIR --classes "mug, keyboard" --frames 50 --output out/
+#   scripts/run_demo.sh --bag my_recording --image-topic /camera/color/image_raw   # a recording as the camera
 # Every option: scripts/run_demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."

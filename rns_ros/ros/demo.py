@@ -2,9 +2,11 @@
 
     rns-demo                                   # sample images, the real backbone (needs weights)
     rns-demo --backbone test-tiny --frames 20  # random-weight model: checks the plumbing only
+    rns-demo --bag my_recording                # a recorded image topic instead of the image folder
 
-Starts an image-folder camera and the `rns` segmentation node (in this process, or with
-`--processes 2` the node as its own process, exactly as launch_ros starts it), records what the
+Starts an image-folder camera (or, with `--bag`, a replay of a recorded image topic) and the `rns`
+segmentation node (in this process, or with `--processes 2` the node as its own process, exactly
+as launch_ros starts it), records what the
 node publishes (labels as PNG, overlays as PNG, the class map and a summary as JSON) into
 `--output`, prints throughput and latency, and stops after `--frames` label images or on Ctrl-C.
 The node's support memory goes to `<output>/memory` and starts empty on every run.
@@ -40,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rns-demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=WEIGHTS_HINT)
     p.add_argument("--images", default="", help="image folder (default: the package's sample images)")
+    p.add_argument("--bag", default="", help="rosbag2 recording to replay as the camera instead of --images "
+                   "(MCAP or sqlite3; raw or compressed images; to segment every frame use rns-bag)")
+    p.add_argument("--image-topic", default="", help="with --bag: the image topic (default: its only one)")
     p.add_argument("--classes", default="person, cat, cup, plate, spoon, table, wall",
                    help="comma-separated class names")
     p.add_argument("--backbone", default=None, help="backbone preset (default: the node's, openclip-vit-b16); "
@@ -202,13 +207,20 @@ def run(args: argparse.Namespace) -> int:
         recorder_node = Node("rns_demo_recorder", context=context)
         nodes.append(recorder_node)
         recorder = Recorder(recorder_node, out)
-        camera = ImageFolderCamera(context=context, parameter_overrides=[
-            Parameter("folder", value=args.images), Parameter("rate_hz", value=float(args.rate))])
+        if args.bag:
+            from rns_ros.ros.bag_camera import BagCamera
+
+            camera = BagCamera(args.bag, args.image_topic, rate_hz=float(args.rate), context=context)
+            source = f"{camera.topic} of {args.bag}"
+        else:
+            camera = ImageFolderCamera(context=context, parameter_overrides=[
+                Parameter("folder", value=args.images), Parameter("rate_hz", value=float(args.rate))])
+            source = f"{len(camera.images)} image(s)"
         nodes.append(camera)
         for n in nodes:
             executor.add_node(n)
         spin = spin_in_thread(executor)
-        print(f"rns-demo: {len(camera.images)} image(s) at {args.rate} Hz -> /rns/labels; "
+        print(f"rns-demo: {source} at {args.rate} Hz -> /rns/labels; "
               f"recording {args.frames} frames to {out}/", flush=True)
         deadline = time.monotonic() + args.timeout
         while recorder.frames < args.frames:
@@ -224,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.05)
     except KeyboardInterrupt:
         print("\nrns-demo: interrupted", file=sys.stderr)
+    except ValueError as exc:  # a bag that cannot be replayed (BagError), with the reason
+        print(f"rns-demo: {exc}", file=sys.stderr)
+        code = 2
     finally:
         stop_executor(executor, spin)
         summary = _finish(nodes, recorder if "recorder" in locals() else None, camera if "camera" in locals() else None,

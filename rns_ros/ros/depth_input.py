@@ -80,7 +80,8 @@ class DepthInput:
             late = self.partner(colour_header)
             candidates = [p for p in (early_partner, late) if p is not None]
             if not candidates:
-                return self._skip("unpaired", f"no depth frame within {self.config.max_time_diff_s} s of the colour frame")
+                return self._skip("unpaired",
+                                  f"no depth frame within {self.config.max_time_diff_s} s of the colour frame")
             depth_msg = min(candidates, key=lambda p: p[1])[0]
             info = self._info
             if info is None:

@@ -167,7 +167,7 @@ def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path):
     assert len(labels) == 4 and len(clouds) == 3
     for (t, cloud), (_, _, frame_t, frame) in zip(clouds, frames):
         assert t == frame_t and cloud.header.frame_id == "depth_optical"
-        assert (cloud.header.stamp.sec, cloud.header.stamp.nanosec) == (frame.header.stamp.sec, frame.header.stamp.nanosec)
+        assert cloud.header.stamp == frame.header.stamp
         points = cloud_to_array(cloud)
         assert len(points) == h * (w - 4) and np.allclose(points["z"], 1.5)
         u = np.rint(40.0 * points["x"] / points["z"] + 15.5).astype(int)

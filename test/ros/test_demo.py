@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from rns_ros.ros import demo
 from rns_ros.ros.image_folder_camera import SAMPLE_IMAGES, ImageFolderCamera, load_images
@@ -104,3 +104,20 @@ def test_demo_without_weights_fails_fast_and_says_how_to_get_them(tmp_path, caps
     err = capsys.readouterr().err
     assert "--checkpoint" in err and "test-tiny" in err and "checkpoint:=" in err
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_demo_replays_a_recorded_image_topic_instead_of_the_folder(tmp_path, capsys):
+    from bags import camera_frames, write_bag
+
+    frames = camera_frames(2, h=40, w=56)
+    write_bag(tmp_path / "bag", frames + [("/other", "sensor_msgs/msg/CameraInfo", 0, CameraInfo())])
+    out = tmp_path / "demo"
+    code = demo.main(["--bag", str(tmp_path / "bag"), "--backbone", "test-tiny", "--device", "cpu", "--steps", "3",
+                      "--frames", "3", "--rate", "10", "--output", str(out), "--timeout", "120"])
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["frames"] >= 3  # 2 recorded frames, looped
+    assert {PILImage.open(p).size for p in (out / "labels").glob("*.png")} == {(56, 40)}
+    assert "/camera/image_raw of" in capsys.readouterr().out
+    assert demo.main(["--bag", str(tmp_path / "bag"), "--image-topic", "/other", "--backbone", "test-tiny",
+                      "--device", "cpu", "--output", str(tmp_path / "x")]) == 2
+    assert "--image-topic /other is not an image topic" in capsys.readouterr().err

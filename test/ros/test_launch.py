@@ -24,7 +24,8 @@ from rns_ros.ros.rviz_config import resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
-EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "use_rviz", "log_level"}
+EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "use_rviz", "log_level",
+                      "depth_topic", "depth_info_topic"}
 
 
 class _Recorded:
@@ -165,6 +166,19 @@ def test_the_cloud_display_is_shown_when_asked():
         clouds = [d for d in displays if d["Class"] == "rviz_default_plugins/PointCloud2"]
         assert clouds and all(d["Enabled"] is show and d["Value"] is show for d in clouds)
         assert all(d["Enabled"] for d in displays if d not in clouds)
+
+
+def test_launch_depth_topic_enables_the_point_cloud_and_its_rviz_display(launch_description):
+    _, evaluate = launch_description
+    node, rviz = evaluate(depth_topic="/camera/aligned_depth_to_color/image_raw", use_rviz="true")
+    kw = node.kwargs
+    assert kw["remappings"] == [("image", "/camera/image_raw"),
+                                ("depth/image", "/camera/aligned_depth_to_color/image_raw"),
+                                ("depth/camera_info", "/camera/aligned_depth_to_color/camera_info")]
+    assert kw["parameters"][1] == {"depth.enabled": True} and set(kw["parameters"][1]) <= set(params.SPECS)
+    assert rviz_displays(rviz)["Labelled cloud"]["Enabled"] is True
+    (node,) = evaluate(depth_topic="/d/image", depth_info_topic="/d/info")
+    assert node.kwargs["remappings"][2] == ("depth/camera_info", "/d/info")
 
 
 def test_resolve_topic_follows_ros_name_resolution():
