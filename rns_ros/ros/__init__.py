@@ -14,7 +14,14 @@ services.py             wiring of the teaching services and ~/click onto the nod
 teaching.py             the teaching handlers (docs/teaching.md); their request checks in
                         teaching_requests.py, SAM 2 prompts in prompting.py, autosave and restore
                         in memory_store.py; teach_by_click.py turns clicks into requests
+depth.py, pointcloud.py depth images -> labelled points (pinhole, numpy); PointCloud2 packing
+pairing.py              colour/depth pairing by stamp (live ring, ordered for recordings)
+depth_input.py          the optional depth input and ~/points (one per camera; frame hook)
+compressed.py           sensor_msgs/CompressedImage (JPEG/PNG) -> RGB
+bag.py, bag_run.py      `rns-bag`: every frame of a rosbag2 recording segmented into a new bag
+bag_io.py               rosbag2 in and out through `rosbags` (temporary name, renamed when closed)
 image_folder_camera.py  `rns_image_folder_camera`: an image folder as a camera
+bag_camera.py           a recorded image topic as a camera (`rns-demo --bag`)
 demo.py                 `rns-demo`: camera + node + recorder, throughput and latency
 spinning.py             executor spin/stop helpers (safe shutdown order)
 """
