@@ -24,6 +24,7 @@ from std_msgs.msg import Header
 
 from rns_ros.ros.conversions import FrameError
 from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+from rns_ros.ros.outputs import OUTPUT_QOS
 from rns_ros.ros.pairing import StampRing, stamp_ns
 from rns_ros.ros.pointcloud import points_to_cloud
 
@@ -126,8 +127,6 @@ class DepthOutput:
 
     def __init__(self, node, config: DepthConfig, *, points_topic: str = "~/points", depth_topic: str = "depth/image",
                  info_topic: str = "depth/camera_info"):
-        from rns_ros.ros.outputs import OUTPUT_QOS
-
         self._node = node
         self.input = DepthInput(config)
         self.topics = (depth_topic, info_topic)
