@@ -154,8 +154,15 @@ def run(args: argparse.Namespace) -> int:
                            log=lambda text: print(f"rns-bag: {text}", file=sys.stderr, flush=True))
     except (BagError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rns-bag: {exc}", file=sys.stderr)
+        if isinstance(exc, FileNotFoundError):
+            print("rns-bag: weights: pass --checkpoint FILE, or --backbone test-tiny to check the plumbing only "
+                  "(random weights, meaningless labels)", file=sys.stderr)
         reader.close()
         return 2
+    except KeyboardInterrupt:  # while the engine was being built: nothing was written
+        print("\nrns-bag: interrupted before the first frame; no output written", file=sys.stderr)
+        reader.close()
+        return 130
     started = time.monotonic()
     with StopRequest() as stop:
         status = job.process(stop, progress=not args.no_progress)

@@ -117,10 +117,9 @@ class BagRun:
         if unknown:
             raise BagError(f"unknown parameter(s) {unknown} (from --params-file or -p); known: {sorted(params.SPECS)}")
         node_config, engine_config = params.build_configs(values)
-        store = typestore()
-        engine = prepare_engine(engine_config, node_config, log)
-        writer = BagWriter(out, storage, store)
+        writer = BagWriter(out, storage, typestore())  # first: an existing --out fails before the slow part
         try:
+            engine = prepare_engine(engine_config, node_config, log)
             return cls(reader, topics, engine, node_config, writer, namespace, values, log)
         except BaseException:
             writer.abort()
@@ -133,6 +132,8 @@ class BagRun:
         from tqdm import tqdm
 
         total = sum(c.msgcount for c in self.reader.connections if c.topic == self.topics.image.topic)
+        self.log(f"segmenting {total} frame(s) of {self.topics.image.topic} on {self.engine.device} "
+                 f"-> {self.writer.path} (Ctrl-C: stop and keep what was done)")
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, smoothing=0.1)
         status = "complete"
         try:
@@ -207,8 +208,13 @@ class BagRun:
         except Exception as exc:  # noqa: BLE001 - counted like the node's failed frames
             self.skipped[f"engine error: {exc}"[:120]] += 1
             return
+        try:
+            labels = labels_to_image(result.labels, msg.header, self.max_class_id)
+        except ValueError as exc:  # ids beyond mono16, as the node counts them
+            self.skipped[f"labels not encodable: {exc}"[:120]] += 1
+            return
         self._class_map(msg.header, time_ns)
-        self._write("labels", time_ns, labels_to_image(result.labels, msg.header, self.max_class_id))
+        self._write("labels", time_ns, labels)
         if self.config.publish_confidence:
             self._write("confidence", time_ns, confidence_to_image(result.confidence, msg.header))
         self.counts["frames_segmented"] += 1

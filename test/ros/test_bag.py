@@ -253,12 +253,13 @@ def test_ctrl_c_leaves_a_valid_bag_of_the_frames_done(tmp_path):
                              "--device", "cpu", "-p", "adapter.steps:=50", "--no-progress"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".out.rns-bag-*")) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # the temporary output appears once the engine is built
+        first_lines = []
+        while proc.poll() is None and not any("segmenting 400 frame(s)" in line for line in first_lines):
+            first_lines.append(proc.stderr.readline())  # the engine is built, frames are being processed
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
+        err = "".join(first_lines) + err
     finally:
         if proc.poll() is None:
             proc.kill()
