@@ -1,6 +1,6 @@
 """A camera made of a recording: replays one image topic of a rosbag2 bag as sensor_msgs/Image.
 
-Used by `rns-demo --bag` in place of the image-folder camera. Frames are read one at a time (a
+Used by `rns-demo --bag` in place of the image-folder camera (`make_camera` picks one). Frames are read one at a time (a
 long recording is never held in memory), converted to rgb8 (raw or compressed: the same decoders
 as rns-bag), and published on `image` at `rate_hz` with the current time as stamp (like a live
 camera, so the demo's latency means something) and the recorded frame_id, looping by default.
@@ -94,3 +94,18 @@ class BagCamera(Node):
             self._reader.close()
             self._reader = None
         return super().destroy_node()
+
+
+def make_camera(bag: str, image_topic: str, folder: str, rate_hz: float, context):
+    """The demo's camera and a description of its source: the recording's topic when `bag` is
+    given, else the image folder ('' = the sample images). BagError/ValueError say what is wrong."""
+    if bag:
+        camera = BagCamera(bag, image_topic, rate_hz=rate_hz, context=context)
+        return camera, f"{camera.topic} of {bag}"
+    from rclpy.parameter import Parameter
+
+    from rns_ros.ros.image_folder_camera import ImageFolderCamera
+
+    camera = ImageFolderCamera(context=context, parameter_overrides=[Parameter("folder", value=folder),
+                                                                     Parameter("rate_hz", value=rate_hz)])
+    return camera, f"{len(camera.images)} image(s)"

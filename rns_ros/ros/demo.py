@@ -2,15 +2,13 @@
 
     rns-demo                                   # sample images, the real backbone (needs weights)
     rns-demo --backbone test-tiny --frames 20  # random-weight model: checks the plumbing only
-    rns-demo --bag my_recording                # a recorded image topic instead of the image folder
 
-Starts an image-folder camera (or, with `--bag`, a replay of a recorded image topic) and the `rns`
-segmentation node (in this process, or with `--processes 2` the node as its own process, exactly
-as launch_ros starts it), records what the
-node publishes (labels as PNG, overlays as PNG, the class map and a summary as JSON) into
-`--output`, prints throughput and latency, and stops after `--frames` label images or on Ctrl-C.
-The node's support memory goes to `<output>/memory` and starts empty on every run.
-If the node cannot start (typically: no model weights here), it stops within seconds and says why.
+Starts an image-folder camera (or, `--bag`, a recorded image topic) and the `rns` node (in this
+process, or with `--processes 2` as its own process, as launch_ros starts it), records what it
+publishes (label and overlay PNGs, the class map and a summary as JSON) into `--output`, prints
+throughput and latency, and stops after `--frames` label images or on Ctrl-C. The node's support
+memory goes to `<output>/memory` and starts empty on every run. If the node cannot start
+(typically: no model weights here), it stops within seconds and says why.
 """
 from __future__ import annotations
 
@@ -42,8 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rns-demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=WEIGHTS_HINT)
     p.add_argument("--images", default="", help="image folder (default: the package's sample images)")
-    p.add_argument("--bag", default="", help="rosbag2 recording to replay as the camera instead of --images "
-                   "(MCAP or sqlite3; raw or compressed images; to segment every frame use rns-bag)")
+    p.add_argument("--bag", default="", help="replay a rosbag2 recording's image topic as the camera (see rns-bag)")
     p.add_argument("--image-topic", default="", help="with --bag: the image topic (default: its only one)")
     p.add_argument("--classes", default="person, cat, cup, plate, spoon, table, wall",
                    help="comma-separated class names")
@@ -180,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
-    from rns_ros.ros.image_folder_camera import ImageFolderCamera
+    from rns_ros.ros.bag_camera import make_camera
     from rns_ros.ros.node import RnsNode
     from rns_ros.ros.spinning import spin_in_thread, stop_executor
 
@@ -207,21 +204,12 @@ def run(args: argparse.Namespace) -> int:
         recorder_node = Node("rns_demo_recorder", context=context)
         nodes.append(recorder_node)
         recorder = Recorder(recorder_node, out)
-        if args.bag:
-            from rns_ros.ros.bag_camera import BagCamera
-
-            camera = BagCamera(args.bag, args.image_topic, rate_hz=float(args.rate), context=context)
-            source = f"{camera.topic} of {args.bag}"
-        else:
-            camera = ImageFolderCamera(context=context, parameter_overrides=[
-                Parameter("folder", value=args.images), Parameter("rate_hz", value=float(args.rate))])
-            source = f"{len(camera.images)} image(s)"
+        camera, source = make_camera(args.bag, args.image_topic, args.images, float(args.rate), context)
         nodes.append(camera)
         for n in nodes:
             executor.add_node(n)
         spin = spin_in_thread(executor)
-        print(f"rns-demo: {source} at {args.rate} Hz -> /rns/labels; "
-              f"recording {args.frames} frames to {out}/", flush=True)
+        print(f"rns-demo: {source} at {args.rate} Hz; recording {args.frames} label images to {out}/", flush=True)
         deadline = time.monotonic() + args.timeout
         while recorder.frames < args.frames:
             if process is not None and process.poll() is not None:
@@ -234,11 +222,9 @@ def run(args: argparse.Namespace) -> int:
                 code = 1
                 break
             time.sleep(0.05)
-    except KeyboardInterrupt:
-        print("\nrns-demo: interrupted", file=sys.stderr)
-    except ValueError as exc:  # a bag that cannot be replayed (BagError), with the reason
-        print(f"rns-demo: {exc}", file=sys.stderr)
-        code = 2
+    except (KeyboardInterrupt, ValueError) as exc:  # ValueError: a bag that cannot be replayed (BagError)
+        print(f"\nrns-demo: {exc or 'interrupted'}", file=sys.stderr)
+        code = 2 if isinstance(exc, ValueError) else code
     finally:
         stop_executor(executor, spin)
         summary = _finish(nodes, recorder if "recorder" in locals() else None, camera if "camera" in locals() else None,
