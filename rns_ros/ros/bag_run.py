@@ -105,6 +105,7 @@ class BagRun:
         self.info = None
         self.max_class_id = max((e.id for e in engine.classes()), default=0)
         self.class_map_version = None
+        self.palette = node_config.colors()  # the class map's colours, as the node's `palette` gives them
         self.counts = collections.Counter()
         self.skipped = collections.Counter()
 
@@ -237,7 +238,8 @@ class BagRun:
     def _class_map(self, header, time_ns: int) -> None:
         version = self.engine.support_version()
         if version != self.class_map_version:
-            cmap = interfaces.class_map(self.engine.classes(), version, self.engine.backbone_identity, header.stamp)
+            cmap = interfaces.class_map(self.engine.classes(), version, self.engine.backbone_identity, header.stamp,
+                                        self.palette)
             self._write("class_map", time_ns, cmap)
             self.class_map_version = version
 

@@ -213,11 +213,13 @@ def test_params_file_is_read_like_the_node_reads_it(tmp_path):
     write_bag(tmp_path / "in", camera_frames(2))
     (tmp_path / "rns.yaml").write_text(
         "/**:\n  ros__parameters:\n    classes: [wall, floor]\n    backbone: test-tiny\n    device: cuda\n"
+        "    palette: '#ff0000,#00ff00'\n"
         "rns:\n  ros__parameters:\n    device: cpu\n    publish_confidence: false\n    adapter:\n      steps: 4\n")
     assert bag.main([str(tmp_path / "in"), "--image-topic", IMAGE, "--out", str(tmp_path / "out"),
                      "--params-file", str(tmp_path / "rns.yaml"), "--no-progress"]) == 0
     (_, cmap), = outputs(tmp_path / "out", "/rns/class_map")
     assert [c.name for c in cmap.classes] == ["wall", "floor"]
+    assert [(c.color.r, c.color.g, c.color.b) for c in cmap.classes] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0)]
     assert outputs(tmp_path / "out", "/rns/confidence") == []  # publish_confidence: false, as for the node
     assert '"adapter.steps": 4' in custom_data(tmp_path / "out")["rns_bag.parameters"]
 
