@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "SupportMemory": "memory.support",
     "save_memory": "memory.persistence",
     "load_memory": "memory.persistence",
+    "MemoryDirLock": "memory.dir_lock",
+    "MemoryDirBusy": "memory.dir_lock",
     "merge_memory": "memory.merging",
     "AdapterConfig": "adapter.config",
     "TestTimeAdapter": "adapter.test_time",

@@ -14,7 +14,10 @@ manifest lists every file with its SHA-256, checked on load. Every file is writt
 name, flushed, fsynced, renamed over its target with `os.replace`, and the directory is fsynced.
 The manifest is written last, so an interrupted save leaves the previous state loadable. Files that
 fail to read or verify are renamed aside (`<name>.corrupt-<ns>`), never overwritten or deleted, and
-listed in the `LoadReport`; loading returns what it can still read. A single writer per directory.
+listed in the `LoadReport`; loading returns what it can still read. A single writer per directory:
+`save_memory` holds the directory's lock (dir_lock.py) while it writes, unless this process holds
+it already (a node holds its memory_dir's lock from configure to cleanup); another writer's lock
+makes it raise MemoryDirBusy, naming the holder.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rns_ros.core.memory.dir_lock import MemoryDirLock, held_here
 from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 from rns_ros.core.memory.support import SupportMemory
 
@@ -175,10 +180,21 @@ class _BlobWriter:
 
 # ---------------------------------------------------------------------- save
 def save_memory(memory: SupportMemory, directory: str | os.PathLike) -> Path:
-    """Save `memory` to `directory` (created if needed) atomically; returns the manifest path."""
+    """Save `memory` to `directory` (created if needed) atomically; returns the manifest path.
+
+    Raises MemoryDirBusy when another writer (a running node, another save) holds the directory,
+    OSError when it cannot be created or written."""
     if not isinstance(memory, SupportMemory):
         raise ValueError(f"save_memory needs a SupportMemory, got {type(memory).__name__}")
     directory = Path(directory)
+    if held_here(directory):
+        return _save(memory, directory)
+    with MemoryDirLock(directory, owner=f"save_memory in {Path(sys.argv[0]).name or 'python'}",
+                       fix="pass save_memory another directory, or stop that writer first"):
+        return _save(memory, directory)
+
+
+def _save(memory: SupportMemory, directory: Path) -> Path:
     data_dir = directory / DATA_DIR
     data_dir.mkdir(parents=True, exist_ok=True)
     blobs = _BlobWriter(data_dir)
