@@ -8,15 +8,22 @@ Arguments (empty = keep the value of the params file):
   params_file  parameter YAML                              [share/rns_ros/config/rns.yaml]
   device       cuda | cuda:N | cpu                                                      ['']
   classes      comma-separated initial class names                                      ['']
+  backbone     backbone preset (test-tiny = TEST-ONLY random weights)                   ['']
+  checkpoint   local backbone weights file                                               ['']
+  mode         patch | region                                                           ['']
+  memory_dir   support memory directory                                                  ['']
   use_rviz     start RViz: rviz/rns.rviz with this launch's topics (input, overlay with its
                legend, colourised labels, labelled cloud)                              [false]
   log_level    debug | info | warn | error                                             [info]
   depth_topic  aligned depth image (16UC1/32FC1): turns on depth.enabled and ~/points   ['']
   depth_info_topic  its CameraInfo                  ['' = camera_info next to depth_topic]
+
+use_rviz:=true checks that rviz2 is installed before anything starts (ros-base has none), so a
+missing RViz ends the launch with the install command instead of leaving the node running alone.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -25,12 +32,22 @@ from launch_ros.actions import Node
 from rns_ros.ros.rviz_config import write_rviz_config
 
 PACKAGE = "rns_ros"
+# Launch arguments passed on as node parameters when not empty (they win over params_file).
+PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir")
+RVIZ_MISSING = ("use_rviz:=true but rviz2 is not installed (ros-jazzy-ros-base has no RViz): "
+                "install it with `sudo apt install ros-jazzy-rviz2`, or launch without use_rviz")
 ARGUMENTS = {
     "namespace": ("", "namespace of the node ('' = none)"),
     "image_topic": ("/camera/image_raw", "camera topic (sensor_msgs/Image) to segment"),
     "params_file": (None, "parameter YAML (default: the package's config/rns.yaml)"),
     "device": ("", "torch device: cuda, cuda:N or cpu ('' = the params file's)"),
     "classes": ("", "comma-separated initial class names ('' = the params file's)"),
+    "backbone": ("", "backbone preset, e.g. openclip-vit-b16; test-tiny = TEST-ONLY random weights "
+                     "('' = the params file's)"),
+    "checkpoint": ("", "local backbone weights file ('' = the params file's)"),
+    "mode": ("", "patch or region ('' = the params file's)"),
+    "memory_dir": ("", "support memory directory ('' = the params file's; its default is "
+                       "$ROS_HOME/rns_ros/<namespace>/<node name>)"),
     "use_rviz": ("false", "start RViz showing the input, the overlay, the colourised labels and the labelled cloud"),
     "log_level": ("info", "log level of the node: debug, info, warn, error"),
     "depth_topic": ("", "aligned depth image topic (16UC1 mm / 32FC1 m): sets depth.enabled and publishes "
@@ -43,9 +60,20 @@ def _share(*parts: str) -> str:
     return os.path.join(get_package_share_directory(PACKAGE), *parts)
 
 
+def _rviz_installed() -> bool:
+    try:
+        get_package_prefix("rviz2")
+        return True
+    except PackageNotFoundError:
+        return False
+
+
 def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    overrides = {key: value[key] for key in ("device", "classes") if value[key].strip()}
+    use_rviz = value["use_rviz"].strip().lower() in ("true", "1", "yes", "on")
+    if use_rviz and not _rviz_installed():  # before any process starts: nothing is left running
+        raise RuntimeError(RVIZ_MISSING)
+    overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
     remappings = [("image", value["image_topic"])]
     depth_topic = value["depth_topic"].strip()
     if depth_topic:
@@ -57,7 +85,7 @@ def _nodes(context, *args, **kwargs):
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
         parameters=parameters, remappings=remappings,
         ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True)]
-    if value["use_rviz"].strip().lower() in ("true", "1", "yes", "on"):
+    if use_rviz:
         # the package's view, its topics moved to this launch's namespace and camera
         config = write_rviz_config(_share("rviz", "rns.rviz"), namespace=value["namespace"],
                                    image_topic=value["image_topic"], show_cloud=bool(depth_topic))

@@ -24,8 +24,8 @@ from rns_ros.ros.rviz_config import resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
-EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "use_rviz", "log_level",
-                      "depth_topic", "depth_info_topic"}
+EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
+                      "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic"}
 
 
 class _Recorded:
@@ -55,7 +55,21 @@ class LaunchConfiguration(_Recorded):
 
 
 class Node(_Recorded):
-    pass
+    created: list = []  # every Node action the launch file built, in order
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        Node.created.append(self)
+
+
+@pytest.fixture
+def rviz_installed(tmp_path, monkeypatch):
+    """An ament prefix holding an 'rviz2' package entry (the PyPI route has no RViz)."""
+    prefix = tmp_path / "rviz_prefix"
+    marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / "rviz2"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{prefix}{os.pathsep}{os.environ['AMENT_PREFIX_PATH']}")
 
 
 @pytest.fixture
@@ -71,6 +85,7 @@ def launch_description(monkeypatch, tmp_path):
     stubs["launch.actions"].OpaqueFunction = OpaqueFunction
     stubs["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     stubs["launch_ros.actions"].Node = Node
+    monkeypatch.setattr(Node, "created", [])
     for name, module in stubs.items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("rns_launch", LAUNCH_FILE)
@@ -110,12 +125,16 @@ def test_launch_arguments_and_the_node_they_start(launch_description):
     assert kw["ros_arguments"] == ["--log-level", "info"]
 
 
-def test_launch_overrides_and_rviz(launch_description):
+def test_launch_overrides_and_rviz(launch_description, rviz_installed):
     _, evaluate = launch_description
     node, rviz = evaluate(device="cpu", classes="mug, plate", namespace="robot1", use_rviz="true",
-                          image_topic="/cam/rgb", log_level="debug")
+                          image_topic="/cam/rgb", log_level="debug", backbone="test-tiny",
+                          checkpoint="/weights/tiny.bin", mode="region", memory_dir="/data/rns/robot1")
     kw = node.kwargs
-    assert kw["parameters"][1] == {"device": "cpu", "classes": "mug, plate"}
+    assert kw["parameters"][1] == {"device": "cpu", "classes": "mug, plate", "backbone": "test-tiny",
+                                   "checkpoint": "/weights/tiny.bin", "mode": "region",
+                                   "memory_dir": "/data/rns/robot1"}
+    params.build_configs(kw["parameters"][1])  # values the node accepts
     assert set(kw["parameters"][1]) <= set(params.SPECS)  # only parameters the node declares
     assert kw["namespace"] == "robot1" and kw["remappings"] == [("image", "/cam/rgb")]
     assert kw["ros_arguments"] == ["--log-level", "debug"]
@@ -168,7 +187,7 @@ def test_the_cloud_display_is_shown_when_asked():
         assert all(d["Enabled"] for d in displays if d not in clouds)
 
 
-def test_launch_depth_topic_enables_the_point_cloud_and_its_rviz_display(launch_description):
+def test_launch_depth_topic_enables_the_point_cloud_and_its_rviz_display(launch_description, rviz_installed):
     _, evaluate = launch_description
     node, rviz = evaluate(depth_topic="/camera/aligned_depth_to_color/image_raw", use_rviz="true")
     kw = node.kwargs
@@ -186,6 +205,16 @@ def test_resolve_topic_follows_ros_name_resolution():
     assert resolve_topic("cam/rgb", "robot1") == "/robot1/cam/rgb"
     assert resolve_topic("rns/overlay", "") == "/rns/overlay"
     assert resolve_topic("rns/overlay", "/a/b/") == "/a/b/rns/overlay"
+
+
+def test_use_rviz_without_rviz2_stops_before_starting_anything(launch_description):
+    _, evaluate = launch_description  # this environment has no rviz2, like apt's ros-base
+    with pytest.raises(RuntimeError) as err:
+        evaluate(use_rviz="true")
+    assert "sudo apt install ros-jazzy-rviz2" in str(err.value)
+    assert Node.created == []  # the node was not started either: nothing is left running alone
+    (node,) = evaluate(use_rviz="false")
+    assert node.kwargs["executable"] == "rns_node"
 
 
 def launch_ros_command(node: Node, tmp_path: Path) -> list[str]:
@@ -214,12 +243,8 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 
 def test_node_process_started_as_launch_ros_does_segments_and_stops_on_sigint(launch_description, ros, tmp_path):
     _, evaluate = launch_description
-    # The user's params file: the shipped one with the test-only tiny backbone.
-    shipped = yaml.safe_load((ROOT / "config" / "rns.yaml").read_text())
-    shipped["/**"]["ros__parameters"].update({"backbone": "test-tiny", "adapter": {"steps": 5}})
-    params_file = tmp_path / "rns_test.yaml"
-    params_file.write_text(yaml.dump(shipped))
-    (node,) = evaluate(params_file=str(params_file), device="cpu", classes="cat, dog")
+    # The shipped params file; the test-only tiny backbone and a memory directory from launch arguments.
+    (node,) = evaluate(device="cpu", classes="cat, dog", backbone="test-tiny", memory_dir=str(tmp_path / "mem"))
     cmd = launch_ros_command(node, tmp_path)
     log = open(tmp_path / "node.log", "w")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -246,6 +271,7 @@ def test_node_process_started_as_launch_ros_does_segments_and_stops_on_sigint(la
         ids = {c.id for c in maps[-1].classes}
         assert set(np.unique(np.frombuffer(bytes(out.data), np.uint8))) <= ids | {0}
         assert "test-tiny" in maps[-1].backbone
+        assert (tmp_path / "mem" / "memory.json").is_file()  # memory_dir came from the launch argument
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
