@@ -8,16 +8,19 @@ Without `folder` it publishes the package's sample images (rns_ros/ros/sample_im
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import Image
 
 from rns_ros.ros.conversions import rgb_to_image
@@ -28,12 +31,24 @@ SAMPLE_IMAGES = Path(__file__).resolve().parent / "sample_images"
 
 @dataclass(frozen=True)
 class CameraConfig:
-    folder: str = ""  # image folder ('' = the package's sample images)
-    rate_hz: float = 2.0  # frames per second
-    loop: bool = True  # start again after the last image (false: stop publishing)
-    frame_id: str = "camera"  # header.frame_id of every image
-    max_long_side: int = 0  # downscale images whose longer side exceeds this (0 = keep size)
-    qos: str = "sensor_data"  # sensor_data (best effort, like camera drivers) | reliable
+    """The camera's ROS parameters and their defaults (meanings: PARAMETER_HELP)."""
+
+    folder: str = ""
+    rate_hz: float = 2.0
+    loop: bool = True
+    frame_id: str = "camera"
+    max_long_side: int = 0
+    qos: str = "sensor_data"
+
+
+PARAMETER_HELP = {
+    "folder": "image folder ('' = the package's sample images)",
+    "rate_hz": "frames per second",
+    "loop": "start again after the last image (false: stop publishing)",
+    "frame_id": "header.frame_id of every image",
+    "max_long_side": "downscale images whose longer side exceeds this (0 = keep size)",
+    "qos": "sensor_data (best effort, like camera drivers) or reliable",
+}
 
 
 def load_images(folder: str | Path = "", max_long_side: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -63,7 +78,7 @@ class ImageFolderCamera(Node):
         super().__init__(node_name, **kwargs)
         defaults = CameraConfig()
         for field, value in vars(defaults).items():
-            self.declare_parameter(field, value)
+            self.declare_parameter(field, value, ParameterDescriptor(description=PARAMETER_HELP[field]))
         cfg = CameraConfig(**{f: self.get_parameter(f).value for f in vars(defaults)})
         if cfg.rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {cfg.rate_hz}")
@@ -98,9 +113,24 @@ class ImageFolderCamera(Node):
         self.published += 1
 
 
+def parse_command_line(argv: list[str]) -> None:
+    """--help prints the usage and exits; anything but ROS arguments is refused (exit 2)."""
+    parameters = "\n".join(f"  {f.name:<14} {PARAMETER_HELP[f.name]} [default: {f.default!r}]"
+                           for f in fields(CameraConfig))
+    parser = argparse.ArgumentParser(
+        prog="rns_image_folder_camera", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Publish the images of a folder as sensor_msgs/Image on `image`, at a fixed rate.",
+        epilog=f"ROS parameters (--ros-args -p name:=value):\n{parameters}\n\nexample:\n"
+               "  rns_image_folder_camera --ros-args -p folder:=/data/frames -p rate_hz:=5.0 "
+               "-r image:=/camera/image_raw")
+    parser.parse_args(remove_ros_args(argv)[1:])
+
+
 def main(args: list[str] | None = None) -> int:
     """Console script `rns_image_folder_camera`."""
-    rclpy.init(args=args if args is not None else sys.argv)
+    argv = args if args is not None else sys.argv
+    parse_command_line(argv)  # before rclpy: `--help` must not start publishing
+    rclpy.init(args=argv)
     node = None
     executor = SingleThreadedExecutor()
     code = 0

@@ -1,5 +1,8 @@
 """The out-of-the-box job: image-folder camera, rns-demo (tiny model) and its fail-fast path."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,18 @@ def test_sample_images_are_small_rgb():
     for _, rgb in images:
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and max(rgb.shape[:2]) <= 320
     assert sum(p.stat().st_size for p in SAMPLE_IMAGES.glob("*.jpg")) < 100_000
+
+
+def test_camera_help_prints_the_parameters_and_publishes_nothing():
+    run = [sys.executable, "-m", "rns_ros.ros.image_folder_camera"]
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(run + ["--help"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: rns_image_folder_camera" in proc.stdout and "image(s) from" not in proc.stdout + proc.stderr  # the start log line
+    for name in ("folder", "rate_hz", "loop", "frame_id", "max_long_side", "qos"):
+        assert f"  {name} " in proc.stdout
+    proc = subprocess.run(run + ["--no-such-flag"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--no-such-flag" in proc.stderr
 
 
 def test_load_images_sorts_converts_and_downscales(tmp_path):
