@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rns_ros.core.advice import CLI_SPELLING, explain
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette, \
     render_overlay, to_hex
 
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"rns-segment: error: {exc}", file=sys.stderr)
+        print(f"rns-segment: error: {explain(exc, CLI_SPELLING)}", file=sys.stderr)
         return 2
 
 

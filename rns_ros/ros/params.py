@@ -184,6 +184,10 @@ ROS_OWNED_PARAMETERS = ("use_sim_time", "start_type_description_service")
 ROS_OWNED_PREFIXES = ("qos_overrides.",)
 
 
+# How the node names a setting in an error text (rns_ros.core.advice): `-p checkpoint:=FILE`.
+ERROR_SPELLING: dict[str, str] = {spec.name: f"-p {spec.name}:={{value}}" for spec in PARAMETERS}
+
+
 def default_value(spec: ParamSpec) -> Any:
     """The parameter's default as a ROS value (tuples become lists, None becomes '')."""
     value = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)

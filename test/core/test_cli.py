@@ -154,7 +154,18 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path, capsys, monkeypat
     start = time.monotonic()
     code = cli.main([str(tmp_path / "x.png"), "--classes", "red", "--out", str(tmp_path / "o")])
     assert code == 2 and time.monotonic() - start < 10
-    assert "--checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the CLI's own flags, not the Python API's arguments
+    assert "--checkpoint /path/open_clip_pytorch_model.bin" in err and "--backbone test-tiny" in err
+    assert "build_backbone" not in err and "checkpoint=" not in err
+
+
+def test_missing_sam2_weights_name_the_cli_flag(tmp_path, capsys):
+    write_image(tmp_path / "x.png")
+    args = [str(tmp_path / "x.png"), "--classes", "red", "--backbone", "test-tiny", "--mode", "region",
+            "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--sam-checkpoint /path/to/sam2.1_hiera_large.pt" in err and "checkpoint=" not in err
 
 
 def test_help_lists_options_and_presets(capsys):

@@ -79,6 +79,14 @@ def test_bad_values_are_refused_with_the_parameter_named(values, match):
         params.build_configs(values)
 
 
+def test_error_texts_can_name_every_setting_as_a_node_parameter():
+    from rns_ros.core.advice import API_SPELLING, MissingWeightsError, explain
+
+    assert set(API_SPELLING) <= set(params.ERROR_SPELLING)  # every setting the engine may name
+    err = MissingWeightsError("pass {regions.checkpoint=/sam.pt} or {checkpoint=/w.bin}")
+    assert explain(err, params.ERROR_SPELLING) == "pass -p regions.checkpoint:=/sam.pt or -p checkpoint:=/w.bin"
+
+
 def test_unknown_parameters_ignore_what_ros_owns():
     assert params.unknown_parameters(["use_sim_time", "qos_overrides./image.subscription.depth",
                                       "classes", "typo_classes"]) == ["typo_classes"]

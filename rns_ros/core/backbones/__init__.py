@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rns_ros.core.advice import MissingWeightsError
 from rns_ros.core.backbones.base import DenseBackbone, DenseFeatures
 from rns_ros.core.backbones.sliding import ResolutionConfig
 
@@ -73,7 +74,9 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
             compute-only benchmarks; its predictions are meaningless.
 
     Raises:
-        ValueError: unknown name/tag/precision. FileNotFoundError: missing checkpoint file.
+        ValueError: unknown name/tag/precision; MissingWeightsError (a ValueError) when an
+            architecture without default weights gets neither checkpoint nor pretrained.
+            FileNotFoundError: missing checkpoint file.
         WeightsUnavailableError (a FileNotFoundError): weights neither cached nor downloadable;
             raised within seconds, with instructions, before anything heavy is loaded.
     """
@@ -107,8 +110,8 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
         elif random_weights:
             weights_file, weights_id = None, f"random-seed{seed}"
         elif tag is None:
-            raise ValueError(f"backbone {name!r} needs weights: pass pretrained=<open_clip tag> or "
-                             "checkpoint=<file>")
+            raise MissingWeightsError(f"backbone {name!r} needs weights (it has no default ones): pass "
+                                      "{checkpoint=<file>} (in Python, pretrained=<open_clip tag> works too)")
         elif tag == preset.pretrained and preset.hf_repo:
             # The preset knows where its weights live: check the cache before importing open_clip.
             weights_file = resolve_hub_weights(preset.hf_repo, OPENCLIP_HF_FILENAMES, cache_dir=cache_dir)

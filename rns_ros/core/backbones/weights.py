@@ -14,14 +14,17 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from rns_ros.core.advice import AdvisedError
+
 # open_clip publishes weights under these names; the safetensors file is preferred.
 OPENCLIP_HF_FILENAMES: tuple[str, ...] = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 PROBE_TIMEOUT_S = 3.0  # how long the reachability check may wait for the hub (or proxy) to answer
 ETAG_TIMEOUT_S = 10.0  # per-request metadata timeout once the hub answered the probe
 
 
-class WeightsUnavailableError(FileNotFoundError):
-    """Backbone weights are neither given as a file, nor cached, nor downloadable right now."""
+class WeightsUnavailableError(AdvisedError, FileNotFoundError):
+    """Backbone weights are neither given as a file, nor cached, nor downloadable right now.
+    The message says how to provide them in the caller's terms (`explain`, core/advice.py)."""
 
 
 def checkpoint_fingerprint(path: str | os.PathLike) -> str:
@@ -92,12 +95,11 @@ def reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 
 def _how_to_provide(repo_id: str, filenames: tuple[str, ...], what: str) -> str:
     return (f"{what}. Provide the weights in one of these ways: "
-            f"(1) pass a local checkpoint file: `rns-segment --checkpoint /path/{filenames[-1]}` "
-            f"or build_backbone(..., checkpoint='/path/{filenames[-1]}'); "
+            f"(1) pass a local checkpoint file: {{checkpoint=/path/{filenames[-1]}}}; "
             f"(2) pre-populate the Hugging Face cache on a machine with internet "
             f"(`huggingface-cli download {repo_id} {filenames[-1]}`) and copy the cache directory "
             f"(default ~/.cache/huggingface/hub, or $HF_HUB_CACHE) to this machine; "
-            f"(3) for a smoke test without real weights use the backbone preset 'test-tiny' "
+            f"(3) for a smoke test without real weights use {{backbone=test-tiny}} "
             f"(random weights, meaningless predictions).")
 
 

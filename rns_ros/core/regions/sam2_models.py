@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from rns_ros.core.advice import MissingWeightsError
+
 DEFAULT_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file}"
 TEST_TINY_SEED = 0
@@ -136,11 +138,11 @@ def check_checkpoint(model: str, checkpoint: str | Path | None, *,
     if checkpoint is None:
         if random_weights:
             return None
-        raise ValueError(
-            f"SAM 2 model {model!r} needs weights: pass checkpoint='/path/to/"
-            f"{preset.checkpoint_file or '<checkpoint>.pt'}', downloaded from "
-            f"{_where_to_get(preset.checkpoint_file)}. (random_weights=True builds it untrained, "
-            f"for compute-only benchmarks.)"
+        raise MissingWeightsError(
+            f"SAM 2 model {model!r} needs weights: pass {{regions.checkpoint=/path/to/"
+            f"{preset.checkpoint_file or '<checkpoint>.pt'}}}, downloaded from "
+            f"{_where_to_get(preset.checkpoint_file)}. (In Python, random_weights=True builds it "
+            f"untrained, for compute-only benchmarks.)"
         )
     path = Path(checkpoint).expanduser()
     if not path.is_file():

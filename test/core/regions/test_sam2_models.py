@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rns_ros.core.regions import sam2_models
-from rns_ros.core.regions.sam2_models import SAM2_PRESETS, build_sam2_model, resolve_model
+from rns_ros.core.regions.sam2_models import SAM2_PRESETS, build_sam2_model, check_checkpoint, resolve_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,6 +57,15 @@ def test_a_config_file_path_is_refused_and_the_error_says_names_are_not_paths(tm
     own.write_text("model: {}\n")
     with pytest.raises(ValueError, match="config NAME inside the sam2 package"):
         resolve_model(str(own))
+
+
+def test_a_model_without_checkpoint_is_refused_naming_the_setting_per_entry_point():
+    from rns_ros.core.advice import CLI_SPELLING, explain
+
+    with pytest.raises(ValueError) as err:
+        check_checkpoint("sam2.1-hiera-large", None)
+    assert "pass checkpoint='/path/to/sam2.1_hiera_large.pt'" in str(err.value)  # the API's argument
+    assert "pass --sam-checkpoint /path/to/sam2.1_hiera_large.pt," in explain(err.value, CLI_SPELLING)
 
 
 def test_missing_checkpoint_file_fails_fast_naming_the_file_and_where_to_get_it(tmp_path):
