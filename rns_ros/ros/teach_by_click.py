@@ -3,7 +3,7 @@ tool) becomes an exemplar of the class named by the `teach_class` parameter, thr
 point prompt on the latest camera frame.
 
     ros2 param set /rns teach_class "my mug"
-    ros2 topic pub --once /rns/click geometry_msgs/msg/PointStamped "{point: {x: 320, y: 240}}"
+    ros2 topic pub --once /rns/click geometry_msgs/msg/PointStamped "{point: {x: 160.0, y: 100.0}}"
 
 `click_request` builds the same AddExemplar request that ~/add_exemplar takes (empty image = the
 latest frame, one positive point, create_class=true), so a click is checked, applied, saved and

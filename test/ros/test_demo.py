@@ -35,6 +35,22 @@ def test_camera_help_prints_the_parameters_and_publishes_nothing():
     assert proc.returncode == 2 and "--no-such-flag" in proc.stderr
 
 
+def test_documented_prompts_fall_inside_every_sample_frame():
+    """The docs' click, point and box examples must work on the demo's own camera frames."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    height, width = min(rgb.shape[:2] for _, rgb in load_images())  # 213 x 320
+    points, boxes = [], []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "rns_ros").rglob("*.py"))]:
+        text = path.read_text()
+        points += [(path.name, float(x), float(y)) for x, y in re.findall(r"\{x: ([\d.]+), y: ([\d.]+)\}", text)]
+        boxes += [(path.name, *map(float, b)) for b in re.findall(r"box: \[(\d+), (\d+), (\d+), (\d+)\]", text)]
+    assert len(points) >= 4 and boxes
+    assert [p for p in points if not (p[1] < width and p[2] < height)] == []
+    assert [b for b in boxes if not (b[1] < b[3] <= width and b[2] < b[4] <= height)] == []
+
+
 def test_load_images_sorts_converts_and_downscales(tmp_path):
     PILImage.fromarray(np.full((10, 40), 7, np.uint8)).save(tmp_path / "b.png")  # grayscale
     PILImage.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "a.bmp")
