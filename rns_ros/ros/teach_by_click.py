@@ -45,5 +45,9 @@ class ClickTeacher:
         response = self.teacher.add_exemplar(click_request(click, name), AddExemplar.Response())
         self.last_response = response
         text = f"click at ({click.point.x:.0f}, {click.point.y:.0f}) for {name!r}: {response.message}"
-        (self.log_info if response.success else self.log_warning)(text)
+        # One severity per call site: rclpy refuses a call site whose severity changes between calls.
+        if response.success:
+            self.log_info(text)
+        else:
+            self.log_warning(text)
         return response
