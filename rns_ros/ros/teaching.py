@@ -22,6 +22,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
+from rns_ros.core.memory.dir_lock import MemoryDirBusy, describe_holder
 from rns_ros.ros import interfaces
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image, mask_image
 from rns_ros.ros.memory_store import MemoryStore, describe_report
@@ -29,6 +30,9 @@ from rns_ros.ros.prompting import PromptMasks
 from rns_ros.ros.teaching_requests import (Refused, decode_request_image, given, parse_annotation,
                                            service_handler)
 from rns_ros.visual import Palette
+
+
+ANNOTATION_PHRASES = {"mask": "a mask", "box": "a box", "points": "points", "scribble": "a scribble"}
 
 
 class Teacher:
@@ -78,6 +82,10 @@ class Teacher:
 
     def _image(self, msg: Image, latest_if_empty: bool = True) -> np.ndarray:
         """The request image, or the latest camera frame when the request's image is empty."""
+        return self._frame(msg, latest_if_empty)[0]
+
+    def _frame(self, msg: Image, latest_if_empty: bool = True) -> tuple[np.ndarray, Image]:
+        """(RGB, the Image it came from): the request image, or the latest camera frame when empty."""
         what = "image"
         if not given(msg):
             msg = self.latest_frame() if latest_if_empty else None
@@ -89,7 +97,7 @@ class Teacher:
         if rgb.shape[0] * rgb.shape[1] > self.max_image_pixels:
             raise Refused(f"{what} has {rgb.shape[0] * rgb.shape[1]} pixels, above max_image_pixels "
                           f"{self.max_image_pixels}")
-        return rgb
+        return rgb, msg
 
     def save(self) -> str | None:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
@@ -160,7 +168,7 @@ class Teacher:
             exists = name in self._class_ids_by_name()
         if not exists and not request.create_class:
             raise Refused(f"unknown class {name!r}; add it first or set create_class")
-        rgb = self._image(request.image)
+        rgb, frame = self._frame(request.image)
         kind, mask = self._annotation(request, rgb)
         with self.engine.lock:
             memory = segmenter.memory
@@ -184,10 +192,15 @@ class Teacher:
                 raise
             warning = self.save()
         response.exemplar_id, response.class_id = int(eid), int(cid)
-        response.mask = mask_image(mask, request.image.header)
+        response.frame_header = frame.header  # which frame was taught: its stamp, frame_id and size
+        response.frame_height, response.frame_width = int(rgb.shape[0]), int(rgb.shape[1])
+        if request.return_mask:  # only when asked: a 640x480 mask is 300 KB
+            response.mask = mask_image(mask, frame.header)
+        stamp = f"{frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}"
         response.message = self._applied(
-            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from a {kind}, "
-            f"{int(mask.sum())} pixels", warning)
+            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from "
+            f"{ANNOTATION_PHRASES[kind]}, {int(mask.sum())} pixels, on the {rgb.shape[1]}x{rgb.shape[0]} "
+            f"frame stamped {stamp}", warning)
         response.class_map = self.class_map()
 
     @service_handler
@@ -226,7 +239,13 @@ class Teacher:
         if directory is None:
             raise Refused("no directory given and no memory_dir configured")
         with self.engine.lock:
-            save_memory(self._segmenter.memory, directory)
+            try:
+                save_memory(self._segmenter.memory, directory)
+            except OSError as exc:  # e.g. not writable, or not a directory: say where and why
+                raise Refused(f"cannot save to {directory}: {exc.strerror or exc}") from exc
+            except MemoryDirBusy as exc:  # another node's memory_dir
+                raise Refused(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
+                              "choose another directory") from exc
         response.directory = str(directory)
         response.message = f"saved {len(self.engine.classes())} classes to {directory}"
 

@@ -69,8 +69,8 @@ def mono8(mask: np.ndarray):
 
 
 def exemplar_request(class_name, image=None, *, mask=None, box=(), points=(), labels=None, scribble=None,
-                     create_class=False) -> AddExemplar.Request:
-    req = AddExemplar.Request(class_name=class_name, create_class=create_class)
+                     create_class=False, return_mask=False) -> AddExemplar.Request:
+    req = AddExemplar.Request(class_name=class_name, create_class=create_class, return_mask=return_mask)
     if image is not None:
         req.image = image
     if mask is not None:

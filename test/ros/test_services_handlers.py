@@ -74,7 +74,7 @@ def test_add_exemplar_each_annotation_format(setup, kind):
     expected = {"mask": square(H, W, 5, 25, 10, 40), "box": square(H, W, 5, 25, 10, 40),
                 "points": square(H, W, 13, 18, 18, 23), "scribble": strokes}[kind]
     v0 = engine.support_version()
-    res = teacher.add_exemplar(exemplar_request("cup", image, **ann), AddExemplar.Response())
+    res = teacher.add_exemplar(exemplar_request("cup", image, return_mask=True, **ann), AddExemplar.Response())
     assert res.success, res.message
     assert res.exemplar_id >= 1 and res.class_id == 1 and kind in res.message
     stored = np.frombuffer(bytes(res.mask.data), np.uint8).reshape(H, W)
@@ -102,6 +102,24 @@ def test_latest_frame_path_and_create_class(setup):
     assert res.success, res.message
     assert [(c.name, c.has_text, c.exemplar_count) for c in res.class_map.classes] == [("my mug", False, 1)]
     np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, rgb)
+
+
+def test_add_exemplar_names_the_frame_it_was_made_from_and_returns_the_mask_only_when_asked(setup):
+    teacher, engine, frames, _, _ = setup
+    add_classes(teacher, "mug")
+    frames["latest"] = make_image(random_rgb(H, W, seed=6), "rgb8", stamp=(1700000000, 250), frame_id="cam_left")
+    res = teacher.add_exemplar(exemplar_request("mug", box=(10, 5, 40, 25)), AddExemplar.Response())
+    assert res.success, res.message
+    assert (res.frame_header.stamp.sec, res.frame_header.stamp.nanosec) == (1700000000, 250)
+    assert res.frame_header.frame_id == "cam_left" and (res.frame_width, res.frame_height) == (W, H)
+    assert "from a box" in res.message and f"{W}x{H} frame stamped 1700000000.000000250" in res.message
+    assert (res.mask.width, res.mask.height, len(res.mask.data)) == (0, 0, 0)  # not asked: no mask
+    res = teacher.add_exemplar(exemplar_request("mug", box=(10, 5, 40, 25), return_mask=True), AddExemplar.Response())
+    assert res.mask.header.stamp.sec == 1700000000 and res.mask.header.frame_id == "cam_left"
+    np.testing.assert_array_equal(np.frombuffer(bytes(res.mask.data), np.uint8).reshape(H, W) != 0,
+                                  square(H, W, 5, 25, 10, 40))
+    res = teacher.add_exemplar(exemplar_request("mug", points=[(20, 15)]), AddExemplar.Response())
+    assert "from points," in res.message  # not "from a points"
 
 
 def test_remove_exemplars_by_id_and_by_class(setup):
@@ -207,6 +225,40 @@ def test_save_load_segment_and_enable(setup, tmp_path):
     assert teacher.enable(SetBool.Request(data=True), SetBool.Response()).success and teacher.processing_enabled
     res = teacher.list_classes(ListClasses.Request(), ListClasses.Response())
     assert res.success and [c.name for c in res.class_map.classes] == ["wall"]
+
+
+def test_save_support_to_an_unusable_place_is_a_refusal_naming_path_and_reason(setup, tmp_path):
+    teacher, _, _, _, _ = setup
+    add_classes(teacher, "mug")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    logged = []
+    teacher.log_error = logged.append
+    for directory in ("/proc/rns", str(blocker / "rns")):
+        res = teacher.save_support(SaveSupport.Request(directory=directory), SaveSupport.Response())
+        assert not res.success and res.message.startswith(f"refused: cannot save to {directory}: ")
+        assert "internal error" not in res.message and "Error(" not in res.message
+    assert logged == []  # an expected failure: no traceback in the log
+
+
+def test_save_support_into_another_processs_memory_dir_is_refused(setup, tmp_path):
+    import subprocess
+    import sys
+
+    teacher, _, _, _, _ = setup
+    add_classes(teacher, "mug")
+    holder = subprocess.Popen(  # another node's process, holding its memory_dir
+        [sys.executable, "-c", "import sys; from rns_ros.core.memory.dir_lock import MemoryDirLock; "
+         "MemoryDirLock(sys.argv[1], owner='node /robot2/rns').acquire(); print('held', flush=True); "
+         "sys.stdin.read()", str(tmp_path / "other_node")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = teacher.save_support(SaveSupport.Request(directory=str(tmp_path / "other_node")), SaveSupport.Response())
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not res.success and f"in use by pid {holder.pid}" in res.message and "(node /robot2/rns)" in res.message
+    assert not (tmp_path / "other_node" / "memory.json").exists()
 
 
 def test_load_support_with_merge_adds_to_the_current_memory(setup, tmp_path):
