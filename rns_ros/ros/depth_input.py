@@ -126,8 +126,9 @@ class DepthOutput:
     """The ROS side of one camera's depth input: subscriptions, the ~/points publisher, the frame hook."""
 
     def __init__(self, node, config: DepthConfig, *, points_topic: str = "~/points", depth_topic: str = "depth/image",
-                 info_topic: str = "depth/camera_info"):
+                 info_topic: str = "depth/camera_info", guard=None):
         self._node = node
+        self._guard = guard  # the node's CallbackGuard (guard.py): errors in the callbacks are logged, counted
         self.input = DepthInput(config)
         self.topics = (depth_topic, info_topic)
         self.publisher = node.create_lifecycle_publisher(PointCloud2, points_topic, OUTPUT_QOS)
@@ -137,9 +138,11 @@ class DepthOutput:
         """Start receiving depth frames and CameraInfo (on activate)."""
         self.unsubscribe()
         self.input.clear()
-        self._subscriptions = [self._node.create_subscription(Image, self.topics[0], self.input.on_depth, qos),
-                               self._node.create_subscription(CameraInfo, self.topics[1], self.input.on_camera_info,
-                                                              qos)]
+        on_depth, on_info = self.input.on_depth, self.input.on_camera_info
+        if self._guard is not None:
+            on_depth, on_info = self._guard.wrap("depth", on_depth), self._guard.wrap("depth camera_info", on_info)
+        self._subscriptions = [self._node.create_subscription(Image, self.topics[0], on_depth, qos),
+                               self._node.create_subscription(CameraInfo, self.topics[1], on_info, qos)]
 
     def unsubscribe(self) -> None:
         for sub in self._subscriptions:

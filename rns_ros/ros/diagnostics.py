@@ -44,12 +44,17 @@ def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str, s
 
 
 def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, input_topic: str,
-                depth=None) -> DiagnosticStatus:
+                depth=None, callback_errors: tuple[int, str] = (0, "")) -> DiagnosticStatus:
     """The node's status. state: "active" | "inactive" | "unconfigured"; engine and teacher may be
     None (not configured); input_topic names the camera topic in the no-input warning; depth: the
-    DepthInput with depth.enabled (its counters, and WARN while frames find no usable depth)."""
+    DepthInput with depth.enabled (its counters, and WARN while frames find no usable depth);
+    callback_errors: (count, latest) of the exceptions caught inside callbacks (guard.py)."""
     level, problems = DiagnosticStatus.OK, []
-    extra: dict[str, object] = {"state": state}
+    extra: dict[str, object] = {"state": state, "callback_errors": callback_errors[0]}
+    if callback_errors[0]:
+        level = DiagnosticStatus.WARN
+        extra["last_callback_error"] = callback_errors[1]
+        problems.append(f"{callback_errors[0]} error(s) inside callbacks (see last_callback_error)")
     if engine is not None:
         extra.update({"device": engine.device, "backbone": engine.backbone_identity,
                       "adapter": engine.adapter_execution,

@@ -236,6 +236,11 @@ def build_engine(config: EngineConfig) -> RnsEngine:
     from rns_ros.core.memory.support import SupportMemory
 
     device, warning = resolve_device(config.device, config.allow_cpu_fallback, cuda_device_count())
+    if config.mode == "region":  # SAM 2 weights missing: say so now, not on every frame
+        from rns_ros.core.regions.sam2_models import check_checkpoint
+
+        check_checkpoint(config.proposals.model, config.proposals.checkpoint,
+                         random_weights=config.proposals.random_weights)
     adapter_execution, adapter_warning = describe_execution(config.adapter, device)
     backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
                               precision=config.precision)

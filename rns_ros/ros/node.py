@@ -2,9 +2,11 @@
 
     rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
 
-Lifecycle: configure builds the engine (models on the device) and adds the initial `classes`;
-activate subscribes to `image` and starts the worker thread; deactivate stops both; cleanup frees
-the models. With `autostart` (default) the node configures and activates itself on start.
+Lifecycle: configure locks `memory_dir` (one writer per memory), builds the engine (models on the
+device), restores the memory and adds the initial `classes`; activate subscribes to `image` and
+starts the worker thread; deactivate stops both; cleanup frees the models and the memory_dir. With
+`autostart` (default) the node configures and activates itself on start. Every callback is guarded
+(guard.py): an error inside one is logged and counted, never the end of the process.
 
 Frame flow: the subscription callback only drops the message into a one-slot mailbox (newest
 wins: an untaken frame is replaced and counted as stale); one worker thread decodes it, runs the
@@ -30,6 +32,7 @@ change in one place.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -40,12 +43,15 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
+from rns_ros.core.advice import explain
 from rns_ros.ros import diagnostics, params
 from rns_ros.ros.conversions import FrameError, image_to_rgb
 from rns_ros.ros.depth_input import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.guard import CallbackGuard
 from rns_ros.ros.inputs import image_qos
 from rns_ros.ros.mailbox import FrameMailbox
 from rns_ros.ros.memory_store import default_memory_dir
@@ -72,7 +78,9 @@ class RnsNode(LifecycleNode):
             self.destroy_node()
             raise
         self.node_config, self.engine_config = params.build_configs(self._parameter_values())
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.guard = CallbackGuard(self.get_logger().error)  # errors inside callbacks: logged, counted
+        self.add_on_set_parameters_callback(self.guard.wrap("parameters", self._on_set_parameters,
+                                                            _parameters_refused))
 
         self.engine: Engine | None = None
         self.stats = PipelineStats()
@@ -94,6 +102,9 @@ class RnsNode(LifecycleNode):
         self._teaching_handles: list = []
         if self.node_config.autostart:
             self._autostart()
+        else:
+            self.get_logger().info(f"unconfigured, waiting for a lifecycle manager (autostart is false): "
+                                   f"ros2 lifecycle set {self.get_fully_qualified_name()} configure")
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
@@ -112,8 +123,9 @@ class RnsNode(LifecycleNode):
 
     def _on_set_parameters(self, new_params) -> SetParametersResult:
         changed = {p.name: p.value for p in new_params if params.SPECS.get(p.name)}
-        for name in changed:
-            if self._configured and not params.SPECS[name].runtime:
+        for name, value in changed.items():
+            unchanged = value == self.get_parameter(name).value  # `ros2 param load` of a dump sets them all
+            if self._configured and not params.SPECS[name].runtime and not unchanged:
                 return SetParametersResult(
                     successful=False,
                     reason=f"{name!r} is read on configure; deactivate and clean up the node, set it, "
@@ -143,7 +155,7 @@ class RnsNode(LifecycleNode):
     _last_transition_error: str | None = None
 
     def _fail(self, what: str, exc: BaseException) -> TransitionCallbackReturn:
-        self._last_transition_error = f"{what}: {exc}"
+        self._last_transition_error = f"{what}: {explain(exc, params.ERROR_SPELLING)}"
         self.get_logger().error(self._last_transition_error)
         return TransitionCallbackReturn.FAILURE
 
@@ -162,6 +174,11 @@ class RnsNode(LifecycleNode):
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
         teacher = self._make_teacher(engine)
+        try:  # before reading or writing it: no other process may write this memory directory
+            teacher.store.acquire(owner=f"node {self.get_fully_qualified_name()}")
+        except (OSError, RuntimeError) as exc:
+            engine.close()
+            return self._fail("could not use the memory directory", exc)
         try:
             teacher.restore()  # the saved memory first; then the initial classes it lacks
             for problem in teacher.store.load_problems:
@@ -173,17 +190,20 @@ class RnsNode(LifecycleNode):
                     engine.add_classes(missing)
                     teacher.save()
         except Exception as exc:
+            teacher.store.release()
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine = engine
         self.teacher = teacher
-        self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class)
+        self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class,
+                                                            self.guard)
         self.outputs = FrameOutputs(self)
         self.class_map_output = ClassMapOutput(self, self.node_config.colors())
         if self.node_config.depth.enabled:
-            self.depth_output = DepthOutput(self, self.node_config.depth)
+            self.depth_output = DepthOutput(self, self.node_config.depth, guard=self.guard)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s, self.publish_diagnostics)
+        self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s,
+                                             self.guard.wrap("diagnostics", self.publish_diagnostics))
         self._configured = True
         names = ", ".join(e.name for e in engine.classes()) or "none"
         self.get_logger().info(f"configured on {engine.device}; classes: {names}")
@@ -199,7 +219,8 @@ class RnsNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
         self._worker.start()
-        self._subscription = self.create_subscription(Image, INPUT_TOPIC, self._on_image, qos)
+        self._subscription = self.create_subscription(Image, INPUT_TOPIC, self.guard.wrap("image", self._on_image),
+                                                      qos)
         if self.depth_output is not None:
             self.depth_output.subscribe(qos)
         result = super().on_activate(state)
@@ -210,20 +231,24 @@ class RnsNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_pipeline()
+        self.get_logger().info("inactive: stopped segmenting (models stay loaded)")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self.get_logger().info("cleaned up: models and memory_dir released")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_pipeline()
         self._release()
+        self.get_logger().info("shut down")
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_pipeline()
         self._release()
+        self.get_logger().error("a transition failed: stopped and released everything (unconfigured)")
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_pipeline(self) -> None:
@@ -243,7 +268,8 @@ class RnsNode(LifecycleNode):
 
     def _make_teacher(self, engine) -> Teacher:
         logger = self.get_logger()
-        return Teacher(engine, memory_dir=self.node_config.memory_dir or default_memory_dir(self.get_name()),
+        memory_dir = self.node_config.memory_dir or default_memory_dir(self.get_fully_qualified_name())
+        return Teacher(engine, memory_dir=memory_dir,
                        latest_frame=lambda: self._latest_image,
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
@@ -255,6 +281,8 @@ class RnsNode(LifecycleNode):
         """Destroy publishers and timer, free the engine."""
         destroy_teaching_interfaces(self, self._teaching_handles)
         self._teaching_handles = []
+        if self.teacher is not None:
+            self.teacher.store.release()  # another node may use this memory_dir now
         self.teacher = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -358,7 +386,8 @@ class RnsNode(LifecycleNode):
         topic = self._subscription.topic_name if self._subscription else INPUT_TOPIC
         depth = self.depth_output.input if self.depth_output is not None else None
         return diagnostics.node_status(f"{self.get_fully_qualified_name()}: segmentation", state,
-                                       self.stats.snapshot(), self.engine, self.teacher, topic, depth)
+                                       self.stats.snapshot(), self.engine, self.teacher, topic, depth,
+                                       callback_errors=(self.guard.errors, self.guard.last_error))
 
     def publish_diagnostics(self) -> None:
         if self._diag_pub is None:
@@ -368,30 +397,47 @@ class RnsNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console script `rns_node`: run the node until Ctrl-C / SIGTERM. Exit 1 if autostart fails."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+def _parameters_refused(new_params, exc: BaseException) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=f"internal error: {exc!r}")
+
+
+def main(args: list[str] | None = None, engine_factory: EngineFactory = build_engine) -> int:
+    """Console script `rns_node`: run the node until SIGINT / SIGTERM (exit 0). Exit 2 for bad
+    parameters, 1 if autostart fails.
+
+    rclpy's own signal handler would shut the context down at once, while the worker may still be
+    publishing a frame ("publisher's context is invalid"); here a signal only ends the spin loop, and
+    the node stops its worker before the context goes.
+    """
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        node = RnsNode(engine_factory=engine_factory)
+    except ValueError as exc:  # bad parameters: refuse to start, say why
+        print(f"rns_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     executor = MultiThreadedExecutor(num_threads=4)
     code = 0
     try:
-        node = RnsNode()
         if node.autostart_error:
             node.get_logger().fatal(f"autostart failed, exiting: {node.autostart_error}")
             code = 1
         else:
             executor.add_node(node)
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # bad parameters: refuse to start, say why
-        print(f"rns_node: {exc}", file=sys.stderr)
-        code = 2
+            while not stop.is_set() and rclpy.ok():
+                try:
+                    executor.spin_once(timeout_sec=0.1)  # returns often, so a signal is seen at once
+                except ExternalShutdownException:
+                    break
+                except Exception as exc:  # noqa: BLE001 - an error a callback let out: never the end
+                    node.guard.record("executor", exc)
     finally:
         stop_executor(executor)
-        if node is not None:
-            node.close()
-            node.destroy_node()
+        node.close()  # the worker ends (after its current frame) while the context is still valid
+        node.destroy_node()
         rclpy.try_shutdown()
     return code
 

@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from rns_ros.core.advice import explain
+from rns_ros.ros.params import ERROR_SPELLING
 from rns_ros.ros.teaching_requests import Refused
 
 
@@ -24,7 +26,11 @@ class PromptMasks:
         if self._masker is None:
             if self._factory is None:
                 raise Refused("no SAM 2 prompt model configured; send a mask instead")
-            self._masker = self._factory()
+            try:
+                self._masker = self._factory()
+            except (OSError, ValueError) as exc:  # weights missing or unreadable: the node's fix
+                raise Refused(f"SAM 2 is not available for prompts ({explain(exc, ERROR_SPELLING)}); "
+                              "send a mask instead") from exc
         return self._masker
 
     def mask(self, rgb: np.ndarray, kind: str, prompt) -> np.ndarray:
@@ -51,10 +57,12 @@ def prompt_masker_factory(engine, proposals) -> Callable[[], object]:
     """() -> PromptMasker for the engine's device, sharing region mode's SAM 2 model if there is one."""
     def build():
         from rns_ros.core.regions.prompts import PromptMasker
+        from rns_ros.core.regions.sam2_models import check_checkpoint
 
         config = replace(proposals, device=engine.device)
         proposer = getattr(getattr(engine, "segmenter", None), "proposer", None)
         if proposer is not None:
             return PromptMasker(proposer.model, config=config)
+        check_checkpoint(config.model, config.checkpoint, random_weights=config.random_weights)  # fail now
         return PromptMasker(config)
     return build

@@ -3,6 +3,8 @@ and teach by click (~/click). The handlers themselves are `Teacher` methods (tea
 keep the services' contract; this module only names and registers them.
 
 All share one reentrant callback group, so a slow SAM 2 prompt blocks no frame and no other call.
+Every callback goes through the node's CallbackGuard (guard.py): an error inside one is logged and
+counted, a service still answers, and the node keeps serving.
 """
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ from rclpy.service import Service
 from std_srvs.srv import SetBool
 
 from rns_ros import srv
+from rns_ros.ros.guard import CallbackGuard, failed_response
 from rns_ros.ros.teach_by_click import ClickTeacher
 from rns_ros.ros.teaching import Teacher
 
 
-def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[], str]) -> list:
+def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[], str], guard: CallbackGuard) -> list:
     """Create the services and the ~/click subscription on `node`; returns their handles.
     teach_class: () -> the class name clicks teach (the `teach_class` parameter)."""
     group = ReentrantCallbackGroup()
-    handles = [node.create_service(srv_type, name, handler, callback_group=group)
+    handles = [node.create_service(srv_type, name, guard.wrap(name, handler, failed_response), callback_group=group)
                for srv_type, name, handler in (
                    (srv.AddClasses, "~/add_classes", teacher.add_classes),
                    (srv.RemoveClasses, "~/remove_classes", teacher.remove_classes),
@@ -35,7 +38,8 @@ def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[],
                    (SetBool, "~/enable", teacher.enable))]
     logger = node.get_logger()
     clicks = ClickTeacher(teacher, teach_class, logger.info, logger.warning)
-    handles.append(node.create_subscription(PointStamped, "~/click", clicks.on_click, 10, callback_group=group))
+    handles.append(node.create_subscription(PointStamped, "~/click", guard.wrap("~/click", clicks.on_click), 10,
+                                            callback_group=group))
     return handles
 
 

@@ -12,6 +12,7 @@ from sensor_msgs.msg import Image
 
 from fakes import FakeEngine
 from messages import make_image, random_rgb
+from rns_ros.ros.engine import build_engine
 from rns_ros.ros.node import RnsNode
 
 
@@ -143,3 +144,59 @@ def test_unknown_parameter_overrides_are_refused_at_start(ros):
     with pytest.raises(ValueError, match="unknown parameter.*'clases'"):
         RnsNode(engine_factory=Factory(), context=ros.context,
                 parameter_overrides=[Parameter("autostart", value=False), Parameter("clases", value="a")])
+
+
+def test_setting_a_configure_time_parameter_to_its_current_value_is_accepted(ros):
+    """`ros2 param load` of the node's own `ros2 param dump` sets every parameter to its value."""
+    from rcl_interfaces.srv import GetParameters, ListParameters
+
+    node = manual_node(ros, Factory(), device="cpu")
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    helper = ros.node("helper")
+    names = call(ros, helper.create_client(ListParameters, "/rns/list_parameters"), ListParameters.Request()).result.names
+    values = call(ros, helper.create_client(GetParameters, "/rns/get_parameters"),
+                  GetParameters.Request(names=names)).values
+    dump = [ParameterMsg(name=n, value=v) for n, v in zip(names, values) if n in node_param_names()]
+    results = call(ros, helper.create_client(SetParameters, "/rns/set_parameters"),
+                   SetParameters.Request(parameters=dump)).results
+    assert [(p.name, r.reason) for p, r in zip(dump, results) if not r.successful] == []
+    assert len(dump) == len(node_param_names())
+    # a real change of a configure-time parameter is still refused while configured
+    result = node.set_parameters([Parameter("device", value="cuda")])[0]
+    assert not result.successful and "read on configure" in result.reason
+
+
+def node_param_names():
+    from rns_ros.ros import params
+
+    return set(params.SPECS)
+
+
+def test_every_transition_and_a_manual_start_are_logged(ros, capfd):
+    node = manual_node(ros, Factory())
+    node.trigger_configure()
+    node.trigger_activate()
+    node.trigger_deactivate()
+    node.trigger_cleanup()
+    node.trigger_shutdown()
+    err = capfd.readouterr().err
+    for line in ("unconfigured, waiting for a lifecycle manager (autostart is false): "
+                 "ros2 lifecycle set /rns configure", "configured on cpu", "active: segmenting /image",
+                 "inactive: stopped segmenting", "cleaned up: models and memory_dir released", "shut down"):
+        assert line in err, line
+
+
+def test_missing_weights_name_the_node_parameters_not_the_cli_or_the_api(ros, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    node = manual_node(ros, build_engine, device="cpu", classes="a")  # the real engine factory
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    error = node._last_transition_error
+    assert "-p checkpoint:=/path/open_clip_pytorch_model.bin" in error and "-p backbone:=test-tiny" in error
+    assert "rns-segment" not in error and "build_backbone" not in error
+    node.set_parameters([Parameter("backbone", value="test-tiny"), Parameter("mode", value="region")])
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE  # region mode: SAM 2 needs weights
+    error = node._last_transition_error
+    assert "-p regions.checkpoint:=/path/to/sam2.1_hiera_large.pt" in error and "checkpoint='" not in error

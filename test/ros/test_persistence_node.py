@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from rns_ros.core.memory.persistence import load_memory
@@ -70,3 +71,35 @@ def test_corrupt_memory_is_set_aside_reported_and_the_node_starts(ros, tmp_path)
     assert status.level == b"\x01" and "unreadable" in values["memory_load_problems"]
     res = call(ros, helper.create_client(ListClasses, "/rns/list_classes"), ListClasses.Request())
     assert res.success and [c.name for c in res.class_map.classes] == ["floor"]
+
+
+def test_nodes_in_two_namespaces_keep_two_memories(ros, isolated_ros_home):
+    """Default memory_dir = $ROS_HOME/rns_ros/<namespace>/<name>: robot1 and robot2 never share one."""
+    nodes = {ns: ros.add(RnsNode(engine_factory=lambda cfg: tiny_engine(), context=ros.context, namespace=ns,
+                                 parameter_overrides=[Parameter("classes", value=f"{ns} thing")]))
+             for ns in ("robot1", "robot2")}
+    for ns, node in nodes.items():
+        assert node.autostart_error is None, node.autostart_error
+        assert node.teacher.store.directory == isolated_ros_home / "rns_ros" / ns / "rns"
+        res = node.teacher.add_classes(AddClasses.Request(names=[f"{ns} mug"]), AddClasses.Response())
+        assert res.success and list(res.class_ids) == [2]
+    for ns in nodes:
+        memory, report = load_memory(isolated_ros_home / "rns_ros" / ns / "rns")
+        assert report.ok and [(c.id, c.name) for c in memory.classes] == [(1, f"{ns} thing"), (2, f"{ns} mug")]
+
+
+def test_a_second_node_on_the_same_memory_dir_refuses_to_configure_and_names_the_holder(ros, tmp_path):
+    shared = [Parameter("memory_dir", value=str(tmp_path / "mem")), Parameter("classes", value="wall")]
+    first = ros.add(RnsNode(engine_factory=lambda cfg: tiny_engine(), context=ros.context, namespace="robot1",
+                            parameter_overrides=shared))
+    assert first.autostart_error is None
+    second = ros.add(RnsNode(engine_factory=lambda cfg: tiny_engine(), context=ros.context, namespace="robot2",
+                             parameter_overrides=shared))
+    error = second.autostart_error
+    assert error and "could not use the memory directory" in error and str(tmp_path / "mem") in error
+    assert f"pid {os.getpid()}" in error and "(node /robot1/rns)" in error and "-p memory_dir:=" in error
+    assert second.engine is None and second.teacher is None
+    first.trigger_deactivate()
+    first.trigger_cleanup()  # the first node lets go of the directory: now the second one may use it
+    assert second.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert [e.name for e in second.engine.classes()] == ["wall"]

@@ -4,6 +4,7 @@ import threading
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -13,7 +14,7 @@ from std_srvs.srv import SetBool
 from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros.node import RnsNode
-from rns_ros.srv import AddClasses, AddExemplar, RemoveClasses
+from rns_ros.srv import AddClasses, AddExemplar, ListClasses, RemoveClasses
 from teaching_helpers import call, exemplar_request, square, tiny_engine
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -69,7 +70,7 @@ def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
                                                                           labels=[True, False])),
                       ("scribble", dict(scribble=square(H, W, 15, 17, 10, 40)))]:
         version = maps[-1].support_version
-        res = call(ros, teach, exemplar_request("b", **ann))  # no image: the latest camera frame
+        res = call(ros, teach, exemplar_request("b", return_mask=True, **ann))  # no image: the latest camera frame
         assert res.success, (kind, res.message)
         mask = labels_of(res.mask) != 0
         assert mask.shape == (H, W) and mask.any() and res.class_id == 2
@@ -107,6 +108,64 @@ def test_teach_by_click_uses_the_latest_frame_and_teach_class(ros, tmp_path):
     raw = engine.segmenter.memory.exemplar(entry.exemplar_ids[0])
     np.testing.assert_array_equal(raw.image, rgb)
     assert {e.name for e in engine.classes()} == {"a", "my mug"}  # next to the existing class
+
+
+def test_accepted_and_refused_clicks_in_any_order_keep_the_node_serving(ros, tmp_path, capfd):
+    """rclpy raised 'Logger severity cannot be changed between calls' when one call site logged an
+    accepted click (info) and a refused one (warning): the callback failed and spinning stopped."""
+    node, engine = start(ros, tmp_path, teach_class="my mug")
+    helper = ros.node("helper")
+    pub = helper.create_publisher(Image, "image", qos_profile_sensor_data)
+    clicks = helper.create_publisher(PointStamped, "/rns/click", 10)
+    ros.wait_for(lambda: pub.get_subscription_count() and clicks.get_subscription_count(), what="discovery")
+    pub.publish(make_image(random_rgb(H, W, seed=4), "rgb8"))
+    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    log = []
+
+    def logged(text):
+        log.append(capfd.readouterr().err)
+        return text in "".join(log)
+
+    def click(x, y):
+        msg = PointStamped()
+        msg.point.x, msg.point.y = float(x), float(y)
+        clicks.publish(msg)
+
+    def exemplars():
+        return sum(len(e.exemplar_ids) for e in engine.classes() if e.name == "my mug")
+
+    for x, accepted in ((5000, False), (30, True), (5001, False), (40, True)):
+        before = exemplars()
+        click(x, 20)
+        if accepted:
+            ros.wait_for(lambda: exemplars() == before + 1, timeout=20, what=f"click at x={x} taught")
+        else:
+            ros.wait_for(lambda: logged(f"click at ({x}, 20) for 'my mug': refused: points"), timeout=20,
+                         what=f"click at x={x} refused and logged")
+    assert node.guard.errors == 0 and "severity cannot be changed" not in "".join(log)
+    listed = call(ros, helper.create_client(ListClasses, "/rns/list_classes"), ListClasses.Request())
+    assert listed.success  # still serving
+
+
+def test_an_error_inside_a_callback_is_logged_counted_and_the_node_keeps_serving(ros, tmp_path, capfd):
+    node, engine = start(ros, tmp_path, teach_class="my mug")
+
+    def broken(request, response):
+        raise RuntimeError("a bug inside the click handler")
+
+    node.teacher.add_exemplar = broken
+    helper = ros.node("helper")
+    clicks = helper.create_publisher(PointStamped, "/rns/click", 10)
+    ros.wait_for(lambda: clicks.get_subscription_count(), what="discovery")
+    clicks.publish(PointStamped())
+    ros.wait_for(lambda: node.guard.errors == 1, what="the error counted")
+    status = node.diagnostic_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["callback_errors"] == "1" and "a bug inside the click handler" in values["last_callback_error"]
+    assert status.level == DiagnosticStatus.WARN
+    listed = call(ros, helper.create_client(ListClasses, "/rns/list_classes"), ListClasses.Request())
+    assert listed.success and [c.name for c in listed.class_map.classes] == ["a"]  # still serving
+    assert "error in callback ~/click (the node keeps running)" in capfd.readouterr().err
 
 
 def test_a_change_during_a_frame_never_mixes_old_and_new_classes(ros, tmp_path):
