@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from rns_ros.core.memory.dir_lock import MemoryDirLock
+from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock, describe_holder
 
 
 def default_memory_dir(fully_qualified_name: str) -> Path:
@@ -36,6 +36,20 @@ def describe_report(report) -> str:
     if report.classes_without_text:
         parts.append(f"classes without text {report.classes_without_text}")
     return "; ".join(parts) or "ok"
+
+
+def save_copy(memory, directory: Path) -> None:
+    """Save `memory` to `directory` (~/save_support); ValueError naming the path and the reason when
+    it cannot be written or another writer holds it (the service answers it as a refusal)."""
+    from rns_ros.core.memory.persistence import save_memory
+
+    try:
+        save_memory(memory, directory)
+    except OSError as exc:  # not writable, not a directory, ...
+        raise ValueError(f"cannot save to {directory}: {exc.strerror or exc}") from exc
+    except MemoryDirBusy as exc:  # another node's memory_dir
+        raise ValueError(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
+                         "choose another directory") from exc
 
 
 class MemoryStore:

@@ -22,17 +22,13 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from rns_ros.core.memory.dir_lock import MemoryDirBusy, describe_holder
 from rns_ros.ros import interfaces
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image, mask_image
-from rns_ros.ros.memory_store import MemoryStore, describe_report
+from rns_ros.ros.memory_store import MemoryStore, describe_report, save_copy
 from rns_ros.ros.prompting import PromptMasks
 from rns_ros.ros.teaching_requests import (Refused, decode_request_image, given, parse_annotation,
                                            service_handler)
 from rns_ros.visual import Palette
-
-
-ANNOTATION_PHRASES = {"mask": "a mask", "box": "a box", "points": "points", "scribble": "a scribble"}
 
 
 class Teacher:
@@ -80,11 +76,7 @@ class Teacher:
     def _class_ids_by_name(self) -> dict[str, int]:
         return {e.name: e.id for e in self.engine.classes() if e.name}
 
-    def _image(self, msg: Image, latest_if_empty: bool = True) -> np.ndarray:
-        """The request image, or the latest camera frame when the request's image is empty."""
-        return self._frame(msg, latest_if_empty)[0]
-
-    def _frame(self, msg: Image, latest_if_empty: bool = True) -> tuple[np.ndarray, Image]:
+    def _image(self, msg: Image, latest_if_empty: bool = True) -> tuple[np.ndarray, Image]:
         """(RGB, the Image it came from): the request image, or the latest camera frame when empty."""
         what = "image"
         if not given(msg):
@@ -168,7 +160,7 @@ class Teacher:
             exists = name in self._class_ids_by_name()
         if not exists and not request.create_class:
             raise Refused(f"unknown class {name!r}; add it first or set create_class")
-        rgb, frame = self._frame(request.image)
+        rgb, frame = self._image(request.image)
         kind, mask = self._annotation(request, rgb)
         with self.engine.lock:
             memory = segmenter.memory
@@ -199,7 +191,7 @@ class Teacher:
         stamp = f"{frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}"
         response.message = self._applied(
             f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from "
-            f"{ANNOTATION_PHRASES[kind]}, {int(mask.sum())} pixels, on the {rgb.shape[1]}x{rgb.shape[0]} "
+            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, on the {rgb.shape[1]}x{rgb.shape[0]} "
             f"frame stamped {stamp}", warning)
         response.class_map = self.class_map()
 
@@ -233,19 +225,11 @@ class Teacher:
     # ------------------------------------------------------------------ persistence
     @service_handler
     def save_support(self, request, response):
-        from rns_ros.core.memory.persistence import save_memory
-
         directory = Path(request.directory).expanduser() if request.directory else self.store.directory
         if directory is None:
             raise Refused("no directory given and no memory_dir configured")
         with self.engine.lock:
-            try:
-                save_memory(self._segmenter.memory, directory)
-            except OSError as exc:  # e.g. not writable, or not a directory: say where and why
-                raise Refused(f"cannot save to {directory}: {exc.strerror or exc}") from exc
-            except MemoryDirBusy as exc:  # another node's memory_dir
-                raise Refused(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
-                              "choose another directory") from exc
+            save_copy(self._segmenter.memory, directory)
         response.directory = str(directory)
         response.message = f"saved {len(self.engine.classes())} classes to {directory}"
 
@@ -299,7 +283,7 @@ class Teacher:
     # ------------------------------------------------------------------ segment + enable
     @service_handler
     def segment(self, request, response):
-        rgb = self._image(request.image, latest_if_empty=False)
+        rgb, _ = self._image(request.image, latest_if_empty=False)
         with self.engine.lock:
             result = self.engine.segment(rgb)
             cmap = self.class_map()
