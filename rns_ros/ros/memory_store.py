@@ -4,9 +4,8 @@ change and restored on configure.
 The change always stands in the running node; a failed save is reported loudly (log, service
 answer, /diagnostics) instead of undoing it. A corrupt memory is set aside by `load_memory` (never
 overwritten) and reported; a memory this version cannot read (e.g. a newer format) is kept and
-autosave is switched off, so it is never overwritten either. While the node is configured it holds
-the directory's lock (rns_ros.core.memory.dir_lock): a second node, in this process or another,
-refuses to configure on the same directory instead of overwriting the first one's memory.
+autosave is switched off, so it is never overwritten either. (The node holds the directory's lock,
+rns_ros.core.memory.dir_lock, from configure to cleanup: one writer per memory.)
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock, describe_holder
+from rns_ros.core.memory.dir_lock import MemoryDirBusy, describe_holder
 
 
 def default_memory_dir(fully_qualified_name: str) -> Path:
@@ -60,25 +59,6 @@ class MemoryStore:
         self.log_error = log_error
         self.last_save_error: str | None = None
         self.load_problems: list[str] = []
-        self._lock: MemoryDirLock | None = None
-
-    def acquire(self, owner: str) -> None:
-        """Lock the directory for this node until `release()`; MemoryDirBusy (naming the holder)
-        when another writer has it, OSError when it cannot be created."""
-        if self.directory is None or self._lock is not None:
-            return
-        self._lock = MemoryDirLock(self.directory, owner=owner,
-                                   fix="give each node its own directory: -p memory_dir:=<another directory>")
-        try:
-            self._lock.acquire()
-        except BaseException:
-            self._lock = None
-            raise
-
-    def release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
 
     def save(self, memory) -> str | None:
         """Save `memory` (the caller holds the engine lock); returns a warning or None."""

@@ -47,6 +47,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from rns_ros.core.advice import explain
+from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.ros import diagnostics, params
 from rns_ros.ros.conversions import FrameError, image_to_rgb
 from rns_ros.ros.depth_input import DepthOutput
@@ -100,6 +101,7 @@ class RnsNode(LifecycleNode):
         self.teacher: Teacher | None = None  # teaching services (docs/teaching.md), set on configure
         self._latest_image: Image | None = None  # newest camera frame, for teaching from "now"
         self._teaching_handles: list = []
+        self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         if self.node_config.autostart:
             self._autostart()
         else:
@@ -165,20 +167,23 @@ class RnsNode(LifecycleNode):
         if cfg.backbone == "test-tiny":
             self.get_logger().warning("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, "
                                       "its labels are meaningless")
+        memory_dir = self.node_config.memory_dir or default_memory_dir(self.get_fully_qualified_name())
+        self._memory_lock = MemoryDirLock(memory_dir, owner=f"node {self.get_fully_qualified_name()}",
+                                          fix="give each node its own directory: -p memory_dir:=<another directory>")
+        try:  # before loading anything: no other process may write this memory directory
+            self._memory_lock.acquire()
+        except (OSError, MemoryDirBusy) as exc:
+            return self._fail("could not use the memory directory", exc)
         try:
             engine = self._engine_factory(cfg)
         except Exception as exc:  # weights missing, device policy, bad checkpoint ...
+            self._memory_lock.release()
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
-        teacher = self._make_teacher(engine)
-        try:  # before reading or writing it: no other process may write this memory directory
-            teacher.store.acquire(owner=f"node {self.get_fully_qualified_name()}")
-        except (OSError, RuntimeError) as exc:
-            engine.close()
-            return self._fail("could not use the memory directory", exc)
+        teacher = self._make_teacher(engine, memory_dir)
         try:
             teacher.restore()  # the saved memory first; then the initial classes it lacks
             for problem in teacher.store.load_problems:
@@ -190,7 +195,7 @@ class RnsNode(LifecycleNode):
                     engine.add_classes(missing)
                     teacher.save()
         except Exception as exc:
-            teacher.store.release()
+            self._memory_lock.release()
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine = engine
@@ -266,9 +271,8 @@ class RnsNode(LifecycleNode):
             self._worker = None
         self._mailbox.clear()
 
-    def _make_teacher(self, engine) -> Teacher:
+    def _make_teacher(self, engine, memory_dir) -> Teacher:
         logger = self.get_logger()
-        memory_dir = self.node_config.memory_dir or default_memory_dir(self.get_fully_qualified_name())
         return Teacher(engine, memory_dir=memory_dir,
                        latest_frame=lambda: self._latest_image,
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
@@ -281,9 +285,9 @@ class RnsNode(LifecycleNode):
         """Destroy publishers and timer, free the engine."""
         destroy_teaching_interfaces(self, self._teaching_handles)
         self._teaching_handles = []
-        if self.teacher is not None:
-            self.teacher.store.release()  # another node may use this memory_dir now
         self.teacher = None
+        if self._memory_lock is not None:
+            self._memory_lock.release()  # another node may use this memory_dir now
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
