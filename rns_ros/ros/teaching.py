@@ -23,11 +23,11 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
 from rns_ros.ros import interfaces
-from rns_ros.ros.conversions import confidence_to_image, labels_to_image, mask_image
+from rns_ros.ros.conversions import confidence_to_image, labels_to_image
 from rns_ros.ros.memory_store import MemoryStore, describe_report, save_copy
 from rns_ros.ros.prompting import PromptMasks
-from rns_ros.ros.teaching_requests import (Refused, decode_request_image, given, parse_annotation,
-                                           service_handler)
+from rns_ros.ros.teaching_requests import (Refused, decode_request_image, describe_taught_frame, given,
+                                           parse_annotation, service_handler)
 from rns_ros.visual import Palette
 
 
@@ -184,15 +184,10 @@ class Teacher:
                 raise
             warning = self.save()
         response.exemplar_id, response.class_id = int(eid), int(cid)
-        response.frame_header = frame.header  # which frame was taught: its stamp, frame_id and size
-        response.frame_height, response.frame_width = int(rgb.shape[0]), int(rgb.shape[1])
-        if request.return_mask:  # only when asked: a 640x480 mask is 300 KB
-            response.mask = mask_image(mask, frame.header)
-        stamp = f"{frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}"
+        taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
             f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from "
-            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, on the {rgb.shape[1]}x{rgb.shape[0]} "
-            f"frame stamped {stamp}", warning)
+            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, {taught_on}", warning)
         response.class_map = self.class_map()
 
     @service_handler

@@ -13,7 +13,7 @@ import traceback
 import numpy as np
 from sensor_msgs.msg import Image
 
-from rns_ros.ros.conversions import FrameError, image_to_rgb, mask_from_image
+from rns_ros.ros.conversions import FrameError, image_to_rgb, mask_from_image, mask_image
 
 TEACH_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")  # images the services accept
 
@@ -88,6 +88,18 @@ def parse_annotation(request, size: tuple[int, int]) -> tuple[str, object]:
     if not labels.any():
         raise Refused("at least one point must be positive (on the object)")
     return kind, (pts, labels)
+
+
+def describe_taught_frame(response, frame: Image, mask: np.ndarray, return_mask: bool) -> str:
+    """Fill an AddExemplar response's frame fields (the header, stamp included, and size of the
+    frame the exemplar was made from) and, only when asked, the mask (a 640x480 one is 300 KB);
+    returns "on the WxH frame stamped S.N" for the answer's message."""
+    response.frame_header = frame.header
+    response.frame_height, response.frame_width = int(mask.shape[0]), int(mask.shape[1])
+    if return_mask:
+        response.mask = mask_image(mask, frame.header)
+    stamp = frame.header.stamp
+    return f"on the {mask.shape[1]}x{mask.shape[0]} frame stamped {stamp.sec}.{stamp.nanosec:09d}"
 
 
 def service_handler(method):

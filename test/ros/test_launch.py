@@ -150,7 +150,7 @@ def rviz_displays(rviz_node) -> dict[str, dict]:
     return {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
 
 
-def test_rviz_shows_input_overlay_colour_labels_and_cloud_on_the_launched_topics(launch_description):
+def test_rviz_shows_input_overlay_colour_labels_and_cloud_on_the_launched_topics(launch_description, rviz_installed):
     _, evaluate = launch_description
     _, rviz = evaluate(use_rviz="true")  # the default launch: the shipped file's own topics
     displays = rviz_displays(rviz)
