@@ -6,8 +6,9 @@ presets, and `build_backbone`.
     text = backbone.encode_text(["car"])        # (1, d), 80 templates averaged
 
 Presets (`BACKBONE_PRESETS`) name an architecture, its default weights and its preprocessing.
+Families: "openclip" (openclip.py), "dinotxt" (DINOv3.txt, dinotxt.py) and "siglip2" (siglip2.py).
 Besides the presets, `"openclip:<ARCH>"` builds any open_clip ViT architecture (pass `pretrained=`
-a tag or `checkpoint=` a file). DINOv3.txt and SigLIP2 would be further families here.
+a tag or `checkpoint=` a file).
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from rns_ros.core.advice import MissingWeightsError
 from rns_ros.core.backbones.base import DenseBackbone, DenseFeatures
 from rns_ros.core.backbones.sliding import ResolutionConfig
 
+from rns_ros.core.backbones.resolutions import (DINOTXT_RESOLUTION, DINOTXT_TINY_RESOLUTION,
+                                               SIGLIP2_RESOLUTION, TINY_RESOLUTION)
+
 OPENCLIP_PREFIX = "openclip:"
 
 
@@ -26,8 +30,8 @@ OPENCLIP_PREFIX = "openclip:"
 class BackbonePreset:
     """One named backbone configuration."""
 
-    family: str  # which wrapper builds it; only "openclip" so far
-    model: str  # open_clip architecture name ("" = the built-in test-tiny config)
+    family: str  # which wrapper builds it: "openclip", "dinotxt" or "siglip2"
+    model: str  # architecture name ("" = the family's built-in TEST-ONLY tiny config)
     pretrained: str | None  # default open_clip weights tag; None = seeded random weights
     hf_repo: str | None  # hub repo of those weights, so the cache is checked without importing open_clip
     description: str
@@ -48,8 +52,26 @@ BACKBONE_PRESETS: dict[str, BackbonePreset] = {
         family="openclip", model="", pretrained=None, hf_repo=None, test_only=True,
         description="TEST-ONLY: ViT-B/16's architecture at a tiny size (2 layers, width 64, d=32) with "
                     "seeded random weights and small windows; fast, predictions are meaningless",
-        resolution=ResolutionConfig(short_side=64, max_long_side=256, test_crop=64, test_stride=32,
-                                    support_crops=(64, 32), support_stride=16)),
+        resolution=TINY_RESOLUTION),
+    "dinov3txt-vitl16": BackbonePreset(
+        family="dinotxt", model="vitl16", pretrained="lvd1689m+dinotxt-lvtd2300m", hf_repo=None,
+        description="DINOv3.txt ViT-L/16: DINOv3 patch tokens + dino.txt text, d=1024 (the paper's best); "
+                    "two local weight files (checkpoint='FOLDER' or 'BACKBONE.pth,DINOTXT.pth')",
+        resolution=DINOTXT_RESOLUTION),
+    "siglip2-vitl16-512": BackbonePreset(
+        family="siglip2", model="ViT-L-16-SigLIP2-512", pretrained="webli", hf_repo="timm/ViT-L-16-SigLIP2-512",
+        description="SigLIP2 ViT-L/16 at 512 px: attention-pool value features per patch, d=1024",
+        resolution=SIGLIP2_RESOLUTION),
+    "test-tiny-dinotxt": BackbonePreset(
+        family="dinotxt", model="", pretrained=None, hf_repo=None, test_only=True,
+        description="TEST-ONLY: DINOv3.txt's layout at a tiny size (2 layers, width 32, d=32) with seeded "
+                    "random weights; predictions are meaningless",
+        resolution=DINOTXT_TINY_RESOLUTION),
+    "test-tiny-siglip2": BackbonePreset(
+        family="siglip2", model="", pretrained=None, hf_repo=None, test_only=True,
+        description="TEST-ONLY: SigLIP2's layout at a tiny size (2 layers, width 32, d=32, CLIP's tokenizer) "
+                    "with seeded random weights; predictions are meaningless",
+        resolution=TINY_RESOLUTION),
 }
 
 
@@ -63,9 +85,12 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
     Args:
         name: preset name, or "openclip:<open_clip architecture>" (e.g. "openclip:ViT-L-14").
         device: torch device for the model and every feature it returns.
-        checkpoint: local weights file; overrides the preset's pretrained tag. Works offline.
+        checkpoint: local weights; overrides the preset's pretrained tag. Works offline. OpenCLIP:
+            one file. DINOv3.txt: a folder holding the two official files, or
+            "BACKBONE.pth,DINOTXT.pth". SigLIP2: the weights file, or a folder copied from the hub
+            repo (weights + tokenizer files).
         pretrained: open_clip pretrained tag overriding the preset's default (fetched from the
-            Hugging Face cache, or downloaded when the hub is reachable).
+            Hugging Face cache, or downloaded when the hub is reachable); OpenCLIP only.
         precision: "fp32" (default), "bf16" (CPU or CUDA) or "fp16" (CUDA only): autocast dtype.
         seed: seed of random weights (test-only presets, or random_weights=True).
         resolution: preprocessing protocol overriding the preset's.
@@ -80,15 +105,28 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
         WeightsUnavailableError (a FileNotFoundError): weights neither cached nor downloadable;
             raised within seconds, with instructions, before anything heavy is loaded.
     """
+    from rns_ros.core.backbones.dense import PRECISIONS
+
+    preset = _preset_for(name)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    resolution = resolution or preset.resolution
+    if preset.family != "openclip":
+        return _build_other_family(name, preset, device=device, checkpoint=checkpoint, pretrained=pretrained,
+                                   precision=precision, seed=seed, resolution=resolution,
+                                   cache_dir=cache_dir, random_weights=random_weights)
+    return _build_openclip(name, preset, device=device, checkpoint=checkpoint, pretrained=pretrained,
+                           precision=precision, seed=seed, resolution=resolution, cache_dir=cache_dir,
+                           random_weights=random_weights)
+
+
+def _build_openclip(name, preset, *, device, checkpoint, pretrained, precision, seed, resolution,
+                    cache_dir, random_weights) -> DenseBackbone:
     from rns_ros.core.backbones import openclip as oc
     from rns_ros.core.backbones.weights import (OPENCLIP_HF_FILENAMES, check_checkpoint_file,
                                                 checkpoint_fingerprint, resolve_hub_weights)
 
-    preset = _preset_for(name)
-    if precision not in oc.PRECISIONS:
-        raise ValueError(f"precision must be one of {oc.PRECISIONS}, got {precision!r}")
-    device = torch.device(device)
-    resolution = resolution or preset.resolution
     ckpt = check_checkpoint_file(checkpoint) if checkpoint is not None else None
     weights_id = f"file:{checkpoint_fingerprint(ckpt)}" if ckpt is not None else None
 
@@ -128,6 +166,28 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
                                precision=precision, mean=mean, std=std)
 
 
+def _build_other_family(name, preset, *, device, checkpoint, pretrained, precision, seed, resolution,
+                        cache_dir, random_weights) -> DenseBackbone:
+    """DINOv3.txt and SigLIP2: one set of official weights each, so no pretrained tags."""
+    from rns_ros.core.backbones.weights import WeightsUnavailableError, dinotxt_how_to_provide
+
+    if pretrained is not None:
+        raise ValueError(f"backbone {name!r} takes no pretrained tag; pass checkpoint= (its local weights)")
+    tiny = not preset.model
+    if preset.family == "dinotxt":
+        if checkpoint is None and not (tiny or random_weights):
+            # No hub hosts the dino.txt heads: only local files, and say so before loading anything.
+            raise WeightsUnavailableError(dinotxt_how_to_provide())
+        from rns_ros.core.backbones.dinotxt import build_dinotxt
+
+        return build_dinotxt(device=device, checkpoint=checkpoint, precision=precision, resolution=resolution,
+                             seed=seed, random_weights=random_weights, tiny=tiny)
+    from rns_ros.core.backbones.siglip2 import build_siglip2
+
+    return build_siglip2(device=device, checkpoint=checkpoint, precision=precision, resolution=resolution,
+                         seed=seed, random_weights=random_weights, cache_dir=cache_dir, tiny=tiny)
+
+
 def _preset_for(name: str) -> BackbonePreset:
     if name in BACKBONE_PRESETS:
         return BACKBONE_PRESETS[name]
@@ -139,5 +199,10 @@ def _preset_for(name: str) -> BackbonePreset:
                      f"or '{OPENCLIP_PREFIX}<open_clip architecture>'")
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise ValueError (naming the choices) unless `name` is a preset or 'openclip:<ARCH>'."""
+    _preset_for(name)
+
+
 __all__ = ["BACKBONE_PRESETS", "BackbonePreset", "DenseBackbone", "DenseFeatures", "ResolutionConfig",
-           "build_backbone"]
+           "build_backbone", "check_backbone_name"]

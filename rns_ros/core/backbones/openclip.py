@@ -12,24 +12,20 @@ grid (class-token embedding kept), so any crop size that is a multiple of the pa
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import posixpath
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rns_ros.core.backbones.base import DenseFeatures
-from rns_ros.core.backbones.sliding import (ResolutionConfig, image_to_tensor, multi_pass_features,
-                                            pad_to_multiple, resize_image, resized_size,
-                                            sliding_window_features)
+from rns_ros.core.backbones.dense import CLIP_MEAN, CLIP_STD, PRECISIONS, WindowedBackbone
+from rns_ros.core.backbones.sliding import ResolutionConfig
 from rns_ros.core.backbones.templates import IMAGENET_TEMPLATES
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-PRECISIONS = ("fp32", "bf16", "fp16")
+__all__ = ["CLIP_MEAN", "CLIP_STD", "PRECISIONS", "OpenClipBackbone", "build_tiny_openclip",
+           "create_openclip", "dense_patch_tokens", "pretrained_tag_source",
+           "resize_positional_embedding", "value_only_block"]
 
 # TEST-ONLY architecture: ViT-B/16's layout at a tiny size (2 layers, width 64, patch 16, 2 heads,
 # embed dim 32, a 2-layer text tower on CLIP's tokenizer). Random weights; predictions are noise.
@@ -109,20 +105,14 @@ def dense_patch_tokens(visual: torch.nn.Module, crops: torch.Tensor) -> torch.Te
     return x.reshape(b, grid[0], grid[1], -1)
 
 
-class OpenClipBackbone:
+class OpenClipBackbone(WindowedBackbone):
     """Dense + text features from an open_clip CLIP model (implements `DenseBackbone`).
 
     Args:
         model: an open_clip `CLIP` with a plain ViT image tower; put in eval mode and frozen here.
         tokenizer: open_clip tokenizer (callable list[str] -> (n, context) int64).
-        identity: names weights + preprocessing (see `DenseBackbone.identity`); the resolution
-            description is appended here.
-        resolution: resize and sliding-window protocol.
-        precision: "fp32" (default), "bf16" (CPU or CUDA autocast) or "fp16" (CUDA autocast only).
-            Applied in one autocast context around the model; features are returned as float32.
-        mean, std: per-channel input normalisation (CLIP's by default).
-        templates: prompt templates averaged per class (the 80 CLIP ImageNet ones by default).
-        text_batch: sentences per text-tower call.
+        identity, resolution, precision, mean, std, templates, text_batch: see `WindowedBackbone`
+            (mean/std default to CLIP's).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, identity: str,
@@ -131,100 +121,16 @@ class OpenClipBackbone:
                  templates: Sequence[str] = IMAGENET_TEMPLATES, text_batch: int = 256) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.device = next(model.parameters()).device
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"precision 'fp16' needs a CUDA device (backbone is on {self.device}); "
-                             "use 'bf16' or 'fp32' on the CPU")
-        self.precision = precision
         visual = model.visual
-        self.patch_size = int(visual.patch_size[0])
-        resolution.validate(self.patch_size)
-        self.resolution = resolution
-        self.dim = int(visual.output_dim)
-        self.identity = f"{identity}/{resolution.describe()}"
-        if not templates or any(t.count("{}") != 1 for t in templates):
-            raise ValueError("every prompt template must contain exactly one '{}'")
-        self.templates = tuple(templates)
-        self.text_batch = int(text_batch)
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(3, 1, 1)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        super().__init__(identity=identity, dim=int(visual.output_dim), patch_size=int(visual.patch_size[0]),
+                         device=next(model.parameters()).device, resolution=resolution,
+                         precision=precision, mean=mean, std=std, templates=templates, text_batch=text_batch)
 
-    def __repr__(self) -> str:
-        return f"OpenClipBackbone({self.identity!r}, device={self.device}, precision={self.precision})"
+    def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
+        return dense_patch_tokens(self.model.visual, crops)
 
-    def autocast(self):
-        """The one precision context every model call runs in."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised crops -> (B, H/p, W/p, d) float32 unit-norm patch features."""
-        with torch.no_grad(), self.autocast():
-            feats = dense_patch_tokens(self.model.visual, crops)
-        return F.normalize(feats.float(), dim=-1)
-
-    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(H, W, 3) uint8 RGB -> ((3, Hp, Wp) normalised and zero-padded, (3, H', W') the resized
-        image in [0, 1] before normalisation).
-
-        Zero padding happens after normalisation (as mmseg's data preprocessor does), so the pad
-        is the dataset-mean colour.
-        """
-        t = image_to_tensor(image, self.device)
-        resized = resize_image(t, resized_size(t.shape[-2:], self.resolution.short_side,
-                                               self.resolution.max_long_side))
-        return pad_to_multiple((resized - self._mean) / self._std, self.patch_size), resized
-
-    def encode_image(self, image: np.ndarray, *, support: bool = False) -> DenseFeatures:
-        """Unit-norm patch features of an (H, W, 3) uint8 RGB image (see `DenseBackbone`)."""
-        r = self.resolution
-        # no_grad rather than inference_mode: the adapter trains on these features, and
-        # inference tensors cannot be saved for backward.
-        with torch.no_grad():
-            padded, resized = self.preprocess(image)
-            if support:
-                feats = multi_pass_features(padded, self.encode_crops, self.patch_size,
-                                            r.support_crops, r.support_stride, r.max_batch)
-            else:
-                feats = sliding_window_features(padded, self.encode_crops, self.patch_size,
-                                                r.test_crop, r.test_stride, r.max_batch)
-        return DenseFeatures(features=feats, image_size=(int(image.shape[0]), int(image.shape[1])),
-                             resized_size=(int(resized.shape[1]), int(resized.shape[2])),
-                             patch_size=self.patch_size, resized_image=resized)
-
-    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(C, d) float32 unit-norm text features: per prompt, every template filled in, each
-        sentence encoded and normalised, averaged, normalised. Cached by prompt string."""
-        if isinstance(prompts, str):
-            raise ValueError(f"encode_text takes a list of prompts, got the string {prompts!r}; "
-                             f"wrap it: [{prompts!r}]")
-        prompts = list(prompts)
-        for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"every prompt must be a non-empty string, got {p!r}")
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
-        if missing:
-            for p, feat in zip(missing, self._encode_new_prompts(missing)):
-                self._text_cache[p] = feat
-        if not prompts:
-            return torch.zeros(0, self.dim, dtype=torch.float32, device=self.device)
-        return torch.stack([self._text_cache[p] for p in prompts])
-
-    def _encode_new_prompts(self, prompts: list[str]) -> torch.Tensor:
-        sentences = [t.format(p) for p in prompts for t in self.templates]
-        chunks = []
-        with torch.no_grad(), self.autocast():
-            for i in range(0, len(sentences), self.text_batch):
-                tokens = self.tokenizer(sentences[i:i + self.text_batch]).to(self.device)
-                chunks.append(self.model.encode_text(tokens).float())
-        per_sentence = F.normalize(torch.cat(chunks), dim=-1)
-        mean = per_sentence.reshape(len(prompts), len(self.templates), -1).mean(1)
-        return F.normalize(mean, dim=-1)
+    def sentence_features(self, sentences: list[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(sentences).to(self.device))
 
 
 def build_tiny_openclip(seed: int = 0):

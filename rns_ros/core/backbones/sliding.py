@@ -32,6 +32,9 @@ class ResolutionConfig:
     support_crops: tuple[int, ...] = (448, 224)  # one full sliding pass per crop size, averaged
     support_stride: int = 112  # window stride of every support pass
     max_batch: int = 16  # windows encoded per backbone call (memory vs. launch overhead)
+    # Support images keep their own size (only the long-side cap applies) instead of the
+    # short-side resize: the authors' DINOv3.txt protocol.
+    support_native_size: bool = False
 
     def validate(self, patch_size: int) -> None:
         """Raise ValueError unless every size is positive and crops/strides are multiples of the patch."""
@@ -64,8 +67,16 @@ class ResolutionConfig:
     def describe(self) -> str:
         """Compact text for backbone identities: every field that changes the features."""
         crops = "+".join(str(c) for c in self.support_crops)
+        native = "-native" if self.support_native_size else ""
         return (f"S{self.short_side}-L{self.max_long_side}-test{self.test_crop}/{self.test_stride}"
-                f"-support{crops}/{self.support_stride}")
+                f"-support{crops}/{self.support_stride}{native}")
+
+    def resized_size(self, size: tuple[int, int], support: bool = False) -> tuple[int, int]:
+        """(H', W') an image of `size` is encoded at, test or support protocol."""
+        if support and self.support_native_size:
+            h, w = int(size[0]), int(size[1])
+            return resized_size(size, min(h, w), self.max_long_side) if max(h, w) > self.max_long_side else (h, w)
+        return resized_size(size, self.short_side, self.max_long_side)
 
 
 def resized_size(size: tuple[int, int], short_side: int, max_long_side: int) -> tuple[int, int]:
