@@ -3,6 +3,8 @@
     rns-bench --random-weights                         # full-size ViT-B/16, compute only (no weights here)
     rns-bench --random-weights --modes patch,region --sam-model sam2.1-hiera-tiny --points-per-side 16
     rns-bench --backbone test-tiny --repeats 3          # smoke run of the benchmark itself
+    rns-bench --random-weights --backbone openclip-vit-b16,dinov3txt-vitl16,siglip2-vitl16-512 --sizes 640x480
+                                                       # several backbones in one run: one row each
 
 Stages: decode (sensor_msgs/Image -> RGB array), features (backbone, sliding window), proposals
 (SAM 2 partition + region pooling; region mode only), retrieval (k-NN of the frame's patch
@@ -11,11 +13,14 @@ retrieval included), upsample (probabilities -> label map), publish (label and c
 images encoded as messages). Median and p95 over `--repeats` frames after one warm-up frame;
 frames per second = 1 / median of the whole frame; peak memory = the process's peak RSS (and
 CUDA peak allocation on a GPU). With `--random-weights` the numbers are compute cost only:
-predictions from random weights mean nothing.
+predictions from random weights mean nothing, and the class text features are random unit vectors
+(the text tower runs once per class name, never per frame).
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import platform
 import resource
 import sys
@@ -41,8 +46,10 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rns-bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", default="openclip-vit-b16", help="backbone preset (default %(default)s)")
-    p.add_argument("--checkpoint", default=None, help="local backbone weights")
+    p.add_argument("--backbone", default="openclip-vit-b16",
+                   help="backbone preset, or a comma list run one after the other (default %(default)s)")
+    p.add_argument("--checkpoint", default=None,
+                   help="local backbone weights (dinov3txt-vitl16: a folder, or 'BACKBONE.pth,DINOTXT.pth')")
     p.add_argument("--random-weights", action="store_true",
                    help="build the full-size models untrained (compute cost only)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default %(default)s)")
@@ -70,7 +77,10 @@ def _build_memory(backbone, args, rng: np.random.Generator):
 
     memory = SupportMemory(dim=backbone.dim, device=str(backbone.device), backbone_identity=backbone.identity)
     names = [f"class {i}" for i in range(args.classes)]
-    text = backbone.encode_text(names)
+    if args.random_weights:  # text from random weights means nothing, and no frame runs the text tower
+        text = torch.nn.functional.normalize(torch.from_numpy(rng.standard_normal((len(names), backbone.dim))).float(), dim=-1)
+    else:
+        text = backbone.encode_text(names)
     ids = [memory.add_class(n, text_feature=t) for n, t in zip(names, text)]
     for e in range(args.exemplars):
         image = rng.integers(0, 256, size=(360, 480, 3), dtype=np.uint8)
@@ -108,16 +118,25 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(args) -> list[dict]:
+    """Rows of every backbone of the comma list in `args.backbone`, one model in memory at a time."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.backbone.split(","):
+        rows.extend(dict(row, backbone=name) for row in _run_backbone(args, name.strip()))
+        gc.collect()  # the previous model's memory is freed before the next one is built
+    return rows
+
+
+def _run_backbone(args, name: str) -> list[dict]:
     from rns_ros.core import AdapterConfig, ProposalConfig, RegionProposer, Segmenter, TestTimeAdapter, \
         build_backbone
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     kwargs = {"device": args.device, "checkpoint": args.checkpoint, "precision": args.precision}
     if args.random_weights:
         kwargs["random_weights"] = True
-    backbone = build_backbone(args.backbone, **kwargs)
+    backbone = build_backbone(name, **kwargs)
     memory = _build_memory(backbone, args, rng)
     adapter_cfg = AdapterConfig(steps=args.steps, solver=args.solver, seed=args.seed)
     adapter = TestTimeAdapter(adapter_cfg)
@@ -170,8 +189,9 @@ def run(args) -> list[dict]:
 
 
 def format_table(rows: list[dict], args) -> str:
-    lines = ["| mode | size | " + " | ".join(STAGES) + " | frame | fps | peak RSS MB |",
-             "|---|---|" + "---|" * (len(STAGES) + 3)]
+    several = "," in args.backbone  # then a first column names each row's backbone
+    lines = [("| backbone " if several else "") + "| mode | size | " + " | ".join(STAGES) + " | frame | fps | peak RSS MB |",
+             ("|---" if several else "") + "|---|---|" + "---|" * (len(STAGES) + 3)]
     for r in rows:
         cells = []
         for s in STAGES:
@@ -179,7 +199,7 @@ def format_table(rows: list[dict], args) -> str:
             cells.append(f"{_percentile(vals, 50):.1f} / {_percentile(vals, 95):.1f}" if vals else "-")
         med = _percentile(r["totals"], 50)
         peak = f"{r['peak_rss_mb']:.0f}" + (f" (CUDA {r['peak_cuda_mb']:.0f})" if r["peak_cuda_mb"] else "")
-        lines.append(f"| {r['mode']} | {r['size']} | " + " | ".join(cells)
+        lines.append((f"| {r['backbone']} " if several else "") + f"| {r['mode']} | {r['size']} | " + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f} | {peak} |")
     device = args.device
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -188,7 +208,9 @@ def format_table(rows: list[dict], args) -> str:
               f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
               f"{args.steps} steps; {args.classes} classes, {args.exemplars} support images; "
               f"device {device}; {platform.processor() or platform.machine()}, "
-              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average "
+              f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) at the end"
+              f"{'; peak RSS is the process peak so far (the backbones ran in this order)' if several else ''}")
     return header + "\n\n" + "\n".join(lines)
 
 

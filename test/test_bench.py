@@ -22,3 +22,13 @@ def test_bench_refuses_bad_sizes(capsys):
         assert exc.code == 2
     else:
         raise AssertionError("a size that is not WIDTHxHEIGHT must be refused")
+
+
+def test_bench_runs_several_backbones_in_one_invocation(capsys):
+    code = bench.main(["--backbone", "test-tiny,test-tiny-dinotxt,test-tiny-siglip2", "--sizes", "64x48",
+                       "--repeats", "1", "--steps", "3", "--classes", "2", "--exemplars", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "| patch | 64x48 |" in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["test-tiny", "test-tiny-dinotxt", "test-tiny-siglip2"]
+    assert "load average" in out

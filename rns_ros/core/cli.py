@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="visual exemplar from clicks, + object / - background (SAM 2); repeatable")
     p.add_argument("--backbone", default="openclip-vit-b16",
                    help=f"backbone preset ({', '.join(BACKBONE_PRESETS)}) or openclip:<ARCH>")
-    p.add_argument("--checkpoint", help="local backbone weights file (works offline)")
+    p.add_argument("--checkpoint", help="local backbone weights (works offline): a file; for dinov3txt-vitl16 "
+                                        "the folder holding its two files, or 'BACKBONE.pth,DINOTXT.pth'")
     p.add_argument("--pretrained", help="open_clip pretrained tag overriding the preset's")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),

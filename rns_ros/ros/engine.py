@@ -31,8 +31,8 @@ _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 class EngineConfig:
     """How the node builds its engine. Defaults here; ROS parameters override (see params.py)."""
 
-    backbone: str = "openclip-vit-b16"  # backbone preset; "test-tiny" = random weights, tests only
-    checkpoint: str = ""  # local backbone weights file ('' = the preset's weights from the HF cache/hub)
+    backbone: str = "openclip-vit-b16"  # backbone preset; "test-tiny*" = random weights, tests only
+    checkpoint: str = ""  # local backbone weights: a file, or for dinov3txt-vitl16 a folder / "a.pth,b.pth"
     precision: str = "fp32"  # autocast dtype of the backbone: fp32 | bf16 | fp16 (CUDA only)
     device: str = "cuda"  # cuda | cuda:N | cpu
     allow_cpu_fallback: bool = True  # device cuda* but no CUDA: run on the CPU (logged loudly) or fail
@@ -49,6 +49,9 @@ class EngineConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ValueError("backbone must name a preset, e.g. 'openclip-vit-b16' (or 'test-tiny' for tests)")
+        from rns_ros.core.backbones import check_backbone_name
+
+        check_backbone_name(self.backbone)  # a typo is refused at once, naming the presets
 
 
 def resolve_device(requested: str, allow_cpu_fallback: bool, cuda_device_count: int) -> tuple[str, str | None]:

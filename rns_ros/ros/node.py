@@ -164,9 +164,11 @@ class RnsNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self.engine_config
         self.get_logger().info(f"configuring: backbone {cfg.backbone!r} on {cfg.device!r}, mode {cfg.mode!r}")
-        if cfg.backbone == "test-tiny":
-            self.get_logger().warning("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, "
-                                      "its labels are meaningless")
+        from rns_ros.core.backbones import BACKBONE_PRESETS
+
+        if getattr(BACKBONE_PRESETS.get(cfg.backbone), "test_only", False):
+            self.get_logger().warning(f"backbone {cfg.backbone!r} has RANDOM weights: for tests and smoke "
+                                      "runs only, its labels are meaningless")
         memory_dir = self.node_config.memory_dir or default_memory_dir(self.get_fully_qualified_name())
         self._memory_lock = MemoryDirLock(memory_dir, owner=f"node {self.get_fully_qualified_name()}",
                                           fix="give each node its own directory: -p memory_dir:=<another directory>")

@@ -136,11 +136,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               runtime=True, range=(1, 64)),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
-              "Backbone preset: openclip-vit-b16 (needs its weights, see docs/ros.md), "
-              "openclip:<ARCH>, or test-tiny (TEST-ONLY random weights: meaningless labels)."),
+              "Backbone preset: openclip-vit-b16, dinov3txt-vitl16, siglip2-vitl16-512 (each needs its "
+              "weights, see docs/backbones.md), openclip:<ARCH>, or test-tiny / test-tiny-dinotxt / "
+              "test-tiny-siglip2 (TEST-ONLY random weights: meaningless labels)."),
     ParamSpec("checkpoint", "engine", "checkpoint",
-              "Local backbone weights file (open_clip .bin/.safetensors); '' = the preset's weights "
-              "from the Hugging Face cache (downloaded when the hub is reachable)."),
+              "Local backbone weights: a file (open_clip .bin/.safetensors); for dinov3txt-vitl16 the "
+              "folder holding its two official files or 'BACKBONE.pth,DINOTXT.pth'. '' = the preset's "
+              "weights from the Hugging Face cache (downloaded when the hub is reachable)."),
     ParamSpec("precision", "engine", "precision",
               "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only).", choices=PRECISIONS),
     ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),

@@ -181,3 +181,22 @@ def test_options_may_follow_the_inputs(tmp_path):
     assert cli.main(["--classes", "red", str(tmp_path / "x.png"), "--backbone", "test-tiny", "--steps", "2",
                      "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "x_labels.png").is_file()
+
+
+@pytest.mark.parametrize("backbone", ["test-tiny-dinotxt", "test-tiny-siglip2"])
+def test_other_backbone_families_run_end_to_end(tmp_path, backbone):
+    write_image(tmp_path / "x.png")
+    assert cli.main([str(tmp_path / "x.png"), "--classes", "red,blue", "--backbone", backbone, "--steps", "2",
+                     "--out", str(tmp_path / "o")]) == 0
+    identity = json.loads((tmp_path / "o" / "classes.json").read_text())["backbone"]
+    assert identity.startswith({"test-tiny-dinotxt": "dinov3txt/test-tiny/"}.get(backbone, "siglip2/test-tiny/"))
+
+
+def test_dinotxt_without_files_names_them(tmp_path, capsys):
+    write_image(tmp_path / "x.png")
+    start = time.monotonic()
+    code = cli.main([str(tmp_path / "x.png"), "--classes", "red", "--backbone", "dinov3txt-vitl16",
+                     "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 10
+    assert "--checkpoint" in err and "dinov3_vitl16_pretrain_lvd1689m" in err

@@ -90,6 +90,14 @@ def test_node_on_the_tiny_model_end_to_end(ros):
     assert got <= {e.id for e in node.engine.classes()}
 
 
+@pytest.mark.parametrize("backbone", ["test-tiny-dinotxt", "test-tiny-siglip2"])
+def test_engine_on_the_other_backbone_families(backbone):
+    engine = build_engine(replace(TINY, backbone=backbone))
+    engine.add_classes(["road", "sky"])
+    assert engine.segment(random_rgb(30, 50, seed=2)).labels.shape == (30, 50)
+    assert engine.backbone_identity.split("/")[:2] == [{"test-tiny-dinotxt": "dinov3txt"}.get(backbone, "siglip2"), "test-tiny"]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_engine_on_cuda_reports_its_memory():

@@ -109,6 +109,10 @@ def test_parameter_validation_refuses_bad_values_with_a_reason(ros):
     assert not results[0].successful and "adapter.steps" in results[0].reason
     results = node.set_parameters([Parameter("device", value="gpu")])
     assert not results[0].successful and "device" in results[0].reason
+    results = node.set_parameters([Parameter("backbone", value="dinov4-vitl16")])
+    assert not results[0].successful and "unknown backbone" in results[0].reason
+    for name in ("dinov3txt-vitl16", "siglip2-vitl16-512", "openclip:ViT-L-14"):  # names only: weights load on configure
+        assert node.set_parameters([Parameter("backbone", value=name)])[0].successful
     results = node.set_parameters([Parameter("classes", value="x, x")])
     assert not results[0].successful and "unique" in results[0].reason
     assert node.get_parameter("adapter.steps").value == 700 and node.get_parameter("device").value == "cuda"
