@@ -306,3 +306,27 @@ def test_real_tiny_backbone_end_to_end(tmp_path):
     np.testing.assert_allclose(loaded.bank()[0].numpy(), expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(loaded.text_feature(car).numpy(), second.encode_text(["car"])[0].numpy(),
                                atol=1e-5)
+
+
+def test_memory_of_one_family_is_refused_by_another_until_reencoded(tmp_path):
+    """A memory made with OpenCLIP (test-tiny) is not comparable with DINOv3.txt features of the
+    same width: refused as it is, accepted once load_memory re-encodes it with the new backbone."""
+    from rns_ros.core.adapter.test_time import TestTimeAdapter
+    from rns_ros.core.segmenter import Segmenter
+
+    backbones = pytest.importorskip("rns_ros.core.backbones")
+    clip, dino = backbones.build_backbone("test-tiny"), backbones.build_backbone("test-tiny-dinotxt")
+    assert clip.dim == dino.dim  # same width: only the identity tells them apart
+    memory = SupportMemory(clip.dim, backbone_identity=clip.identity)
+    car = memory.add_class("car", clip.encode_text(["car"])[0])
+    ex = Exemplar(random_image(np.random.default_rng(3), 40, 60), np.full((40, 60), car, np.int64))
+    memory.add_image_features(*encode_exemplar(clip, ex), exemplar=ex)
+    save_memory(memory, tmp_path / "mem")
+    with pytest.raises(ValueError, match="pass backbone"):
+        load_memory(tmp_path / "mem", expected_identity=dino.identity)
+    with pytest.raises(ValueError, match="re-encode"):
+        Segmenter(dino, load_memory(tmp_path / "mem")[0], TestTimeAdapter())
+    loaded, report = load_memory(tmp_path / "mem", backbone=dino)
+    assert report.reencoded and loaded.backbone_identity == dino.identity
+    Segmenter(dino, loaded, TestTimeAdapter())  # accepted now
+    np.testing.assert_allclose(loaded.bank()[0].numpy(), encode_exemplar(dino, ex)[0].numpy(), atol=1e-5)
