@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
-from rns_ros.core.backbones.sliding import check_image, image_to_tensor, resize_image
+from rns_ros.core.backbones.sliding import check_image
 from rns_ros.core.regions.pooling import IGNORE, pool_segments
+from rns_ros.core.regions.proposals import proposal_input
 
 MODES = ("patch", "region")
 STAGES = ("features", "proposals", "adapter", "upsample")
@@ -144,11 +145,7 @@ class Segmenter:
 
     def _partition(self, image: np.ndarray, dense: DenseFeatures) -> torch.Tensor:
         """SAM 2 partition of the resized, unpadded image, (H', W') int64 on the features' device."""
-        resized = dense.resized_image  # the backbone's own conversion, when it kept it
-        if resized is None:
-            resized = resize_image(image_to_tensor(image, dense.features.device), dense.resized_size)
-        resized_u8 = (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        partition = np.asarray(self.proposer.partition(resized_u8))
+        partition = np.asarray(self.proposer.partition(proposal_input(image, dense)))
         if partition.shape != tuple(dense.resized_size) or not np.issubdtype(partition.dtype, np.integer):
             raise RuntimeError(f"proposer returned a {partition.dtype} partition of shape {partition.shape}, "
                                f"expected integers of shape {tuple(dense.resized_size)}")

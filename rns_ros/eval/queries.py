@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from rns_ros.core.backbones.base import DenseFeatures
 from rns_ros.core.regions.pooling import IGNORE, pool_segments, to_feature_grid
@@ -69,13 +68,6 @@ def patch_probs_to_labels(probs: torch.Tensor, dense: DenseFeatures) -> np.ndarr
     if tuple(dense.resized_size) != tuple(dense.image_size):
         cropped = F.interpolate(cropped, size=dense.image_size, mode="bilinear", align_corners=False)
     return cropped[0].argmax(dim=0).cpu().numpy().astype(np.int64)
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> size (H', W') bilinear, as the backbone resizes test images."""
-    if tuple(image.shape[:2]) == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def _resize_nearest(segments: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -25,7 +25,8 @@ from rns_ros.eval.cache import FeatureCache, LabelIndex, atomic_write_bytes
 from rns_ros.eval.datasets import IGNORE_INDEX, SegmentationDataset, dataset_class
 from rns_ros.eval.methods import Method, MethodOptions, build_method
 from rns_ros.eval.metrics import ConfusionMatrix, PanopticQuality
-from rns_ros.eval.queries import MODES, QuerySet, oracle_queries, patch_queries, region_queries, resize_image
+from rns_ros.core.regions.proposals import proposal_input
+from rns_ros.eval.queries import MODES, QuerySet, oracle_queries, patch_queries, region_queries
 from rns_ros.eval.sampling import SamplingConfig, SupportSample, paper_seeds, sample_support_lazily
 from rns_ros.eval.settings import SupportSetting
 
@@ -125,10 +126,11 @@ class DatasetRun:
                                     image if image is not None else self.test.load_image(image_id)))
 
     def partition(self, image_id: str, dense) -> np.ndarray:
-        """Region partition (H', W') of the resized test image (region mode)."""
+        """Region partition (H', W') of the resized test image (region mode); SAM 2 sees exactly the
+        array the Segmenter gives it (`proposal_input`: the backbone's resize, not another one)."""
         return self.cache.partition(
             proposer_identity(self.proposer), self.test.image_namespace, self._dense_key(image_id),
-            lambda: self.proposer.partition(resize_image(self.test.load_image(image_id), dense.resized_size)))
+            lambda: self.proposer.partition(proposal_input(self.test.load_image(image_id), dense)))
 
     def queries(self, image_id: str, labels: np.ndarray) -> QuerySet:
         dense = self.dense(image_id)

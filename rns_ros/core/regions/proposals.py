@@ -20,6 +20,18 @@ import torch
 
 from rns_ros.core.regions import sam2_models
 
+
+def proposal_input(image: np.ndarray, dense) -> np.ndarray:
+    """The (H', W', 3) uint8 image SAM 2 partitions for a frame whose features are `dense`: the
+    backbone's own resized image (torch bilinear, no antialiasing) when it kept it, else the same
+    resize recomputed, so that every caller (the Segmenter, rns-eval) feeds SAM 2 identical arrays."""
+    from rns_ros.core.backbones.sliding import image_to_tensor, resize_image
+
+    resized = dense.resized_image
+    if resized is None:
+        resized = resize_image(image_to_tensor(image, dense.features.device), dense.resized_size)
+    return (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
