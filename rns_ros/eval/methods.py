@@ -249,13 +249,14 @@ def train_linear_probe(feats: torch.Tensor, target: torch.Tensor, num_classes: i
     return params[:, :d].clone(), params[:, d].clone()
 
 
-# RNS ablations of paper Table 1 / Table 5 / Fig. 5, as AdapterConfig overrides.
+# RNS ablations of paper Table 1 / Table 5 / Figs. 4, 5, 19, as AdapterConfig overrides.
 RNS_VARIANTS: dict[str, dict[str, Any]] = {
     "rns": {},
     "rns-no-relevance": {"relevance_weights": False},
     "rns-single-lambda": {"lambdas": (0.8,)},
     "rns-no-text": {"use_text": False},
     "rns-random": {"retrieval": "random"},
+    "rns-no-pseudo": {"pseudo_labels": False},  # Figs. 4 and 19: no pseudo-label rows at all
 }
 METHOD_NAMES: tuple[str, ...] = (
     "zero-shot", *RNS_VARIANTS, "rns-k1", "rns-k16", "rns-k32", "knn-clip", "freeda", "linear")

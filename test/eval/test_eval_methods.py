@@ -12,7 +12,7 @@ from rns_ros.eval.methods import KnnClipConfig, MethodOptions
 from rns_ros.eval.runner import EvalConfig, run_evaluation
 from rns_ros.eval.sampling import class_permutation
 
-ALL_METHODS = ("zero-shot", "rns", "rns-no-relevance", "rns-single-lambda", "rns-no-text", "rns-k1",
+ALL_METHODS = ("zero-shot", "rns", "rns-no-relevance", "rns-single-lambda", "rns-no-text", "rns-no-pseudo", "rns-k1",
                "rns-random", "knn-clip", "freeda", "linear")
 OPTIONS = MethodOptions()  # 700 steps: the method needs them to separate these classes exactly
 

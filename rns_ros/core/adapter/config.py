@@ -35,6 +35,7 @@ class AdapterConfig:
     zero_shot_scale: float = 100.0  # logit scale of zero-shot predictions and pseudo targets (eq. 1)
     use_text: bool = True  # False = the "w/o text" mode: retrieved samples only, uniform weights
     relevance_weights: bool = True  # False = the ablation with uniform class weights
+    pseudo_labels: bool = True  # False = the "w/o pseudo-labels" ablation (Figs. 4, 19): no pseudo rows at all
     retrieval: str = "nearest"  # "nearest" | "random" (the Fig. 5 ablation, same number of rows)
     init: str = "kaiming"  # "kaiming" (reference: Kaiming-uniform W, b = 0) | "zeros" (no randomness)
     seed: int = 0  # seeds the Kaiming start and the random-retrieval draw

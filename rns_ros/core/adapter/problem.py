@@ -202,13 +202,14 @@ def build_training_problem(queries: torch.Tensor, bank: torch.Tensor, bank_label
         parts_targets.append(F.one_hot(fused_labels[valid], num_classes).to(dtype))
         parts_kinds.append(FUSED)
 
-        has_visual = torch.zeros(num_classes, dtype=torch.bool, device=device)
-        has_visual[prototype_labels] = True
-        pseudo_rows, pseudo_targets = _pseudo_rows(queries, text, has_visual, config)
-        parts_rows.append(pseudo_rows)
-        parts_labels.append(pseudo_targets.argmax(dim=1))
-        parts_targets.append(pseudo_targets)
-        parts_kinds.append(PSEUDO)
+        if config.pseudo_labels:  # the ablation removes the pseudo rows, not only their weight
+            has_visual = torch.zeros(num_classes, dtype=torch.bool, device=device)
+            has_visual[prototype_labels] = True
+            pseudo_rows, pseudo_targets = _pseudo_rows(queries, text, has_visual, config)
+            parts_rows.append(pseudo_rows)
+            parts_labels.append(pseudo_targets.argmax(dim=1))
+            parts_targets.append(pseudo_targets)
+            parts_kinds.append(PSEUDO)
 
     beta_of_kind = {RETRIEVED: 1.0, FUSED: float(config.beta_fused), PSEUDO: float(config.beta_pseudo)}
     kinds = torch.cat([torch.full((r.shape[0],), k, dtype=torch.int64, device=device)

@@ -168,6 +168,19 @@ def test_full_visual_support_has_no_pseudo_rows():
     assert Case(visual=range(C)).build().count(PSEUDO) == 0
 
 
+def test_no_pseudo_ablation_removes_the_pseudo_rows_and_keeps_the_rest():
+    """Not a zero weight: the rows are gone, so the L1-normalised weights of the others change too."""
+    case = Case(visual=(0, 1), queries=60)
+    full, ablated = case.build(), case.build(AdapterConfig(pseudo_labels=False))
+    assert full.count(PSEUDO) > 0 and ablated.count(PSEUDO) == 0
+    keep = (full.kinds != PSEUDO).numpy()
+    assert ablated.num_rows == int(keep.sum())
+    np.testing.assert_allclose(ablated.features.numpy(), full.features[keep].numpy(), atol=1e-6)
+    assert ablated.labels.tolist() == full.labels[keep].tolist()
+    w = full.weights[keep].double().numpy()  # the remaining rows' share, renormalised
+    np.testing.assert_allclose(ablated.weights.double().numpy(), w / w.sum(), rtol=1e-5)
+
+
 def test_missing_text_is_replaced_by_the_normalised_mean_text():
     case = Case(text=(0, 2, 4))
     mean_text = normalise(case.text[[0, 2, 4]].mean(0))
