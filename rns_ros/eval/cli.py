@@ -25,8 +25,8 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _seeds(text: str) -> tuple[int, ...] | None:
-    return None if text.strip().lower() == "paper" else _ints(text)
+def _seeds(text: str) -> tuple[int, ...] | str:
+    return "paper" if text.strip().lower() == "paper" else _ints(text)
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -59,18 +59,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results.json, results.md, plots, resume state)")
     p.add_argument("--methods", type=_csv, default=["zero-shot", "rns"],
                    help=f"comma-separated: {', '.join(METHOD_NAMES)}, or rns-k<N>")
-    p.add_argument("--shots", type=_ints, default=(1, 5), help="B values: support images per class")
-    p.add_argument("--seeds", type=_seeds, default=(0,),
-                   help="support-sampling seeds, or 'paper' (VOC/City: 8 seeds, others: 4)")
+    p.add_argument("--shots", type=_ints, default=None,
+                   help="B values: support images per class (default 1,5; --protocol paper: per setting)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="support-sampling seeds, or 'paper' (full support VOC/City: 8 seeds, others: 4; "
+                        "partial support 16 and 8) (default 0; --protocol paper: paper)")
     p.add_argument("--settings", type=_csv, default=["full"],
                    help="full, partial-visual:F, partial-text:F, text-only, no-text")
-    p.add_argument("--mode", choices=("patch", "region", "oracle"), default="patch",
-                   help="queries: patches, SAM 2 regions, or ground-truth segments (oracle)")
+    p.add_argument("--mode", choices=("patch", "region", "oracle"), default=None,
+                   help="queries: patches, SAM 2 regions, or ground-truth segments (oracle) "
+                        "(default patch; --protocol paper: region)")
+    p.add_argument("--protocol", choices=("paper",), default=None,
+                   help="paper: region mode, the paper's seeds and B per setting (full 1,5,10,20; "
+                        "partial-visual 3; partial-text 1); explicit --mode/--seeds/--shots still win")
     p.add_argument("--backbone", default="openclip-vit-b16", help="backbone preset (test-tiny: random, tests only)")
-    p.add_argument("--checkpoint", default=None, help="local backbone weights file")
+    p.add_argument("--checkpoint", default=None,
+                   help="local backbone weights (dinov3txt-vitl16: a folder, or 'BACKBONE.pth,DINOTXT.pth')")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--split", default=None, help="scored split (default: val; camvid: test)")
     p.add_argument("--support-split", default=None, help="split the support is drawn from (default: train)")
+    p.add_argument("--support-dataset", default=None,
+                   help="draw the support from another dataset, classes matched by name "
+                        "(e.g. cityscapes for acdc, the paper's Fig. 9)")
+    p.add_argument("--support-root", default=None, help="root of --support-dataset (default: --root)")
     p.add_argument("--max-images", type=int, default=None, help="score only the first N test images")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of RNS and the linear probe (default 700)")
     p.add_argument("--solver", default=None, help="AdapterConfig.solver override")
@@ -105,11 +116,15 @@ def config_from_args(args: argparse.Namespace):
                             knn=KnnClipConfig(k=args.knn_k, temperature=args.knn_temperature,
                                               threshold=args.knn_threshold),
                             freeda=FreedaConfig(alpha=args.freeda_alpha))
+    paper = args.protocol == "paper"
+    seeds = args.seeds or ("paper" if paper else (0,))
     return EvalConfig(
         datasets=tuple(args.datasets), root=args.root, out=args.out, methods=tuple(args.methods),
-        shots=tuple(args.shots), seeds=args.seeds, settings=tuple(args.settings), mode=args.mode,
+        shots=tuple(args.shots or (1, 5)), seeds=None if seeds == "paper" else seeds, settings=tuple(args.settings),
+        mode=args.mode or ("region" if paper else "patch"), protocol=args.protocol if args.shots is None else None,
         backbone=args.backbone, checkpoint=args.checkpoint, device=args.device, split=args.split,
-        support_split=args.support_split, max_images=args.max_images, cache_dir=args.cache_dir,
+        support_split=args.support_split, support_dataset=args.support_dataset,
+        support_root=args.support_root, max_images=args.max_images, cache_dir=args.cache_dir,
         sampling=SamplingConfig(pool_size=args.pool_size, skip_taken=not args.authors_sampling),
         method_options=options, proposal=dict(args.proposal), progress=not args.no_progress,
         plots=not args.no_plots)

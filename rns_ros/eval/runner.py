@@ -23,12 +23,20 @@ from tqdm import tqdm
 
 from rns_ros.eval.cache import FeatureCache, LabelIndex, atomic_write_bytes
 from rns_ros.eval.datasets import IGNORE_INDEX, SegmentationDataset, dataset_class
+from rns_ros.eval.datasets.cross import RemappedSupport
 from rns_ros.eval.methods import Method, MethodOptions, build_method
 from rns_ros.eval.metrics import ConfusionMatrix, PanopticQuality
 from rns_ros.core.regions.proposals import proposal_input
 from rns_ros.eval.queries import MODES, QuerySet, oracle_queries, patch_queries, region_queries
 from rns_ros.eval.sampling import SamplingConfig, SupportSample, paper_seeds, sample_support_lazily
 from rns_ros.eval.settings import SupportSetting
+
+
+PROTOCOLS = (None, "paper")
+# The paper's B per setting kind: full support B in {1, 5, 10, 20} (Fig. 3, Table 4), partial
+# visual support B = 3, partial textual support B = 1 (Fig. 4, Table 3).
+PAPER_SHOTS: dict[str, tuple[int, ...]] = {"full": (1, 5, 10, 20), "no-text": (1, 5, 10, 20),
+                                           "partial-visual": (3,), "partial-text": (1,)}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,9 @@ class EvalConfig:
     device: str = "cpu"
     split: str | None = None  # scored split (None = the dataset's protocol split)
     support_split: str | None = None  # split the support is drawn from (None = train)
+    support_dataset: str | None = None  # draw the support from another dataset (None = the scored one)
+    support_root: str | None = None  # root of that dataset (None = `root`)
+    protocol: str | None = None  # "paper": B values per setting (PAPER_SHOTS) instead of `shots`
     max_images: int | None = None  # score only the first N test images (quick runs)
     cache_dir: str | None = None  # feature cache (None = <out>/cache)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -61,6 +72,10 @@ class EvalConfig:
             raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if not self.datasets or not self.methods or self.seeds == ():
             raise ValueError("give at least one dataset, one method and one seed")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.support_dataset is not None:
+            dataset_class(self.support_dataset)
         if any(b < 1 for b in self.shots):
             raise ValueError(f"shots (B) must be >= 1, got {list(self.shots)}")
         if self.max_images is not None and self.max_images < 1:
@@ -75,6 +90,17 @@ class EvalConfig:
     @property
     def cache_root(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else Path(self.out) / "cache"
+
+    def shots_for(self, setting: SupportSetting) -> tuple[int, ...]:
+        """B values of a setting: `shots`, or the paper's for that kind under --protocol paper."""
+        if not setting.uses_visual:
+            return (0,)
+        return PAPER_SHOTS[setting.kind] if self.protocol == "paper" else self.shots
+
+    def seeds_for(self, dataset: str, setting: SupportSetting) -> tuple[int, ...]:
+        if self.seeds is not None:
+            return self.seeds
+        return paper_seeds(dataset, partial=setting.kind.startswith("partial-"))
 
 
 def _digest(obj: Any) -> str:
@@ -106,13 +132,17 @@ class DatasetRun:
         self.config = config
         self.log = log
         self.test: SegmentationDataset = cls(config.root, config.split or cls.eval_split)
-        self.support: SegmentationDataset = cls(config.root, config.support_split or cls.support_split)
+        support_cls = dataset_class(config.support_dataset) if config.support_dataset else cls
+        self.support: SegmentationDataset = support_cls(config.support_root or config.root,
+                                                         config.support_split or support_cls.support_split)
+        if support_cls is not cls:  # cross-dataset support: its labels in the scored dataset's classes
+            self.support = RemappedSupport(self.support, self.test.class_names, self.test.name)
         self.test_ids = self.test.ids[: config.max_images] if config.max_images else list(self.test.ids)
         self.backbone = backbone
         self.proposer = proposer
         self.cache = FeatureCache(config.cache_root, backbone.identity, device=backbone.device)
         self.labels = LabelIndex(config.cache_root, self.support)
-        self.names = list(cls.class_names)
+        self.names = list(self.test.class_names)
         self.text = self.cache.text(self.names, lambda: backbone.encode_text(self.names).float())
         self.num_classes = len(self.names)
 
@@ -193,6 +223,7 @@ class DatasetRun:
         return {
             "dataset": self.test.name, "split": self.test.split, "support_split": self.support.split,
             "root": str(Path(self.config.root).resolve()), "test_ids": _digest(self.test_ids),
+            "support_dataset": self.support.name, "support_root": str(Path(self.support.root).resolve()),
             "backbone": self.backbone.identity, "mode": self.config.mode,
             "proposer": proposer_identity(self.proposer) if self.config.mode == "region" else None,
             "setting": setting.name, "shots": shots, "seed": seed, "method": method.describe(),
@@ -337,9 +368,9 @@ def run_dataset(config: EvalConfig, name: str, backbone, proposer=None,
     for spec in config.settings:
         setting = SupportSetting.parse(spec)
         options = dataclasses.replace(config.method_options, no_text=not setting.uses_text)
-        for seed in (config.seeds if config.seeds is not None else paper_seeds(run.test.name)):
+        for seed in config.seeds_for(run.test.name, setting):
             support_free: dict[str, dict] = {}  # results that do not depend on B
-            for shots in (config.shots if setting.uses_visual else (0,)):
+            for shots in config.shots_for(setting):
                 methods = [build_method(m, options) for m in config.methods]
                 todo = _reuse_or_plan(run, setting, seed, shots, methods, support_free, records)
                 if not todo:

@@ -24,10 +24,18 @@ import torch
 # Support-sampling seeds of the paper's full-support runs (section 7).
 PAPER_SEEDS: tuple[int, ...] = (100, 18, 42, 84)
 PAPER_SEEDS_LONG: tuple[int, ...] = (100, 18, 42, 84, 92, 256, 512, 1024)  # VOC and Cityscapes
+# Partial-support experiments (the authors' README; 5096 is theirs, not a typo of ours).
+PAPER_SEEDS_PARTIAL: tuple[int, ...] = PAPER_SEEDS_LONG
+PAPER_SEEDS_PARTIAL_LONG: tuple[int, ...] = (100, 18, 42, 84, 92, 128, 256, 512, 1024, 2048, 5096, 8192,
+                                             16384, 32768, 65536, 131072)
 _LONG_SEED_DATASETS = ("voc", "cityscapes")
 
 
-def paper_seeds(dataset: str) -> tuple[int, ...]:
+def paper_seeds(dataset: str, partial: bool = False) -> tuple[int, ...]:
+    """The authors' seeds (their README): full support 8 seeds for VOC and Cityscapes, 4 for the
+    others; partial support 16 and 8."""
+    if partial:
+        return PAPER_SEEDS_PARTIAL_LONG if dataset in _LONG_SEED_DATASETS else PAPER_SEEDS_PARTIAL
     return PAPER_SEEDS_LONG if dataset in _LONG_SEED_DATASETS else PAPER_SEEDS
 
 

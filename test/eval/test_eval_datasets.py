@@ -28,7 +28,8 @@ def expected(raw: np.ndarray, mapping) -> np.ndarray:
 
 def test_class_name_lists_have_the_protocol_sizes_and_unique_names():
     sizes = {"voc": 21, "context60": 60, "context59": 59, "coco-object": 81, "coco-stuff": 171,
-             "cityscapes": 19, "ade20k": 150, "camvid": 11}
+             "cityscapes": 19, "ade20k": 150, "camvid": 11, "foodseg103": 104, "acdc": 19,
+             "cub": 0}  # CUB reads its 200 species names from the dataset's classes.txt
     assert {n: len(c.class_names) for n, c in DATASETS.items()} == sizes
     for cls in DATASETS.values():
         assert len(set(cls.class_names)) == len(cls.class_names), cls.name
@@ -162,3 +163,80 @@ def test_refusals_name_the_problem(tmp_path):
     Image.fromarray(_image()).save((tmp_path / "test" / "labels").mkdir() or tmp_path / "test" / "labels" / "a.png")
     with pytest.raises(ValueError, match="mode 'RGB'"):
         build_dataset("camvid", tmp_path).load_labels("a")
+
+
+def test_foodseg103_keeps_background_and_reads_the_split_list(tmp_path):
+    base = tmp_path / "FoodSeg103"
+    raw = np.array([[0, 1, 103, 104], [255, 50, 0, 2]], dtype=np.uint8)  # 104 is not a class
+    for name in ("00000002", "00000001"):
+        save_jpg(base / "Images" / "img_dir" / "test" / f"{name}.jpg", _image())
+        save_png(base / "Images" / "ann_dir" / "test" / f"{name}.png", raw)
+    (base / "ImageSets").mkdir(parents=True)
+    (base / "ImageSets" / "test.txt").write_text("00000002.jpg\n00000001.jpg\n")
+    ds = build_dataset("foodseg103", tmp_path)
+    assert ds.split == "test" and ds.ids == ["00000002", "00000001"] and ds.has_background
+    np.testing.assert_array_equal(ds.load_labels("00000001"), expected(raw, lambda v: v if v <= 103 else None))
+    assert ds.class_names[0] == "background" and ds.class_names[103] == "other ingredients"
+    assert dataset_class("food") is DATASETS["foodseg103"]
+
+
+def _write_cub(root, species=("001.Black_footed_Albatross", "002.Laysan_Albatross")):
+    """CUB_200_2011 with two species, three images, and the separate segmentations/ folder."""
+    base = root / "CUB_200_2011"
+    images = [(1, f"{species[1]}/Laysan_Albatross_0002_1.jpg", 0), (2, f"{species[0]}/Black_Footed_Albatross_0001_2.jpg", 1),
+              (3, f"{species[0]}/Black_Footed_Albatross_0003_3.jpg", 0)]
+    mask = np.array([[0, 127, 128, 255], [255, 200, 10, 0]], dtype=np.uint8)  # soft: annotators' share
+    for _, rel, _ in images:
+        save_jpg(base / "images" / rel, _image())
+        save_png(root / "segmentations" / rel.replace(".jpg", ".png"), mask)
+    (base / "classes.txt").write_text("".join(f"{i + 1} {s}\n" for i, s in enumerate(species)))
+    (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _ in images))
+    (base / "train_test_split.txt").write_text("".join(f"{i} {t}\n" for i, _, t in images))
+    return mask
+
+
+def test_cub_labels_each_bird_with_its_species_and_the_rest_background(tmp_path):
+    mask = _write_cub(tmp_path)
+    test, train = build_dataset("cub", tmp_path), build_dataset("cub", tmp_path, "train")
+    assert test.split == "test" and train.split == "train"
+    assert test.ids == ["002.Laysan_Albatross/Laysan_Albatross_0002_1",
+                        "001.Black_footed_Albatross/Black_Footed_Albatross_0003_3"]  # images.txt order
+    assert train.ids == ["001.Black_footed_Albatross/Black_Footed_Albatross_0001_2"]
+    assert test.class_names == ("background", "Black footed Albatross", "Laysan Albatross")
+    np.testing.assert_array_equal(test.load_labels(test.ids[0]), np.where(mask >= 128, 2, 0))
+    np.testing.assert_array_equal(test.load_labels(test.ids[1]), np.where(mask >= 128, 1, 0))
+    assert test.classes_present(test.ids[0]) == [0, 2]
+
+
+def test_acdc_reads_every_condition_with_cityscapes_train_ids(tmp_path):
+    base = tmp_path / "acdc"
+    raw = np.array([[0, 18, 19, 255], [7, 7, 13, 2]], dtype=np.uint8)
+    for condition, seq, name in (("night", "GOPR0351", "GOPR0351_frame_000159"),
+                                 ("fog", "GOPR0475", "GOPR0475_frame_000247"),
+                                 ("fog", "GOPR0475", "GOPR0475_frame_000041")):
+        save_png(base / "rgb_anon" / condition / "val" / seq / f"{name}_rgb_anon.png", _image()[..., 0])
+        save_png(base / "gt" / condition / "val" / seq / f"{name}_gt_labelTrainIds.png", raw)
+    ds = build_dataset("acdc", tmp_path)
+    assert ds.ids == ["fog/GOPR0475/GOPR0475_frame_000041", "fog/GOPR0475/GOPR0475_frame_000247",
+                      "night/GOPR0351/GOPR0351_frame_000159"]
+    s = ds.sample(ds.ids[2])
+    assert s.image.shape == (2, 4, 3)  # a grey PNG is read as RGB
+    np.testing.assert_array_equal(s.labels, expected(raw, lambda v: v if v < 19 else None))
+    assert ds.class_names == DATASETS["cityscapes"].class_names
+
+
+def test_cross_dataset_support_maps_classes_by_name(tmp_path):
+    from rns_ros.eval.datasets.cross import RemappedSupport
+
+    base = tmp_path / "cityscapes"
+    raw = np.array([[0, 11, 13, 255]], dtype=np.uint8)  # road, person, car, ignored
+    save_png(base / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png", _image((1, 4))[..., 0])
+    save_png(base / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelTrainIds.png", raw)
+    city = build_dataset("cityscapes", tmp_path, "train")
+    view = RemappedSupport(city, ("background", "car", "Road"), "toy")
+    assert view.name == "cityscapes-as-toy" and view.shared_classes == ("road", "car")
+    [image_id] = view.ids
+    np.testing.assert_array_equal(view.load_labels(image_id), [[2, IGNORE_INDEX, 1, IGNORE_INDEX]])
+    assert view.classes_present(image_id) == [1, 2] and view.load_image(image_id).shape == (1, 4, 3)
+    with pytest.raises(ValueError, match="shares no class name"):
+        RemappedSupport(city, ("pizza",), "food")

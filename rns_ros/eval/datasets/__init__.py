@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from rns_ros.eval.datasets.base import IGNORE_INDEX, Sample, SegmentationDataset
+from rns_ros.eval.datasets.more_readers import ACDC, CUB200, FoodSeg103
 from rns_ros.eval.datasets.readers import (
     ADE20K, READERS, CamVid, Cityscapes, CocoObject, CocoStuff, PascalContext59, PascalContext60,
     PascalVOC,
 )
 
-DATASETS: dict[str, type[SegmentationDataset]] = {cls.name: cls for cls in READERS}
+DATASETS: dict[str, type[SegmentationDataset]] = {cls.name: cls for cls in READERS + (FoodSeg103, CUB200, ACDC)}
 
 # Other spellings people use for the same datasets.
 ALIASES: dict[str, str] = {
@@ -19,6 +20,7 @@ ALIASES: dict[str, str] = {
     "object": "coco-object", "coco_object": "coco-object",
     "stuff": "coco-stuff", "coco_stuff": "coco-stuff", "coco-stuff164k": "coco-stuff",
     "city": "cityscapes", "ade": "ade20k", "ade-150": "ade20k",
+    "food": "foodseg103", "foodseg": "foodseg103", "cub200": "cub", "cub-200": "cub", "birds": "cub",
 }
 
 
@@ -36,7 +38,7 @@ def build_dataset(name: str, root: str | Path, split: str | None = None) -> Segm
 
 
 __all__ = [
-    "ADE20K", "ALIASES", "CamVid", "Cityscapes", "CocoObject", "CocoStuff", "DATASETS",
+    "ACDC", "ADE20K", "ALIASES", "CUB200", "CamVid", "FoodSeg103", "Cityscapes", "CocoObject", "CocoStuff", "DATASETS",
     "IGNORE_INDEX", "PascalContext59", "PascalContext60", "PascalVOC", "Sample",
     "SegmentationDataset", "build_dataset", "dataset_class",
 ]

@@ -87,3 +87,20 @@ CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
+
+# FoodSeg103 (Wu et al., 2021), category_id.txt order: 0 = background, 1..103 the ingredients.
+FOODSEG104: tuple[str, ...] = (
+    "background", "candy", "egg tart", "french fries", "chocolate", "biscuit", "popcorn", "pudding",
+    "ice cream", "cheese butter", "cake", "wine", "milkshake", "coffee", "juice", "milk", "tea", "almond",
+    "red beans", "cashew", "dried cranberries", "soy", "walnut", "peanut", "egg", "apple", "date",
+    "apricot", "avocado", "banana", "strawberry", "cherry", "blueberry", "raspberry", "mango", "olives",
+    "peach", "lemon", "pear", "fig", "pineapple", "grape", "kiwi", "melon", "orange", "watermelon",
+    "steak", "pork", "chicken duck", "sausage", "fried meat", "lamb", "sauce", "crab", "fish",
+    "shellfish", "shrimp", "soup", "bread", "corn", "hamburg", "pizza", "hanamaki baozi",
+    "wonton dumplings", "pasta", "noodles", "rice", "pie", "tofu", "eggplant", "potato", "garlic",
+    "cauliflower", "tomato", "kelp", "seaweed", "spring onion", "rape", "ginger", "okra", "lettuce",
+    "pumpkin", "cucumber", "white radish", "carrot", "asparagus", "bamboo shoots", "broccoli",
+    "celery stick", "cilantro mint", "snow peas", "cabbage", "bean sprouts", "onion", "pepper",
+    "green beans", "french beans", "king oyster mushroom", "shiitake", "enoki mushroom",
+    "oyster mushroom", "white button mushroom", "salad", "other ingredients",
+)
