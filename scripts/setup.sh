@@ -29,7 +29,8 @@ PYEOF
 import os, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = p["optional-dependencies"]
-reqs = p["dependencies"] + extras["faiss-" + os.environ["FAISS"]] + extras["ros"] + extras["eval"] + extras["test"]
+reqs = (p["dependencies"] + extras["faiss-" + os.environ["FAISS"]] + extras["ros"] + extras["eval"]
+        + extras["siglip2"] + extras["test"])
 print("\n".join(r for r in reqs if not r.startswith("sam2")))
 PYEOF
 )

@@ -73,3 +73,33 @@ def test_checkpoint_and_refusals(tiny, tmp_path):
     with pytest.raises(ValueError, match="attention-pooling"):
         SiglipParts(timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, embed_dim=32,
                                       depth=1, num_heads=2), tiny.parts.text)
+
+
+def test_real_siglip2_files_come_from_a_folder_or_fail_fast_offline(tmp_path, monkeypatch):
+    """A folder copied from the hub repo holds the weights and the tokenizer; a lone weights file
+    needs the tokenizer in the HF cache, else a fast error naming the repo (no download offline)."""
+    import json
+    import time
+
+    from rns_ros.core.backbones.siglip2 import SIGLIP2_HF_REPO, _hf_tokenizer, siglip2_files
+    from rns_ros.core.backbones.weights import WeightsUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "ViT-L-16-SigLIP2-512"
+    folder.mkdir()
+    (folder / "open_clip_model.safetensors").write_bytes(b"stand-in")
+    with pytest.raises(WeightsUnavailableError, match=SIGLIP2_HF_REPO) as err:
+        start = time.monotonic()
+        siglip2_files(str(folder / "open_clip_model.safetensors"), cache_dir=str(tmp_path / "empty"))
+    assert time.monotonic() - start < 10 and "huggingface-cli download" in str(err.value)
+    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("transformers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<pad>": 0, "<unk>": 1, "a": 2, "cat": 3}, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                             "pad_token": "<pad>", "unk_token": "<unk>"}))
+    weights, tokenizer_source = siglip2_files(str(folder), cache_dir=str(tmp_path / "empty"))
+    assert weights == str(folder / "open_clip_model.safetensors") and tokenizer_source == str(folder)
+    ids = _hf_tokenizer(tokenizer_source, None)(["a cat"])
+    assert ids.shape == (1, 64) and ids[0, :3].tolist() == [2, 3, 0]  # SigLIP2's context length, padded
