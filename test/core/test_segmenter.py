@@ -278,8 +278,8 @@ def test_end_to_end_region_mode_with_real_memory(tiny_backbone):
 def test_a_frame_is_converted_to_a_tensor_once(tiny_backbone, monkeypatch, mode):
     """The backbone converts and resizes the frame; region mode hands that same resized image to
     SAM 2 instead of converting the frame again, and validation converts nothing."""
-    import rns_ros.core.backbones.openclip as openclip_module
-    import rns_ros.core.segmenter as segmenter_module
+    import rns_ros.core.backbones.dense as dense_module
+    import rns_ros.core.backbones.sliding as sliding_module
     from rns_ros.core.backbones.sliding import image_to_tensor
 
     memory, adapter = real_parts(tiny_backbone)
@@ -293,8 +293,8 @@ def test_a_frame_is_converted_to_a_tensor_once(tiny_backbone, monkeypatch, mode)
         conversions.append(image.shape)
         return image_to_tensor(image, device)
 
-    monkeypatch.setattr(openclip_module, "image_to_tensor", counting)
-    monkeypatch.setattr(segmenter_module, "image_to_tensor", counting)
+    monkeypatch.setattr(dense_module, "image_to_tensor", counting)  # the backbones' conversion
+    monkeypatch.setattr(sliding_module, "image_to_tensor", counting)  # proposal_input's fallback
     seg.segment(img)
     assert conversions == [img.shape]
     if mode == "region":
