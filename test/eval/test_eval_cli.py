@@ -49,3 +49,17 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path, capsys):
     assert main(["--dataset", "camvid", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--methods", "rns,segformer"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_other_backbone_families_through_rns_eval(tmp_path):
+    rng = np.random.default_rng(1)
+    write_camvid(tmp_path / "camvid", {s: [block_labels(rng, 2, 3, 16, 11) for _ in range(n)]
+                                       for s, n in (("train", 3), ("test", 1))})
+    for backbone in ("test-tiny-dinotxt", "test-tiny-siglip2"):
+        out = tmp_path / backbone
+        assert main(["--dataset", "camvid", "--root", str(tmp_path / "camvid"), "--methods", "rns",
+                     "--shots", "1", "--backbone", backbone, "--out", str(out), "--steps", "5",
+                     "--no-progress", "--no-plots", "--threads", "1"]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert results["records"][0]["status"] == "ok" and "RANDOM WEIGHTS" in results["warning"]
+        assert results["backbone_identity"].split("/")[0] in ("dinov3txt", "siglip2")
