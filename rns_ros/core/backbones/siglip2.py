@@ -142,10 +142,11 @@ def siglip2_files(checkpoint: str | os.PathLike | None, cache_dir: str | None) -
         for name in TOKENIZER_FILES:
             resolve_hub_weights(SIGLIP2_HF_REPO, (name,), cache_dir=cache_dir)
     except WeightsUnavailableError as err:
-        raise WeightsUnavailableError(
+        raise WeightsUnavailableError(  # a template: {checkpoint=...} is spelled per entry point
             f"the SigLIP2 tokenizer ({', '.join(TOKENIZER_FILES)} of {SIGLIP2_HF_REPO}) is not beside "
             f"{weights_file} nor in the Hugging Face cache: download the whole repo "
-            f"(`huggingface-cli download {SIGLIP2_HF_REPO}`) and pass its folder as the checkpoint. {err}") from err
+            f"(`huggingface-cli download {SIGLIP2_HF_REPO}`) and pass its folder, {{checkpoint=FOLDER}}. "
+            + err.template) from err
     return weights_file, SIGLIP2_HF_REPO
 
 
