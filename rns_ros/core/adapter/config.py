@@ -39,11 +39,11 @@ class AdapterConfig:
     retrieval: str = "nearest"  # "nearest" | "random" (the Fig. 5 ablation, same number of rows)
     init: str = "kaiming"  # "kaiming" (reference: Kaiming-uniform W, b = 0) | "zeros" (no randomness)
     seed: int = 0  # seeds the Kaiming start and the random-retrieval draw
-    solver: str = "fast"  # "fast" (same predictions, faster) | "plain" (the reference loop) | "lbfgs" (approximate)
-    fast_subspace: bool = True  # fast solver on CPU: subspace matmuls per step (False = exact full-rank steps)
+    solver: str = "fast"  # "fast" (the plain loop's result to float rounding, faster) | "plain" (the reference loop) | "lbfgs" (approximate)
+    fast_subspace: bool = False  # CPU: True = subspace matmuls per step, faster but approximate (~1% argmax flips on hard problems)
     fast_extra_rank: int = 4  # subspace directions beyond one per class label
     fast_refresh_travel: float = 0.2  # subspace steps: exact refresh every travel / lr steps (100 at lr 0.002)
-    fast_kernel: str = "auto"  # subspace steps run by "native" (compiled C) | "torch" | "auto" (native, else torch)
+    fast_kernel: str = "auto"  # CPU steps' non-matmul work run by "native" (compiled C) | "torch" | "auto" (native, else torch)
     cuda_graphs: bool = True  # fast solver on CUDA: replay the step as a captured graph (falls back to eager)
     lbfgs_iterations: int = 50  # solver="lbfgs": iterations of L-BFGS on the same regularised loss
 

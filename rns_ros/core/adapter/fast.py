@@ -14,11 +14,14 @@ What is restructured (the math is that of `adapter.solve_plain`):
   updates P and its moments. Buffers are preallocated; nothing is read back to the host.
 
 Two step kinds:
-- exact (`fast_subspace=False`, and always on CUDA): two full (C, M, d) matmuls per step. Agrees
-  with the plain loop to float rounding. On CUDA the step is captured once as a CUDA graph and
-  replayed (`cuda_graphs`), with an eager fallback if capture fails.
-- subspace (the CPU default): on a CPU the two full matmuls stay in any exact restructuring and
-  cap it at a few times the plain loop's speed, so the per-step matmuls use a small orthonormal
+- exact (the default, `fast_subspace=False`; always on CUDA): two full (C, M, d) matmuls per step.
+  Agrees with the plain loop to float rounding. On CUDA the step is captured once as a CUDA graph
+  and replayed (`cuda_graphs`), with an eager fallback if capture fails. On a CPU the softmax and
+  residual between the matmuls (torch's softmax along the class axis costs about as much as a
+  matmul here) run in one pass of the compiled kernel (`native.py`) where it builds.
+- subspace (opt-in approximation, `fast_subspace=True`, CPU only): on a CPU the two full matmuls
+  stay in any exact restructuring and cap it at a few times the plain loop's speed (they run near
+  the core's peak already), so the per-step matmuls use a small orthonormal
   basis B of the training rows, X = A B + E: one direction per class label (the loss-weighted mean
   of that label's rows, so that a class learnt from a handful of fused or pseudo rows is
   represented exactly enough) plus `fast_extra_rank` top directions of what remains (randomised
@@ -27,8 +30,9 @@ Two step kinds:
   refreshes) the residual terms E P^T (logits) and R^T E (gradient) are computed exactly and held
   until the next refresh; in between, logits = A (B P^T) + held and gradient = (R^T A) B + held.
   Adam still runs on every coordinate of P at every step. Only the change of the residual terms
-  between two refreshes is neglected; the agreement with the plain loop is measured by the tests
-  and the benchmark (docs/adapter.md), not assumed.
+  between two refreshes is neglected; on hard problems (noisy features, partial support) the argmax
+  then differs from the plain loop's on about 1% of the queries (docs/adapter.md), which is why it
+  is not the default.
   A subspace step is a handful of operations on a few thousand numbers each: as torch calls, the
   per-call dispatch costs more than the arithmetic. So whole steps run in one call of a compiled
   C kernel (`native.py`, native/subspace_steps.c: the same formulas, torch's Adam(W) update),
@@ -242,14 +246,15 @@ def describe_execution(config: AdapterConfig, device: str) -> tuple[str, str | N
         return f"solver {config.solver}", None
     if device.startswith("cuda"):
         return "exact steps on CUDA" + (" as a replayed CUDA graph" if config.cuda_graphs else ""), None
-    if not config.fast_subspace:
-        return "exact steps as torch operations", None
+    kind = "subspace steps (approximate)" if config.fast_subspace else "exact steps"
     kernel, reason = _kernel_or_reason(config)
     if kernel is not None:
-        return f"subspace steps in the compiled kernel {kernel.path}", None
+        where = "in" if config.fast_subspace else "with the softmax in"
+        return f"{kind} {where} the compiled kernel {kernel.path}", None
+    slower = "about 2x" if config.fast_subspace else "about 1.2x"
     warning = None if reason is None else (
-        f"the adapter's compiled CPU kernel is unavailable, so it runs about 2x slower: {reason}")
-    return "subspace steps as torch operations", warning
+        f"the adapter's compiled CPU kernel is unavailable, so it runs {slower} slower: {reason}")
+    return f"{kind} as torch operations", warning
 
 
 def _run_cuda_graph(state: _FastState, steps: int) -> bool:
@@ -294,17 +299,43 @@ def subspace_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
     return rank if 2 * rank * (rows + width) <= rows * width else 0
 
 
+def _run_exact_native(state: _FastState, steps: int, kernel: native.NativeKernel) -> None:
+    """`steps` exact steps: the two matmuls as torch (BLAS) calls, the softmax and residual between
+    them in one call of the compiled kernel. Rows are padded to the kernel's vector width with zero
+    rows and zero factors (their residual is exactly zero, so they add nothing to the gradient)."""
+    rows, width = state.inputs.shape
+    padded = -(-rows // native.LANES) * native.LANES
+    inputs = state.inputs.new_zeros(padded, width)
+    inputs[:rows] = state.inputs
+    inputs_t = inputs.T.contiguous()
+    neg_target = state.neg_target.new_zeros(state.neg_target.shape[0], padded)
+    neg_target[:, :rows] = state.neg_target
+    prob_scale = state.prob_scale.new_zeros(padded)
+    prob_scale[:rows] = state.prob_scale[0]
+    logits = state.logits.new_zeros(state.logits.shape[0], padded)  # becomes the residual in place
+    residual_in_place = kernel.softmax_residual_call(logits, prob_scale, neg_target)
+    params, grad, mm = state.params, state.grad, torch.mm
+    for step in range(steps):
+        mm(params, inputs_t, out=logits)
+        residual_in_place()
+        mm(logits, inputs, out=grad)
+        state.adam_update(step)
+
+
 def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Train the classifier of `problem` (mode "train"); returns (W (C, d), b (C,))."""
     state = _FastState(problem, config)
+    on_cpu = not state.inputs.is_cuda
+    kernel = native_kernel(config) if on_cpu and state.inputs.dtype == torch.float32 else None
     if subspace_rank(problem, config) > 0:
         split = _Subspace(state, problem)
-        kernel = native_kernel(config) if state.inputs.dtype == torch.float32 else None
         if kernel is not None:
             _run_subspace_native(state, split, config.steps, refresh_interval(config), kernel)
         else:
             _run_subspace_torch(state, split, config.steps, refresh_interval(config))
-    elif not (state.inputs.is_cuda and config.cuda_graphs and _run_cuda_graph(state, config.steps)):
+    elif kernel is not None:
+        _run_exact_native(state, config.steps, kernel)
+    elif on_cpu or not (config.cuda_graphs and _run_cuda_graph(state, config.steps)):
         for step in range(config.steps):
             state.exact_step(step)
     return state.result()

@@ -1,8 +1,10 @@
-"""The compiled kernel of the fast adapter's CPU subspace steps (native/subspace_steps.c).
+"""The compiled kernel of the fast adapter's CPU steps (native/subspace_steps.c).
 
 On a CPU the subspace step is a handful of tiny operations (tens of thousands of numbers each), so
 issuing them one torch call at a time costs more in dispatch than in arithmetic. The C file runs
-whole steps in one call. It is compiled on first use with the system C compiler (the one that
+whole subspace steps in one call, and the softmax + residual of an exact step (torch's softmax
+along the class axis of the class-major logits, plus the residual's addcmul, cost about as much as
+one of the step's two matmuls) in one pass. It is compiled on first use with the system C compiler (the one that
 building the package's ROS interfaces already needs: `$CC`, else `cc`, `gcc` or `clang`) for this
 machine's CPU (-march=native), and cached as a shared library under
 `$RNS_ROS_CACHE_DIR` (default `$XDG_CACHE_HOME/rns_ros`, i.e. ~/.cache/rns_ros), keyed by the
@@ -16,6 +18,7 @@ compile error); `fast.py` then falls back to torch operations (`AdapterConfig.fa
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -24,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -92,6 +96,34 @@ class NativeKernel:
             function = getattr(library, name)
             function.argtypes, function.restype = [pointer, *extra], None
             setattr(self, name.removeprefix("rns_"), function)
+        self._softmax_residual = library.rns_softmax_residual
+        self._softmax_residual.argtypes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4
+        self._softmax_residual.restype = None
+
+    def softmax_residual_call(self, logits: torch.Tensor, prob_scale: torch.Tensor,
+                              neg_target: torch.Tensor) -> Callable[[], None]:
+        """A call without arguments that turns the class-major logits (C, M) into the residual
+        softmax_classes(logits) * prob_scale + neg_target, in place. Checked once here (float32,
+        contiguous, CPU; prob_scale (M,), neg_target (C, M); M a multiple of LANES), so the per-step
+        call costs only the C function."""
+        classes, rows = logits.shape
+        shapes = dict(logits=(classes, rows), prob_scale=(rows,), neg_target=(classes, rows))
+        tensors = dict(logits=logits, prob_scale=prob_scale, neg_target=neg_target)
+        if rows % LANES or min(classes, rows) < 1:
+            raise ValueError(f"softmax residual: rows {rows} must be a positive multiple of {LANES}")
+        for name, tensor in tensors.items():
+            if not (tensor.dtype == torch.float32 and tensor.device.type == "cpu" and tensor.is_contiguous()
+                    and tuple(tensor.shape) == shapes[name]):
+                raise ValueError(f"softmax residual: {name} must be a contiguous float32 CPU tensor of shape "
+                                 f"{shapes[name]}, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}")
+        scratch = logits.new_empty(2 * rows)
+        return functools.partial(_call_keeping, self._softmax_residual, (logits, prob_scale, neg_target, scratch),
+                                 classes, rows, *(t.data_ptr() for t in (logits, prob_scale, neg_target, scratch)))
+
+
+def _call_keeping(function, tensors: tuple, *arguments) -> None:
+    """function(*arguments); `tensors` rides along so that the raw pointers in `arguments` stay valid."""
+    function(*arguments)
 
 
 def cache_dir() -> Path:

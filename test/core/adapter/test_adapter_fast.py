@@ -1,6 +1,8 @@
-"""The fast solver against the plain reference loop (issue 6: >= 99.5% identical argmax and
-max |dp| <= 0.02, same seed and start), on every adapter setting and on realistic sizes; and the
-speed options (batched frames, L-BFGS)."""
+"""The fast solver against the plain reference loop, same seed and start: the default (exact
+steps) gives the plain loop's probabilities to float rounding on every adapter setting and on a
+sweep of hard scenarios (issue 14: >= 99.5% identical argmax and max |dp| <= 0.005 required; it
+does far better); the opt-in subspace steps stay within issue 6's tolerance (99.5%, 0.02) on
+moderate problems. And the speed options (batched frames, L-BFGS)."""
 from __future__ import annotations
 
 import pytest
@@ -58,32 +60,58 @@ SETTINGS = {
 
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_fast_matches_plain_on_every_setting(name):
-    """Exact steps agree to float rounding; subspace steps (exercised here on d = 48 with 2 extra
-    directions), run by the compiled kernel ("auto": where a C compiler exists) and by torch
-    operations, within the issue's tolerance. 300 steps keep the suite fast; 700-step runs are
-    below and in the bench."""
+    """The default (exact steps; the compiled kernel's softmax where a C compiler exists) and its
+    torch-operations execution agree to float rounding; the opt-in subspace steps (exercised here
+    on d = 48 with 2 extra directions), compiled and as torch operations, within issue 6's
+    tolerance. 300 steps keep the suite fast; 700-step runs are below and in the bench."""
     spec_kwargs, config_kwargs = SETTINGS[name]
     spec = SyntheticScenario(**{**SMALL, **spec_kwargs, "seed": len(name)})
     config = AdapterConfig(seed=2, steps=300, **config_kwargs)
-    problem, plain, (exact, *subspace) = solve_both(spec, config, [
-        {"fast_subspace": False}, {"fast_extra_rank": 2}, {"fast_extra_rank": 2, "fast_kernel": "torch"}])
+    subspace = {"fast_subspace": True, "fast_extra_rank": 2}
+    problem, plain, fast_runs = solve_both(spec, config, [
+        {}, {"fast_kernel": "torch"}, subspace, {**subspace, "fast_kernel": "torch"}])
     assert problem.mode == "train"
-    assert subspace_rank(problem, with_(config, fast_extra_rank=2)) > 0
-    same, dp = agreement(exact, plain)
-    assert same == 1.0 and dp <= 1e-4, (same, dp)
-    for probs in subspace:
+    assert subspace_rank(problem, config) == 0 and subspace_rank(problem, with_(config, **subspace)) > 0
+    for exact in fast_runs[:2]:
+        same, dp = agreement(exact, plain)
+        assert same == 1.0 and dp <= 1e-4, (same, dp)
+    for probs in fast_runs[2:]:
         same, dp = agreement(probs, plain)
         assert same >= 0.995 and dp <= 0.02, (same, dp)
 
 
+# Hard problems (issue 14): noisy features, partial visual and textual support, 5 to 50 classes.
+# (seed, classes, noise, visual share, text share, d, queries); synthetic.py's default noise is 0.9.
+HARD = [(0, 20, 1.5, 0.5, 0.6, 512, 800), (1, 20, 1.5, 0.5, 0.6, 512, 800), (2, 5, 1.5, 1.0, 1.0, 512, 800),
+        (3, 50, 1.2, 0.7, 0.7, 512, 800), (4, 35, 0.9, 0.5, 1.0, 512, 400), (5, 10, 2.0, 1.0, 0.5, 512, 400),
+        (6, 50, 1.5, 0.3, 0.8, 256, 400), (7, 20, 1.5, 0.8, 0.0, 512, 400)]
+
+
+@pytest.mark.slow
+def test_default_matches_plain_on_hard_scenarios():
+    """The default at the paper's 700 steps on every hard scenario, compiled-kernel and torch
+    executions: the issue's bar (>= 99.5% identical argmax, max |dp| <= 0.005) per scenario, and
+    max |dp| at float-rounding level (1e-4), which is what exact steps give."""
+    for seed, classes, noise, visual, text, dim, queries in HARD:
+        spec = SyntheticScenario(num_classes=classes, dim=dim, num_queries=queries, noise=noise,
+                                 visual_fraction=visual, text_fraction=text, support_per_class=40,
+                                 classes_in_image=min(classes, 10), seed=seed)
+        problem, plain, fast_runs = solve_both(spec, AdapterConfig(seed=seed), [{}, {"fast_kernel": "torch"}])
+        assert problem.mode == "train" and problem.num_rows >= 100
+        for fast in fast_runs:
+            same, dp = agreement(fast, plain)
+            assert same >= 0.995 and dp <= 1e-4, (seed, same, dp)
+
+
 @pytest.mark.parametrize("seed,num_classes,support,in_image", [(11, 20, 60, 8), (12, 13, 40, 10)])
-def test_fast_default_matches_plain_at_realistic_size(seed, num_classes, support, in_image):
-    """d = 512, hundreds of training rows, 800 queries, 700 steps: the default fast path (the
-    compiled kernel where a C compiler exists) and its torch-operations fallback."""
+def test_fast_subspace_option_matches_plain_at_realistic_size(seed, num_classes, support, in_image):
+    """d = 512, hundreds of training rows, 800 queries, 700 steps, moderate noise: the opt-in
+    subspace steps (compiled kernel where a C compiler exists, and torch operations) stay within
+    issue 6's tolerance. On hard problems they do not (docs/adapter.md), hence not the default."""
     spec = SyntheticScenario(num_classes=num_classes, dim=512, support_per_class=support,
                              num_queries=800, classes_in_image=in_image, visual_fraction=0.85,
                              text_fraction=0.95, seed=seed)
-    config = AdapterConfig(seed=seed)
+    config = AdapterConfig(seed=seed, fast_subspace=True)
     problem, plain, fast_runs = solve_both(spec, config, [{}, {"fast_kernel": "torch"}])
     assert problem.num_rows >= 250 and subspace_rank(problem, config) > 0
     for fast in fast_runs:
@@ -95,12 +123,12 @@ def test_subspace_rank_is_labels_plus_extra_or_exact_where_it_saves_nothing():
     queries, memory = build_scenario(SyntheticScenario(**{**SMALL, "dim": 512, "seed": 4}))
     _, problem = TestTimeAdapter().build_problem(queries, memory)
     labels = int(torch.unique(problem.labels).numel())
-    assert subspace_rank(problem, AdapterConfig()) == labels + 4
-    assert subspace_rank(problem, AdapterConfig(fast_extra_rank=0)) == labels
-    assert subspace_rank(problem, AdapterConfig(fast_subspace=False)) == 0
+    assert subspace_rank(problem, AdapterConfig(fast_subspace=True)) == labels + 4
+    assert subspace_rank(problem, AdapterConfig(fast_subspace=True, fast_extra_rank=0)) == labels
+    assert subspace_rank(problem, AdapterConfig()) == 0  # the default: exact steps
     tiny = problem.__class__(**{**problem.__dict__, "features": problem.features[:12],
                                 "labels": problem.labels[:12]})
-    assert subspace_rank(tiny, AdapterConfig()) == 0  # 12 rows: full-rank steps are cheaper
+    assert subspace_rank(tiny, AdapterConfig(fast_subspace=True)) == 0  # 12 rows: full-rank steps are cheaper
 
 
 def test_subspace_basis_is_orthonormal_holds_class_means_and_top_directions():

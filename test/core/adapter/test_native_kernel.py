@@ -1,8 +1,9 @@
-"""The compiled subspace-step kernel (rns_ros/core/native.py, native/subspace_steps.c): each pass
+"""The compiled CPU kernel of the fast adapter (rns_ros/core/adapter/native.py,
+native/subspace_steps.c): each pass of the subspace steps and the exact steps' softmax residual
 against the same formulas computed independently with torch (softmax, matmuls, torch.optim's own
 AdamW/Adam step), odd sizes that hit every tail of the blocked loops, extreme logits; whole solves
-against the torch-operations path; and the build: cache reuse, no compiler, compile errors,
-refusal of tensors the C code cannot take."""
+(exact and subspace steps) against the torch-operations path; and the build: cache reuse, no
+compiler, compile errors, refusal of tensors the C code cannot take."""
 from __future__ import annotations
 
 import os
@@ -78,6 +79,28 @@ def test_row_pass_softmax_survives_extreme_logits():
     torch.testing.assert_close(t["residual"].double(), residual, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("classes,rows", [(20, 576), (7, 24), (1, 8), (13, 16)])
+def test_exact_steps_softmax_residual_is_torch_softmax_times_scale_plus_target(classes, rows):
+    t = random_problem(classes, 1, rows, 8, seed=classes, logit_scale=30.0)
+    logits = t["held_logits"]
+    logits[:, 1] = torch.linspace(-1e4, 0, classes)  # exp underflows for all but one class
+    expected = torch.softmax(logits.double(), dim=0) * t["prob_scale"].double() + t["neg_target"].double()
+    native.load().softmax_residual_call(logits, t["prob_scale"], t["neg_target"])()
+    torch.testing.assert_close(logits.double(), expected, atol=3e-7, rtol=2e-6)
+    assert bool((logits[:, -3:] == 0).all())  # padding rows (zero factors) contribute exactly nothing
+
+
+def test_the_softmax_residual_refuses_what_the_kernel_cannot_take():
+    kernel, good = native.load(), random_problem(6, 1, 40, 8)
+    logits, prob_scale, neg_target = good["held_logits"], good["prob_scale"], good["neg_target"]
+    for bad, match in [((logits.double(), prob_scale, neg_target), "logits"),
+                       ((logits, prob_scale[:32], neg_target), "prob_scale"),
+                       ((logits, prob_scale, neg_target.T.contiguous().T), "neg_target"),
+                       ((logits[:, :36].contiguous(), prob_scale[:36], neg_target[:, :36].contiguous()), "multiple")]:
+        with pytest.raises(ValueError, match=match):
+            kernel.softmax_residual_call(*bad)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "adam"])
 @pytest.mark.parametrize("classes,rank,rows,width", SIZES[:3])
 def test_width_pass_is_torch_optimizer_step_then_projection(optimizer, classes, rank, rows, width):
@@ -121,12 +144,15 @@ def test_the_view_refuses_what_the_kernel_cannot_take():
 
 @pytest.mark.parametrize("optimizer,lr", [("adamw", 0.002), ("adam", 0.02)])
 def test_whole_solve_matches_the_torch_operations_path(optimizer, lr):
-    """Same math, two executions: float rounding apart, whatever the refresh interval."""
+    """Same math, two executions: float rounding apart, for exact steps and for subspace steps
+    whatever the refresh interval."""
     spec = SyntheticScenario(num_classes=12, dim=256, support_per_class=30, num_queries=300, seed=4)
     queries, memory = build_scenario(spec)
     _, problem = TestTimeAdapter().build_problem(queries, memory)
-    for travel in (0.04, 0.2):
-        config = AdapterConfig(optimizer=optimizer, lr=lr, steps=250, fast_refresh_travel=travel)
+    assert problem.num_rows % native.LANES  # the exact path pads rows
+    for subspace, travel in ((False, 0.2), (True, 0.04), (True, 0.2)):
+        config = AdapterConfig(optimizer=optimizer, lr=lr, steps=250, fast_subspace=subspace,
+                               fast_refresh_travel=travel)
         w_native, b_native = solve_fast(problem, AdapterConfig(**{**config.__dict__, "fast_kernel": "native"}))
         w_torch, b_torch = solve_fast(problem, AdapterConfig(**{**config.__dict__, "fast_kernel": "torch"}))
         torch.testing.assert_close(w_native, w_torch, atol=2e-5, rtol=0)
@@ -198,13 +224,14 @@ def test_describe_execution_builds_the_kernel_or_says_why_not(fresh_native, monk
     from rns_ros.core.adapter.fast import describe_execution
 
     text, warning = describe_execution(AdapterConfig(), "cpu")
-    assert warning is None and str(fresh_native) in text  # built now, into the cache
-    assert describe_execution(AdapterConfig(fast_kernel="torch"), "cpu") == ("subspace steps as torch operations", None)
+    assert warning is None and text.startswith("exact steps") and str(fresh_native) in text  # built now
+    assert "subspace" in describe_execution(AdapterConfig(fast_subspace=True), "cpu")[0]
+    assert describe_execution(AdapterConfig(fast_kernel="torch"), "cpu") == ("exact steps as torch operations", None)
     assert "CUDA graph" in describe_execution(AdapterConfig(), "cuda:0")[0]
     native.reset_for_tests()
     monkeypatch.setenv("CC", "")
     monkeypatch.setenv("PATH", str(fresh_native))
     text, warning = describe_execution(AdapterConfig(), "cpu")
-    assert text == "subspace steps as torch operations" and "no C compiler" in warning
+    assert text == "exact steps as torch operations" and "no C compiler" in warning
     with pytest.raises(native.NativeUnavailable):
         describe_execution(AdapterConfig(fast_kernel="native"), "cpu")

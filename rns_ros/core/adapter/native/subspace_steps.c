@@ -1,5 +1,6 @@
-/* The fast adapter's subspace steps on the CPU, as one compiled loop (rns_ros/core/native.py
- * compiles this file on first use; adapter/fast.py drives it).
+/* The fast adapter's CPU kernel (rns_ros/core/adapter/native.py compiles this file on first use;
+ * adapter/fast.py drives it): the subspace steps as one compiled loop, and the softmax + residual
+ * of an exact step (rns_softmax_residual), whose two full matmuls stay torch's BLAS calls.
  *
  * The math is that of fast._run_subspace, step for step: with P = [W | b | 0] (C, W),
  * the orthonormal basis B (R, W), the training rows' coordinates A (M, R) and the residual terms
@@ -163,13 +164,12 @@ static void dots(int na, int nb, int len, const float *x, int ldx, const float *
         }
 }
 
-/* residual (class-major logits first, then in place) and coord_grad from the current projected. */
-void rns_row_pass(const struct rns_subspace *s) {
-    const int C = s->classes, M = s->rows, R = s->rank;
-    float *L = s->residual;
-    combine(C, R, M, s->projected, s->coords_t, M, s->held_logits, M, L, M);  /* logits */
-    /* softmax over the classes of each row, as passes along contiguous rows of L */
-    float *top = s->scratch, *scale = top + M;
+/* In place on the class-major (C, M) logits L: L = softmax_classes(L) * prob_scale + neg_target,
+ * the residual a s_y softmax(z) - a y. The softmax runs as passes along contiguous rows of L
+ * (column maxima, exps and their sums, one scale per column). scratch: 2 M floats. */
+void rns_softmax_residual(int C, int M, float *L, const float *prob_scale, const float *neg_target,
+                          float *scratch) {
+    float *top = scratch, *scale = top + M;
     memcpy(top, L, sizeof(float) * M);
     for (int c = 1; c < C; ++c)
         for (int i = 0; i < M; i += LANES) store(top + i, vmax(load(top + i), load(L + (size_t)c * M + i)));
@@ -180,10 +180,18 @@ void rns_row_pass(const struct rns_subspace *s) {
             store(L + (size_t)c * M + i, e);
             store(scale + i, load(scale + i) + e);
         }
-    for (int i = 0; i < M; i += LANES) store(scale + i, load(s->prob_scale + i) / load(scale + i));
+    for (int i = 0; i < M; i += LANES) store(scale + i, load(prob_scale + i) / load(scale + i));
     for (int c = 0; c < C; ++c)
         for (int i = 0; i < M; i += LANES)
-            store(L + (size_t)c * M + i, load(L + (size_t)c * M + i) * load(scale + i) + load(s->neg_target + (size_t)c * M + i));
+            store(L + (size_t)c * M + i, load(L + (size_t)c * M + i) * load(scale + i) + load(neg_target + (size_t)c * M + i));
+}
+
+/* residual (class-major logits first, then in place) and coord_grad from the current projected. */
+void rns_row_pass(const struct rns_subspace *s) {
+    const int C = s->classes, M = s->rows, R = s->rank;
+    float *L = s->residual;
+    combine(C, R, M, s->projected, s->coords_t, M, s->held_logits, M, L, M);  /* logits */
+    rns_softmax_residual(C, M, L, s->prob_scale, s->neg_target, s->scratch);
     dots(C, R, M, L, M, s->coords_t, M, s->coord_grad);  /* residual A */
 }
 
