@@ -4,19 +4,22 @@
 Times the adapter's training + prediction for one built problem, and separately the retrieval +
 problem building that every solver shares (so the end-to-end ratio is printed too), on a synthetic
 problem of realistic size (default: N = 800 queries, ~500 training rows, d = 512,
-C = 20; synthetic features, NOT a quality measure), interleaving the solvers repetition by
+C = 20; `--hard`: noisy features with partial visual and textual support, where approximations
+show; synthetic features, NOT a quality measure), interleaving the solvers repetition by
 repetition so that a busy machine slows them alike. Prints a markdown table: median and p95 wall
 time per solver, median CPU time of the process (steadier than wall time on a shared machine),
 speed-up over the plain loop (ratios of medians, measured in this one run), and the agreement
 (identical argmax, max |dp|) of every solver with the plain loop and with the default.
 
     .venv/bin/python scripts/bench_adapter.py            # about 1-2 minutes on a 2-core CPU
+    .venv/bin/python scripts/bench_adapter.py --hard     # noise 1.5, half the classes without exemplars, 40% without text
     .venv/bin/python scripts/bench_adapter.py --repeats 3 --threads 2
-    .venv/bin/python scripts/bench_adapter.py --device cuda   # the solvers on a GPU
+    .venv/bin/python scripts/bench_adapter.py --device cuda --json out.json   # the solvers on a GPU; rows as JSON too
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -40,9 +43,10 @@ def solvers() -> dict[str, AdapterConfig]:
     """Name -> config. "plain" is the reference, "fast" the default; the rest are options."""
     return {
         "plain (reference loop)": AdapterConfig(solver="plain"),
-        "fast (default)": AdapterConfig(),
-        "fast, subspace steps as torch ops (fast_kernel='torch')": AdapterConfig(fast_kernel="torch"),
-        "fast, exact steps (fast_subspace=False)": AdapterConfig(fast_subspace=False),
+        "fast (default: exact steps)": AdapterConfig(),
+        "fast, exact steps as torch ops (fast_kernel='torch')": AdapterConfig(fast_kernel="torch"),
+        "option: subspace steps (fast_subspace=True)": AdapterConfig(fast_subspace=True),
+        "option: subspace steps as torch ops": AdapterConfig(fast_subspace=True, fast_kernel="torch"),
         "option: 200 steps": AdapterConfig(steps=200),
         "option: 100 steps": AdapterConfig(steps=100),
         "option: lr 0.01, 140 steps": AdapterConfig(lr=0.01, steps=140),
@@ -55,9 +59,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def agreement(probs: torch.Tensor, reference: torch.Tensor) -> str:
-    same = float((probs.argmax(1) == reference.argmax(1)).double().mean())
-    return f"{100 * same:.2f}% / {float((probs - reference).abs().max()):.1e}"
+def agreement(probs: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(share of identical argmax, max |dp|); on the CPU whichever device the solvers ran on."""
+    probs, reference = probs.cpu(), reference.cpu()
+    return float((probs.argmax(1) == reference.argmax(1)).double().mean()), float((probs - reference).abs().max())
 
 
 def main() -> None:
@@ -71,6 +76,13 @@ def main() -> None:
     parser.add_argument("--support-per-class", type=int, default=60)
     parser.add_argument("--batch", type=int, default=4, help="frames per batch for the batching option")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=None, help="feature noise (synthetic.py's default: 0.9)")
+    parser.add_argument("--visual-fraction", type=float, default=1.0, help="share of classes with exemplars")
+    parser.add_argument("--text-fraction", type=float, default=1.0, help="share of classes with text")
+    parser.add_argument("--hard", action="store_true",
+                        help="the hard scenario of issue 14: noise 1.5, visual 0.5, text 0.6 (explicit values win)")
+    parser.add_argument("--skip", default="", help="comma list of solver-name substrings not to run (e.g. 'L-BFGS')")
+    parser.add_argument("--json", default=None, help="also write the rows, machine and problem to this JSON file")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N: where the solvers run (the problem is built on the CPU, "
                              "then moved; the shared row is measured on the CPU)")
@@ -85,11 +97,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_at_start = os.getloadavg()[0]
 
+    noise = args.noise if args.noise is not None else (1.5 if args.hard else SyntheticScenario.noise)
+    if args.hard:
+        args.visual_fraction = 0.5 if args.visual_fraction == 1.0 else args.visual_fraction
+        args.text_fraction = 0.6 if args.text_fraction == 1.0 else args.text_fraction
     spec = SyntheticScenario(num_classes=args.classes, dim=args.dim, num_queries=args.queries,
-                             support_per_class=args.support_per_class, seed=args.seed)
+                             support_per_class=args.support_per_class, seed=args.seed, noise=noise,
+                             visual_fraction=args.visual_fraction, text_fraction=args.text_fraction)
     raw_queries, memory = build_scenario(spec, index_backend="auto")
     queries, problem = on_device(*TestTimeAdapter().build_problem(raw_queries, memory))
-    configs = solvers()
+    skipped = [word for word in args.skip.split(",") if word]
+    configs = {name: config for name, config in solvers().items()
+               if name == "plain (reference loop)" or name.startswith("fast (default")
+               or not any(word in name for word in skipped)}
     frames = [torch.nn.functional.normalize(raw_queries + 0.02 * torch.randn(
         raw_queries.shape, generator=torch.Generator().manual_seed(i)), dim=1) for i in range(args.batch)]
     frame_problems = [on_device(*TestTimeAdapter().build_problem(f, memory)) for f in frames]
@@ -101,10 +121,11 @@ def main() -> None:
 
     # warm-up, and the outputs compared below (torch.optim imports torch._dynamo: seconds, once)
     outputs = {name: predict_from_problem(problem, queries, config) for name, config in configs.items()}
-    batched_out = batched()
     shared_name = "shared by all: retrieval + problem building"
     batch_name = f"option: {args.batch} frames batched (exact steps), per frame"
-    times: dict[str, list[float]] = {name: [] for name in [shared_name, *configs, batch_name]}
+    run_batch = not any(word in batch_name for word in skipped)
+    batched_out = batched() if run_batch else None
+    times: dict[str, list[float]] = {name: [] for name in [shared_name, *configs] + ([batch_name] if run_batch else [])}
     cpu_times: dict[str, list[float]] = {name: [] for name in times}
 
     def timed(name, call, frames_per_call=1):
@@ -119,51 +140,73 @@ def main() -> None:
         timed(shared_name, lambda: TestTimeAdapter().build_problem(raw_queries, memory))
         for name, config in configs.items():
             timed(name, lambda: predict_from_problem(problem, queries, config))
-        timed(batch_name, batched, args.batch)
+        if run_batch:
+            timed(batch_name, batched, args.batch)
 
-    plain_name, fast_name = "plain (reference loop)", "fast (default)"
+    plain_name, fast_name = "plain (reference loop)", "fast (default: exact steps)"
     median = {name: statistics.median(v) for name, v in times.items()}
     cpu_median = {name: statistics.median(v) for name, v in cpu_times.items()}
-    frame_refs = [predict_from_problem(p, q, configs[plain_name]) for q, p in frame_problems]
-    frame_fast = [predict_from_problem(p, q, configs[fast_name]) for q, p in frame_problems]
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
             cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    fast_config = configs[fast_name]
+    fast_config, subspace_config = configs[fast_name], AdapterConfig(fast_subspace=True)
     execution = describe_execution(fast_config, str(device))[0]
     if device.type == "cuda":
         cpu += f", GPU {torch.cuda.get_device_name(device)}"
-    print(f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
-          f"load average at start {load_at_start:.1f}")
-    print(f"Problem: N = {queries.shape[0]} queries, M = {problem.num_rows} training rows, "
-          f"d = {args.dim}, C = {args.classes}, 700 steps; fast default: subspace rank "
-          f"{subspace_rank(problem, fast_config)}, exact refresh every {refresh_interval(fast_config)} steps, "
-          f"{execution}; "
-          f"{args.repeats} interleaved repetitions. Times: training + prediction given the built problem; "
-          f"end to end adds the shared row.\n")
+    width = -(-(args.dim + 1) // 8) * 8
+    exact_flops = 2 * 2 * args.classes * problem.num_rows * width * fast_config.steps  # two matmuls per step
+    machine = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
+               f"load average at start {load_at_start:.1f}, at end {os.getloadavg()[0]:.1f}")
+    scenario = (f"N = {queries.shape[0]} queries, M = {problem.num_rows} training rows, d = {args.dim}, "
+                f"C = {args.classes}, noise {spec.noise}, visual {spec.visual_fraction}, text {spec.text_fraction}, "
+                f"700 steps")
+    print(f"Machine: {machine}")
+    print(f"Problem: {scenario}; default: {execution}, its two matmuls per step at "
+          f"{exact_flops / median[fast_name] / 1e9:.0f} GFLOP/s (whole solve); subspace option: rank "
+          f"{subspace_rank(problem, subspace_config)}, exact refresh every {refresh_interval(subspace_config)} "
+          f"steps; {args.repeats} interleaved repetitions. Times: training + prediction given the built "
+          f"problem; end to end adds the shared row.\n")
     print("| solver | wall median ms | wall p95 ms | CPU median ms | speed-up vs plain: wall / CPU "
           "| end to end: wall / CPU | vs plain: same argmax / max abs dp | vs default: same argmax / max abs dp |")
     print("|---|---|---|---|---|---|---|---|")
     shared, shared_cpu = median[shared_name], cpu_median[shared_name]
+    rows = []
     for name, values in times.items():
-        row = (f"| {name} | {1e3 * median[name]:.0f} | {1e3 * percentile(values, 0.95):.0f} | "
-               f"{1e3 * cpu_median[name]:.0f} | ")
+        row = {"solver": name, "wall_median_ms": 1e3 * median[name], "wall_p95_ms": 1e3 * percentile(values, 0.95),
+               "cpu_median_ms": 1e3 * cpu_median[name]}
+        cells = f"| {name} | {row['wall_median_ms']:.0f} | {row['wall_p95_ms']:.0f} | {row['cpu_median_ms']:.0f} | "
         if name == shared_name:
-            print(row + "| | | |")
+            rows.append(row)
+            print(cells + "| | | |")
             continue
         if name == batch_name:
-            vs_plain = "per frame: " + ", ".join(agreement(o, r) for o, r in zip(batched_out, frame_refs))
-            vs_default = "per frame: " + ", ".join(agreement(o, r) for o, r in zip(batched_out, frame_fast))
+            frame_refs = [predict_from_problem(p, q, configs[plain_name]) for q, p in frame_problems]
+            frame_fast = [predict_from_problem(p, q, configs[fast_name]) for q, p in frame_problems]
+            vs_plain = [agreement(o, r) for o, r in zip(batched_out, frame_refs)]
+            vs_default = [agreement(o, r) for o, r in zip(batched_out, frame_fast)]
         else:
-            vs_plain = agreement(outputs[name], outputs[plain_name])
-            vs_default = agreement(outputs[name], outputs[fast_name])
-        print(row + f"{median[plain_name] / median[name]:.1f}x / {cpu_median[plain_name] / cpu_median[name]:.1f}x | "
-              f"{(shared + median[plain_name]) / (shared + median[name]):.1f}x / "
+            vs_plain, vs_default = [agreement(outputs[name], outputs[plain_name])], [agreement(outputs[name], outputs[fast_name])]
+        row.update(speedup_wall=median[plain_name] / median[name],
+                   end_to_end_wall=(shared + median[plain_name]) / (shared + median[name]),
+                   same_argmax_vs_plain=min(a for a, _ in vs_plain), max_dp_vs_plain=max(d for _, d in vs_plain),
+                   same_argmax_vs_default=min(a for a, _ in vs_default), max_dp_vs_default=max(d for _, d in vs_default))
+        rows.append(row)
+        print(cells + f"{row['speedup_wall']:.1f}x / {cpu_median[plain_name] / cpu_median[name]:.1f}x | "
+              f"{row['end_to_end_wall']:.1f}x / "
               f"{(shared_cpu + cpu_median[plain_name]) / (shared_cpu + cpu_median[name]):.1f}x | "
-              f"{vs_plain} | {vs_default} |")
+              f"{format_agreement(vs_plain)} | {format_agreement(vs_default)} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "device": str(device), "problem": scenario,
+                                               "default_execution": execution, "rows": rows}, indent=2) + "\n")
+
+
+def format_agreement(pairs: list[tuple[float, float]]) -> str:
+    text = ", ".join(f"{100 * same:.2f}% / {dp:.1e}" for same, dp in pairs)
+    return text if len(pairs) == 1 else "per frame: " + text
+
 
 if __name__ == "__main__":
     main()
