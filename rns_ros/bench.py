@@ -5,6 +5,7 @@
     rns-bench --backbone test-tiny --repeats 3          # smoke run of the benchmark itself
     rns-bench --random-weights --backbone openclip-vit-b16,dinov3txt-vitl16,siglip2-vitl16-512 --sizes 640x480
                                                        # several backbones in one run: one row each
+    rns-bench --random-weights --sizes 640x480 --profile default,cpu-fast   # both profiles, frames interleaved
 
 Stages: decode (sensor_msgs/Image -> RGB array), features (backbone, sliding window), proposals
 (SAM 2 partition + region pooling; region mode only), retrieval (k-NN of the frame's patch
@@ -12,7 +13,9 @@ features in the support index, timed alone; the adapter runs it again inside), a
 retrieval included), upsample (probabilities -> label map), publish (label and confidence
 images encoded as messages). Median and p95 over `--repeats` frames after one warm-up frame;
 frames per second = 1 / median of the whole frame; peak memory = the process's peak RSS (and
-CUDA peak allocation on a GPU). With `--random-weights` the numbers are compute cost only:
+CUDA peak allocation on a GPU, per setting). `--profile` names one or more profiles
+(rns_ros.core.profiles; their values apply to settings left at their defaults); several are run
+with their frames interleaved, so a busy machine slows them alike. With `--random-weights` the numbers are compute cost only:
 predictions from random weights mean nothing, and the class text features are random unit vectors
 (the text tower runs once per class name, never per frame).
 """
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -53,14 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true",
                    help="build the full-size models untrained (compute cost only)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default %(default)s)")
-    p.add_argument("--precision", default="fp32", help="backbone autocast: fp32, bf16, fp16")
+    p.add_argument("--precision", default=None,
+                   help="backbone autocast: fp32, bf16, fp16 (default: fp32, or the profile's)")
     p.add_argument("--modes", default="patch", help="comma list of patch, region (default %(default)s)")
     p.add_argument("--sizes", default="640x480,1280x720", type=_parse_sizes, help="comma list of WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=5, help="timed frames per setting (default %(default)s)")
     p.add_argument("--classes", type=int, default=20, help="classes with text (default %(default)s)")
     p.add_argument("--exemplars", type=int, default=10,
                    help="support images, each annotating 4 classes (default %(default)s)")
-    p.add_argument("--steps", type=int, default=700, help="adapter steps (default %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="adapter steps (default: 700, or the profile's)")
     p.add_argument("--solver", default="fast", help="adapter solver: fast, plain, ... (default %(default)s)")
     p.add_argument("--sam-model", default="sam2.1-hiera-tiny", help="SAM 2 preset for region mode")
     p.add_argument("--sam-checkpoint", default=None, help="SAM 2 checkpoint (.pt)")
@@ -68,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--points-per-batch", type=int, default=64, help="SAM 2 prompts per decoder call")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="default",
+                   help="profile, or a comma list run interleaved: default, cpu-fast (default %(default)s)")
+    p.add_argument("--json", default=None, help="also write every row (all samples) to this JSON file")
     return p
 
 
@@ -128,19 +137,41 @@ def run(args) -> list[dict]:
     return rows
 
 
-def _run_backbone(args, name: str) -> list[dict]:
-    from rns_ros.core import AdapterConfig, ProposalConfig, RegionProposer, Segmenter, TestTimeAdapter, \
-        build_backbone
+def _pipeline(args, name: str, profile, mode: str, proposer, built: dict) -> dict:
+    """backbone, memory, adapter config, precision and segmenter of backbone `name` under
+    `profile`; the backbone and memory are built once per profile (kept in `built`) and reused
+    across modes."""
+    from rns_ros.core import AdapterConfig, Segmenter, TestTimeAdapter, build_backbone
 
-    rng = np.random.default_rng(args.seed)
-    kwargs = {"device": args.device, "checkpoint": args.checkpoint, "precision": args.precision}
-    if args.random_weights:
-        kwargs["random_weights"] = True
-    backbone = build_backbone(name, **kwargs)
-    memory = _build_memory(backbone, args, rng)
-    adapter_cfg = AdapterConfig(steps=args.steps, solver=args.solver, seed=args.seed)
-    adapter = TestTimeAdapter(adapter_cfg)
+    if profile.name not in built:
+        precision, adapter_cfg = profile.apply(
+            device=args.device, adapter=AdapterConfig(solver=args.solver, seed=args.seed))
+        precision = args.precision or precision  # options given on the command line win over the profile
+        if args.steps is not None:
+            adapter_cfg = replace(adapter_cfg, steps=args.steps)
+        kwargs = {"device": args.device, "checkpoint": args.checkpoint, "precision": precision}
+        if args.random_weights:
+            kwargs["random_weights"] = True
+        if profile.resolution is not None:
+            kwargs["resolution"] = profile.resolution
+        backbone = build_backbone(name, **kwargs)
+        memory = _build_memory(backbone, args, np.random.default_rng(args.seed))
+        built[profile.name] = dict(backbone=backbone, memory=memory, adapter=adapter_cfg, precision=precision)
+    parts = built[profile.name]
+    segmenter = Segmenter(parts["backbone"], parts["memory"], TestTimeAdapter(parts["adapter"]),
+                          proposer=proposer, mode=mode)
+    return {**parts, "segmenter": segmenter}
+
+
+def _run_backbone(args, name: str) -> list[dict]:
+    """One row per (mode, size, profile) of backbone `name`; the profiles' frames interleaved."""
+    from rns_ros.core import ProposalConfig, RegionProposer
+    from rns_ros.core.profiles import get_profile
+
+    profiles = [get_profile(p.strip()) for p in args.profile.split(",")]
+    built: dict = {}
     codec = _ros_codec()
+    cuda = str(args.device).startswith("cuda")
     rows = []
     for mode in args.modes.split(","):
         proposer = None
@@ -149,43 +180,56 @@ def _run_backbone(args, name: str) -> list[dict]:
                 model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
                 random_weights=args.random_weights and args.sam_model != "test-tiny",
                 points_per_side=args.points_per_side, points_per_batch=args.points_per_batch))
-        segmenter = Segmenter(backbone, memory, adapter, proposer=proposer, mode=mode)
+        pipelines = [_pipeline(args, name, profile, mode, proposer, built) for profile in profiles]
         for width, height in args.sizes:
-            frame = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            frame = np.random.default_rng([args.seed, width, height]).integers(0, 256, size=(height, width, 3),
+                                                                                dtype=np.uint8)
             message = codec[0](frame) if codec else None
-            samples = {s: [] for s in STAGES}
-            totals = []
+            samples = [{s: [] for s in STAGES} for _ in profiles]
+            totals: list[list[float]] = [[] for _ in profiles]
+            peaks = [0.0 for _ in profiles]
+            queries = [None for _ in profiles]  # each profile's patch features of the frame
             for i in range(args.repeats + 1):  # frame 0 warms up caches and lazy model builds
-                t0 = time.perf_counter()
-                image = codec[1](message) if codec else frame
-                t_decode = time.perf_counter() - t0
-                out = segmenter.segment(image)
-                t1 = time.perf_counter()
-                if i == 0:  # retrieval is timed alone on this frame's patch features
-                    queries = backbone.encode_image(image).flat()
-                t_r = time.perf_counter()
-                memory.search(queries, adapter_cfg.k)
-                t_retrieval = time.perf_counter() - t_r
-                t2 = time.perf_counter()
-                if codec:
-                    codec[2](out.labels, out.probabilities.max(0) if out.probabilities.size else
-                             np.zeros(out.labels.shape, np.float32))
-                t_publish = time.perf_counter() - t2
-                if i == 0:
-                    continue
-                stage_times = {"decode": t_decode, "retrieval": t_retrieval, "publish": t_publish,
-                               **{k: v for k, v in out.timings.items() if k in STAGES}}
-                for s in STAGES:
-                    samples[s].append(stage_times.get(s, float("nan")))
-                totals.append((t1 - t0) + t_publish)
+                for k, pipeline in enumerate(pipelines):
+                    if cuda:
+                        torch.cuda.reset_peak_memory_stats()
+                    t0 = time.perf_counter()
+                    image = codec[1](message) if codec else frame
+                    t_decode = time.perf_counter() - t0
+                    out = pipeline["segmenter"].segment(image)
+                    t1 = time.perf_counter()
+                    if i == 0:  # retrieval is timed alone on this frame's patch features
+                        queries[k] = pipeline["backbone"].encode_image(image).flat()
+                    t_r = time.perf_counter()
+                    pipeline["memory"].search(queries[k], pipeline["adapter"].k)
+                    t_retrieval = time.perf_counter() - t_r
+                    t2 = time.perf_counter()
+                    if codec:
+                        codec[2](out.labels, out.probabilities.max(0) if out.probabilities.size else
+                                 np.zeros(out.labels.shape, np.float32))
+                    t_publish = time.perf_counter() - t2
+                    if cuda:
+                        peaks[k] = max(peaks[k], torch.cuda.max_memory_allocated() / 2**20)
+                    if i == 0:
+                        continue
+                    stage_times = {"decode": t_decode, "retrieval": t_retrieval, "publish": t_publish,
+                                   **{key: v for key, v in out.timings.items() if key in STAGES}}
+                    for stage in STAGES:
+                        samples[k][stage].append(stage_times.get(stage, float("nan")))
+                    totals[k].append((t1 - t0) + t_publish)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            if torch.cuda.is_available() and str(args.device).startswith("cuda"):
-                peak_cuda = torch.cuda.max_memory_allocated() / 2**20
-            else:
-                peak_cuda = None
-            rows.append({"mode": mode, "size": f"{width}x{height}", "samples": samples, "totals": totals,
-                         "peak_rss_mb": peak, "peak_cuda_mb": peak_cuda})
+            for k, profile in enumerate(profiles):
+                rows.append({"mode": mode, "size": f"{width}x{height}", "profile": profile.name,
+                             "precision": pipelines[k]["precision"], "steps": pipelines[k]["adapter"].steps,
+                             "samples": samples[k], "totals": totals[k], "peak_rss_mb": peak,
+                             "peak_cuda_mb": peaks[k] if cuda else None})
     return rows
+
+
+def _plain_rows_setting(rows: list[dict]) -> str:
+    """Precision and steps of the rows without a profile note (the default profile's)."""
+    plain = [r for r in rows if r["profile"] == "default"]
+    return f"{plain[0]['precision']}, {plain[0]['steps']} steps" if plain else "profiles as noted per row"
 
 
 def format_table(rows: list[dict], args) -> str:
@@ -199,17 +243,19 @@ def format_table(rows: list[dict], args) -> str:
             cells.append(f"{_percentile(vals, 50):.1f} / {_percentile(vals, 95):.1f}" if vals else "-")
         med = _percentile(r["totals"], 50)
         peak = f"{r['peak_rss_mb']:.0f}" + (f" (CUDA {r['peak_cuda_mb']:.0f})" if r["peak_cuda_mb"] else "")
-        lines.append((f"| {r['backbone']} " if several else "") + f"| {r['mode']} | {r['size']} | " + " | ".join(cells)
+        mode = r["mode"] if r["profile"] == "default" else f"{r['mode']}, {r['profile']} ({r['precision']}, {r['steps']} steps)"
+        lines.append((f"| {r['backbone']} " if several else "") + f"| {mode} | {r['size']} | " + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f} | {peak} |")
     device = args.device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(torch.device(device))
     header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
               f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
-              f"{args.steps} steps; {args.classes} classes, {args.exemplars} support images; "
+              f"{_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
               f"device {device}; {platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average "
-              f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) at the end"
+              f"{args.load_before:.1f} at the start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) "
+              f"at the end"
               f"{'; peak RSS is the process peak so far (the backbones ran in this order)' if several else ''}")
     return header + "\n\n" + "\n".join(lines)
 
@@ -219,12 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         print("rns-bench: --repeats must be >= 1", file=sys.stderr)
         return 2
+    args.load_before = os.getloadavg()[0]
     try:
         rows = run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"rns-bench: {exc}", file=sys.stderr)
         return 2
-    print(format_table(rows, args))
+    table = format_table(rows, args)
+    print(table)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"table": table, "rows": rows}, out, indent=1)
     return 0
 
 

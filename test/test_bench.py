@@ -32,3 +32,17 @@ def test_bench_runs_several_backbones_in_one_invocation(capsys):
     rows = [line for line in out.splitlines() if "| patch | 64x48 |" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["test-tiny", "test-tiny-dinotxt", "test-tiny-siglip2"]
     assert "load average" in out
+
+
+def test_bench_runs_several_profiles_interleaved_and_writes_json(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    code = bench.main(["--backbone", "test-tiny", "--sizes", "64x48", "--repeats", "2", "--classes", "3",
+                       "--exemplars", "1", "--profile", "default,cpu-fast", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| patch | 64x48 |" in text and "| patch, cpu-fast (" in text and "140 steps) | 64x48 |" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["profile"], r["steps"]) for r in rows] == [("default", 700), ("cpu-fast", 140)]
+    assert all(len(r["totals"]) == 2 for r in rows)

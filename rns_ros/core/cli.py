@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +145,7 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from rns_ros.core.backbones import BACKBONE_PRESETS
+    from rns_ros.core.profiles import PROFILE_NAMES
 
     p = argparse.ArgumentParser(prog="rns-segment", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -165,11 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "the folder holding its two files, or 'BACKBONE.pth,DINOTXT.pth'")
     p.add_argument("--pretrained", help="open_clip pretrained tag overriding the preset's")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="backbone autocast precision (fp16: CUDA only)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="backbone autocast precision (fp16: CUDA only; default: fp32, or the profile's)")
     p.add_argument("--mode", default="patch", choices=("patch", "region"),
                    help="patch: per 16x16 patch; region: per SAM 2 region (slow on a CPU)")
     p.add_argument("--steps", type=int, help="test-time training steps (default: the adapter's, 700)")
+    p.add_argument("--profile", default="default", choices=PROFILE_NAMES,
+                   help="named settings: default (the paper's protocol) or cpu-fast (short side 224, one "
+                        "window, bf16 where the CPU has it, 140 steps); options given here win")
     p.add_argument("--seed", type=int, default=0, help="adapter seed (default 0)")
     p.add_argument("--no-text", action="store_true",
                    help="classes without text features (the 'w/o text' mode; needs exemplars)")
@@ -244,6 +248,7 @@ def run(args) -> int:
     from rns_ros.core.adapter.config import AdapterConfig
     from rns_ros.core.adapter.test_time import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
+    from rns_ros.core.profiles import get_profile
     from rns_ros.core.segmenter import Segmenter
     from rns_ros.core.memory.support import SupportMemory
 
@@ -258,12 +263,17 @@ def run(args) -> int:
         raise ValueError("--no-text needs at least one exemplar: without text or exemplars there is "
                          "nothing to recognise classes by")
     images = collect_images(args.inputs)
-    adapter_config = AdapterConfig(seed=args.seed, **({"steps": args.steps} if args.steps is not None else {}))
+    profile = get_profile(args.profile)
+    precision, adapter_config = profile.apply(device=args.device, adapter=AdapterConfig(seed=args.seed))
+    precision = args.precision or precision  # options given on the command line win over the profile
+    if args.steps is not None:
+        adapter_config = replace(adapter_config, steps=args.steps)
     proposal_config = _proposal_config(args) if (args.mode == "region" or any(
         s.kind != "mask" for s in specs)) else None
 
     backbone = build_backbone(args.backbone, device=args.device, checkpoint=args.checkpoint,
-                              pretrained=args.pretrained, precision=args.precision)
+                              pretrained=args.pretrained, precision=precision,
+                              resolution=profile.resolution)
     memory = SupportMemory(dim=backbone.dim, device=backbone.device, backbone_identity=backbone.identity)
     proposer = None
     if args.mode == "region":
@@ -297,7 +307,8 @@ def run(args) -> int:
         print(f"{path} -> {labels_path} ({elapsed:.2f} s; {top})")
         records.append({"input": str(path), "labels": labels_path.name, "overlay": overlay_path.name,
                         "seconds": round(elapsed, 4), "timings": {k: round(v, 4) for k, v in result.timings.items()}})
-    meta = {"backbone": backbone.identity, "mode": args.mode, "steps": adapter_config.steps,
+    meta = {"backbone": backbone.identity, "mode": args.mode, "profile": profile.name, "precision": precision,
+            "steps": adapter_config.steps,
             "palette": palette.describe(),
             "classes": [{"id": cid, "name": name, "color": list(palette.color(cid)), "hex": to_hex(palette.color(cid))}
                         for name, cid in ids.items()],

@@ -20,6 +20,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.profiles import PROFILE_NAMES, get_profile
 from rns_ros.core.regions.proposals import ProposalConfig
 
 MODES = ("patch", "region")
@@ -37,6 +38,7 @@ class EngineConfig:
     device: str = "cuda"  # cuda | cuda:N | cpu
     allow_cpu_fallback: bool = True  # device cuda* but no CUDA: run on the CPU (logged loudly) or fail
     mode: str = "patch"  # "patch" (patch features) | "region" (SAM 2 regions, much slower)
+    profile: str = "default"  # rns_ros.core.profiles: resolution, and values for settings left at their default
     adapter: AdapterConfig = field(default_factory=AdapterConfig)  # test-time training settings
     proposals: ProposalConfig = field(default_factory=ProposalConfig)  # SAM 2 settings (region mode)
 
@@ -47,6 +49,8 @@ class EngineConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.profile not in PROFILE_NAMES:
+            raise ValueError(f"profile must be one of {list(PROFILE_NAMES)}, got {self.profile!r}")
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ValueError("backbone must name a preset, e.g. 'openclip-vit-b16' (or 'test-tiny' for tests)")
         from rns_ros.core.backbones import check_backbone_name
@@ -145,8 +149,9 @@ class RnsEngine:
     """The real engine: a `rns_ros.core.segmenter.Segmenter` and its support memory."""
 
     def __init__(self, segmenter, device: str, device_warning: str | None = None,
-                 adapter_execution: str = "", adapter_warning: str | None = None):
+                 adapter_execution: str = "", adapter_warning: str | None = None, profile: str = "default"):
         self.segmenter = segmenter
+        self.profile = get_profile(profile)
         self.device = device
         self.device_warning = device_warning
         self.adapter_execution = adapter_execution  # what runs the adapter's steps
@@ -191,10 +196,12 @@ class RnsEngine:
         return int(self.segmenter.memory.num_exemplars)
 
     def set_adapter_config(self, config: AdapterConfig) -> None:
-        """Use new test-time training settings from the next frame on."""
+        """Use new test-time training settings from the next frame on (the profile's values for
+        fields left at their default)."""
         from rns_ros.core.adapter.test_time import TestTimeAdapter
         from rns_ros.core.adapter.fast import describe_execution
 
+        _, config = self.profile.apply(device=self.device, adapter=config)
         adapter = TestTimeAdapter(config)
         execution = describe_execution(config, self.device)
         with self.lock:
@@ -244,9 +251,11 @@ def build_engine(config: EngineConfig) -> RnsEngine:
 
         check_checkpoint(config.proposals.model, config.proposals.checkpoint,
                          random_weights=config.proposals.random_weights)
-    adapter_execution, adapter_warning = describe_execution(config.adapter, device)
+    profile = get_profile(config.profile)
+    precision, adapter_config = profile.apply(device=device, precision=config.precision, adapter=config.adapter)
+    adapter_execution, adapter_warning = describe_execution(adapter_config, device)
     backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
-                              precision=config.precision)
+                              precision=precision, resolution=profile.resolution)
     memory = SupportMemory(dim=backbone.dim, device=device, backbone_identity=backbone.identity)
     proposer = None
     if config.mode == "region":
@@ -255,5 +264,5 @@ def build_engine(config: EngineConfig) -> RnsEngine:
         from rns_ros.core.regions.proposals import RegionProposer
 
         proposer = RegionProposer(replace(config.proposals, device=device))
-    segmenter = Segmenter(backbone, memory, TestTimeAdapter(config.adapter), proposer=proposer, mode=config.mode)
-    return RnsEngine(segmenter, device, warning, adapter_execution, adapter_warning)
+    segmenter = Segmenter(backbone, memory, TestTimeAdapter(adapter_config), proposer=proposer, mode=config.mode)
+    return RnsEngine(segmenter, device, warning, adapter_execution, adapter_warning, profile.name)

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth import DepthConfig
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
@@ -144,7 +145,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "folder holding its two official files or 'BACKBONE.pth,DINOTXT.pth'. '' = the preset's "
               "weights from the Hugging Face cache (downloaded when the hub is reachable)."),
     ParamSpec("precision", "engine", "precision",
-              "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only).", choices=PRECISIONS),
+              "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only). Left at fp32, the profile's "
+              "applies (cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
     ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),
     ParamSpec("allow_cpu_fallback", "engine", "allow_cpu_fallback",
               "When device is cuda* and no CUDA device is visible: true = run on the CPU (logged as an "
@@ -152,12 +154,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("mode", "engine", "mode",
               "patch: every 16x16 patch is a query (fast). region: SAM 2 regions are the queries "
               "(sharper edges, seconds per frame, needs SAM 2 weights).", choices=MODES),
+    ParamSpec("profile", "engine", "profile",
+              "Named settings: default (the paper's protocol) or cpu-fast (for CPUs: one window at short side "
+              "224, bf16 where the CPU has it natively, 140 adapter steps at lr 0.01; coarser, faster). Its values "
+              "apply to precision, adapter.steps and adapter.lr while they are left at their defaults.",
+              choices=PROFILE_NAMES),
     # --- test-time adapter (rns_ros.core.adapter.AdapterConfig)
     ParamSpec("adapter.steps", "adapter", "steps",
               "Test-time training steps per frame (fewer = faster; the paper uses 700).",
               runtime=True, range=(1, 100_000)),
     ParamSpec("adapter.solver", "adapter", "solver",
-              "fast (same predictions as the reference loop, faster), plain (reference loop) or "
+              "fast (the reference loop's predictions to float rounding, faster), plain (reference loop) or "
               "lbfgs (approximate).", runtime=True, choices=("fast", "plain", "lbfgs")),
     ParamSpec("adapter.k", "adapter", "k", "Support features retrieved per query.", runtime=True,
               range=(1, 1024)),

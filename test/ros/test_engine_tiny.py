@@ -66,6 +66,18 @@ def test_engine_reports_what_runs_the_adapter(engine):
     assert "plain" not in engine.adapter_execution
 
 
+def test_a_profile_sets_resolution_and_the_adapter_settings_left_at_their_defaults():
+    engine = build_engine(replace(TINY, profile="cpu-fast", adapter=AdapterConfig()))
+    config = engine.segmenter.adapter.config
+    assert (config.steps, config.lr) == (140, 0.01) and "S224" in engine.backbone_identity
+    engine.set_adapter_config(AdapterConfig(seed=3))  # a runtime change keeps the profile's values...
+    assert (engine.segmenter.adapter.config.steps, engine.segmenter.adapter.config.seed) == (140, 3)
+    engine.set_adapter_config(AdapterConfig(steps=20))  # ...except where a value is set explicitly
+    assert engine.segmenter.adapter.config.steps == 20
+    engine.add_classes(["cat", "dog"])
+    assert engine.segment(random_rgb(48, 64)).labels.shape == (48, 64)
+
+
 def test_adapter_settings_change_between_frames(engine):
     engine.set_adapter_config(replace(TINY.adapter, steps=2))
     assert engine.segmenter.adapter.config.steps == 2

@@ -37,6 +37,7 @@ def test_values_reach_their_fields():
                                          "device": "cpu", "regions.checkpoint": "", "mode": "patch"})
     assert node.classes == ("car", "person", "tree") and node.overlay_alpha == 1.0
     assert engine.adapter.steps == 25 and engine.device == "cpu" and engine.proposals.checkpoint is None
+    assert params.build_configs({"profile": "cpu-fast"})[1].profile == "cpu-fast"
     assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
 
 
@@ -59,6 +60,7 @@ def test_palette_values_become_the_palette_of_every_output():
     ({"adapter.solver": "sgd"}, "adapter.solver"),
     ({"device": "gpu0"}, "device"),
     ({"mode": "pixels"}, "mode"),
+    ({"profile": "cpu-slow"}, "profile"),
     ({"overlay_alpha": 1.5}, "overlay_alpha"),
     ({"overlay_alpha": "half"}, "overlay_alpha"),
     ({"image_qos": "fast"}, "image_qos"),
