@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="build the full-size models untrained (compute cost only)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default %(default)s)")
     p.add_argument("--precision", default=None,
-                   help="backbone autocast: fp32, bf16, fp16 (default: fp32, or the profile's)")
+                   help="autocast of the backbone and of SAM 2: fp32, bf16, fp16 (default: fp32, or the "
+                        "profile's for the backbone)")
     p.add_argument("--modes", default="patch", help="comma list of patch, region (default %(default)s)")
     p.add_argument("--sizes", default="640x480,1280x720", type=_parse_sizes, help="comma list of WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=5, help="timed frames per setting (default %(default)s)")
@@ -179,7 +180,8 @@ def _run_backbone(args, name: str) -> list[dict]:
             proposer = RegionProposer(ProposalConfig(
                 model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
                 random_weights=args.random_weights and args.sam_model != "test-tiny",
-                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch))
+                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
+                precision=args.precision or "fp32"))
         pipelines = [_pipeline(args, name, profile, mode, proposer, built) for profile in profiles]
         for width, height in args.sizes:
             frame = np.random.default_rng([args.seed, width, height]).integers(0, 256, size=(height, width, 3),
