@@ -138,7 +138,7 @@ class Segmenter:
         else:
             full = region_probabilities(probs, region_ids, partition, (h, w))
         ids = torch.as_tensor(class_ids, dtype=torch.int32, device=full.device)
-        labels = ids[full.argmax(0)]
+        labels = ids[full.max(0).indices]  # = argmax(0), several times faster on a CPU for (C, H, W)
         result = Segmentation(labels.cpu().numpy(), full.cpu().numpy(), class_ids, timings, version)
         clock.lap("upsample")
         return result

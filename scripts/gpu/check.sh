@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU check of issue 14 (docs/gpu.md). Run from the repository root on the lent GPU machine:
+#   scripts/gpu/check.sh                        # device call: carry [".gpu-wheels"], timeout_s 540
+#   scripts/gpu/check.sh --device cpu --quick   # the CPU dry run (a test of its own, < 3 min here)
+# Installs the wheels of .gpu-wheels/ (scripts/gpu/prepare.sh) that this Python lacks at that
+# version into a private folder put on PYTHONPATH (nothing of the machine's own is touched), then
+# runs scripts/gpu/check.py, which writes report.md, report.json and check.log to $OUT (or
+# output/gpu-check). Other options go to check.py: --budget SECONDS (450), --only STAGE,...
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x .venv/bin/python ]; then PY=.venv/bin/python  # the development machines
+else PY=python3; fi                                      # the GPU machine: its torch Python
+SITE=${RNS_GPU_SITE:-${TMPDIR:-/tmp}/rns-gpu-site}
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+
+missing=()
+for wheel in .gpu-wheels/*.whl; do
+    [ -e "$wheel" ] || continue
+    base=$(basename "$wheel"); name=${base%%-*}; rest=${base#*-}; version=${rest%%-*}
+    "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])" \
+        "$name" "$version" 2>/dev/null || missing+=("$wheel")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "[check] installing ${#missing[@]} wheel(s) into $SITE"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "${missing[@]}" || { echo "[check] wheel install failed" >&2; exit 2; }
+fi
+installed=$(for w in "${missing[@]}"; do basename "$w" | cut -d- -f1,2; done | paste -sd, -)
+export RNS_GPU_WHEELS_INSTALLED=${installed:-none}
+exec "$PY" scripts/gpu/check.py "$@"
