@@ -13,6 +13,7 @@ speed-up over the plain loop (ratios of medians, measured in this one run), and 
 
     .venv/bin/python scripts/bench_adapter.py            # about 1-2 minutes on a 2-core CPU
     .venv/bin/python scripts/bench_adapter.py --hard     # noise 1.5, half the classes without exemplars, 40% without text
+    .venv/bin/python scripts/bench_adapter.py --sweep    # agreement only, on every hard scenario (synthetic.HARD_SCENARIOS)
     .venv/bin/python scripts/bench_adapter.py --repeats 3 --threads 2
     .venv/bin/python scripts/bench_adapter.py --device cuda --json out.json   # the solvers on a GPU; rows as JSON too
 """
@@ -25,6 +26,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,7 +37,7 @@ import torch  # noqa: E402
 from rns_ros.core.adapter.config import AdapterConfig  # noqa: E402
 from rns_ros.core.adapter.test_time import TestTimeAdapter, predict_from_problem  # noqa: E402
 from rns_ros.core.adapter.options import solve_fast_batched  # noqa: E402
-from rns_ros.core.adapter.synthetic import SyntheticScenario, build_scenario  # noqa: E402
+from rns_ros.core.adapter.synthetic import HARD_SCENARIOS, SyntheticScenario, build_scenario  # noqa: E402
 from rns_ros.core.adapter.fast import describe_execution, refresh_interval, subspace_rank  # noqa: E402
 
 
@@ -83,6 +85,9 @@ def main() -> None:
                         help="the hard scenario of issue 14: noise 1.5, visual 0.5, text 0.6 (explicit values win)")
     parser.add_argument("--skip", default="", help="comma list of solver-name substrings not to run (e.g. 'L-BFGS')")
     parser.add_argument("--json", default=None, help="also write the rows, machine and problem to this JSON file")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of timings: agreement with the plain loop of the default, its torch "
+                             "execution, the subspace option and the cpu-fast profile's adapter on every hard scenario")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N: where the solvers run (the problem is built on the CPU, "
                              "then moved; the shared row is measured on the CPU)")
@@ -96,6 +101,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_at_start = os.getloadavg()[0]
+    if args.sweep:
+        return sweep(torch.device(args.device))
 
     noise = args.noise if args.noise is not None else (1.5 if args.hard else SyntheticScenario.noise)
     if args.hard:
@@ -201,6 +208,33 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "device": str(device), "problem": scenario,
                                                "default_execution": execution, "rows": rows}, indent=2) + "\n")
+
+
+def sweep(device: torch.device) -> None:
+    """One row per hard scenario: agreement of each variant with the plain loop (same start)."""
+    from rns_ros.core.profiles import get_profile
+
+    variants = {"default (exact)": AdapterConfig(), "exact, torch ops": AdapterConfig(fast_kernel="torch"),
+                "subspace option": AdapterConfig(fast_subspace=True),
+                "cpu-fast profile (140 steps, lr 0.01)": get_profile("cpu-fast").adapter_config()}
+    print(f"Agreement with the plain loop (same seed and start), same argmax / max abs dp; load average "
+          f"{os.getloadavg()[0]:.1f}; device {device}\n")
+    print("| C (in image) | noise | visual / text share | support per class | d | N | M rows | " + " | ".join(variants) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(variants))
+    worst = {name: (1.0, 0.0) for name in variants}
+    for spec in HARD_SCENARIOS:
+        raw, memory = build_scenario(spec)
+        queries, problem = TestTimeAdapter().build_problem(raw.to(device), memory)
+        plain = predict_from_problem(problem, queries, AdapterConfig(solver="plain", seed=spec.seed))
+        cells = []
+        for name, config in variants.items():
+            same, dp = agreement(predict_from_problem(problem, queries, replace(config, seed=spec.seed)), plain)
+            worst[name] = (min(worst[name][0], same), max(worst[name][1], dp))
+            cells.append(f"{100 * same:.2f}% / {dp:.1e}")
+        print(f"| {spec.num_classes} ({spec.classes_in_image}) | {spec.noise} | {spec.visual_fraction} / "
+              f"{spec.text_fraction} | {spec.support_per_class} | {spec.dim} | {spec.num_queries} | {problem.num_rows} | "
+              + " | ".join(cells) + " |")
+    print("| **worst** | | | | | | | " + " | ".join(f"**{100 * a:.2f}% / {d:.1e}**" for a, d in worst.values()) + " |")
 
 
 def format_agreement(pairs: list[tuple[float, float]]) -> str:

@@ -218,7 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (the check) or cpu (the dry run)")
     parser.add_argument("--quick", action="store_true", help="tiny models and sizes (the CPU dry run)")
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds for all stages together")
+    parser.add_argument("--budget", type=float, default=360.0, help="seconds for all stages together")
     parser.add_argument("--only", default="", help="comma list of stage names to run (default: all)")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "output" / "gpu-check"))
     args = parser.parse_args()

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check of issue 14 (docs/gpu.md). Run from the repository root on the lent GPU machine:
-#   scripts/gpu/check.sh                        # device call: carry [".gpu-wheels"], timeout_s 540
+#   scripts/gpu/check.sh                        # device call: carry [".gpu-wheels"], timeout_s 420
 #   scripts/gpu/check.sh --device cpu --quick   # the CPU dry run (a test of its own, < 3 min here)
 # Installs the wheels of .gpu-wheels/ (scripts/gpu/prepare.sh) that this Python lacks at that
 # version into a private folder put on PYTHONPATH (nothing of the machine's own is touched), then
 # runs scripts/gpu/check.py, which writes report.md, report.json and check.log to $OUT (or
-# output/gpu-check). Other options go to check.py: --budget SECONDS (450), --only STAGE,...
+# output/gpu-check). Other options go to check.py: --budget SECONDS (360), --only STAGE,...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON

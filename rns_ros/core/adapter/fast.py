@@ -31,7 +31,7 @@ Two step kinds:
   until the next refresh; in between, logits = A (B P^T) + held and gradient = (R^T A) B + held.
   Adam still runs on every coordinate of P at every step. Only the change of the residual terms
   between two refreshes is neglected; on hard problems (noisy features, partial support) the argmax
-  then differs from the plain loop's on about 1% of the queries (docs/adapter.md), which is why it
+  then differs from the plain loop's on up to about 1% of the queries (docs/adapter.md), which is why it
   is not the default.
   A subspace step is a handful of operations on a few thousand numbers each: as torch calls, the
   per-call dispatch costs more than the arithmetic. So whole steps run in one call of a compiled

@@ -64,3 +64,17 @@ def build_scenario(spec: SyntheticScenario, *, index_backend: str = "auto"
     query_labels = shown[torch.randint(0, len(shown), (spec.num_queries,), generator=gen)]
     queries = image_rows(query_labels, spec.noise)
     return queries, memory
+
+
+# Hard problems (issue 14), where approximate solvers show: noisy features, partial visual and
+# textual support, 5 to 50 classes; the first two are the issue's own case (20 classes, 8 in the
+# image, 60 support features each). Shared by the agreement test and `bench_adapter.py --sweep`.
+HARD_SCENARIOS: tuple[SyntheticScenario, ...] = tuple(
+    SyntheticScenario(num_classes=classes, dim=dim, num_queries=queries, noise=noise, visual_fraction=visual,
+                      text_fraction=text, support_per_class=support, classes_in_image=min(classes, in_image),
+                      seed=seed)
+    for seed, classes, noise, visual, text, dim, queries, support, in_image in [
+        (0, 20, 1.5, 0.5, 0.6, 512, 800, 60, 8), (1, 20, 1.5, 0.5, 0.6, 512, 800, 60, 8),
+        (2, 5, 1.5, 1.0, 1.0, 512, 800, 40, 10), (3, 50, 1.2, 0.7, 0.7, 512, 800, 40, 10),
+        (4, 35, 0.9, 0.5, 1.0, 512, 400, 40, 10), (5, 10, 2.0, 1.0, 0.5, 512, 400, 40, 10),
+        (6, 50, 1.5, 0.3, 0.8, 256, 400, 40, 10), (7, 20, 1.5, 0.8, 0.0, 512, 400, 40, 10)])

@@ -11,7 +11,7 @@ import torch
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.adapter.test_time import TestTimeAdapter, predict_from_problem
 from rns_ros.core.adapter.options import solve_fast_batched, solve_lbfgs
-from rns_ros.core.adapter.synthetic import SyntheticScenario, build_scenario
+from rns_ros.core.adapter.synthetic import HARD_SCENARIOS, SyntheticScenario, build_scenario
 from rns_ros.core.adapter.fast import solve_fast, subspace_basis, subspace_rank
 from rns_ros.core.adapter.plain import plain_loss, initial_parameters
 
@@ -80,27 +80,18 @@ def test_fast_matches_plain_on_every_setting(name):
         assert same >= 0.995 and dp <= 0.02, (same, dp)
 
 
-# Hard problems (issue 14): noisy features, partial visual and textual support, 5 to 50 classes.
-# (seed, classes, noise, visual share, text share, d, queries); synthetic.py's default noise is 0.9.
-HARD = [(0, 20, 1.5, 0.5, 0.6, 512, 800), (1, 20, 1.5, 0.5, 0.6, 512, 800), (2, 5, 1.5, 1.0, 1.0, 512, 800),
-        (3, 50, 1.2, 0.7, 0.7, 512, 800), (4, 35, 0.9, 0.5, 1.0, 512, 400), (5, 10, 2.0, 1.0, 0.5, 512, 400),
-        (6, 50, 1.5, 0.3, 0.8, 256, 400), (7, 20, 1.5, 0.8, 0.0, 512, 400)]
-
-
 @pytest.mark.slow
 def test_default_matches_plain_on_hard_scenarios():
-    """The default at the paper's 700 steps on every hard scenario, compiled-kernel and torch
+    """The default at the paper's 700 steps on every hard scenario (noise up to 2.0, partial visual
+    and textual support, 5 to 50 classes: synthetic.HARD_SCENARIOS), compiled-kernel and torch
     executions: the issue's bar (>= 99.5% identical argmax, max |dp| <= 0.005) per scenario, and
     max |dp| at float-rounding level (1e-4), which is what exact steps give."""
-    for seed, classes, noise, visual, text, dim, queries in HARD:
-        spec = SyntheticScenario(num_classes=classes, dim=dim, num_queries=queries, noise=noise,
-                                 visual_fraction=visual, text_fraction=text, support_per_class=40,
-                                 classes_in_image=min(classes, 10), seed=seed)
-        problem, plain, fast_runs = solve_both(spec, AdapterConfig(seed=seed), [{}, {"fast_kernel": "torch"}])
+    for spec in HARD_SCENARIOS:
+        problem, plain, fast_runs = solve_both(spec, AdapterConfig(seed=spec.seed), [{}, {"fast_kernel": "torch"}])
         assert problem.mode == "train" and problem.num_rows >= 100
         for fast in fast_runs:
             same, dp = agreement(fast, plain)
-            assert same >= 0.995 and dp <= 1e-4, (seed, same, dp)
+            assert same >= 0.995 and dp <= 1e-4, (spec, same, dp)
 
 
 @pytest.mark.parametrize("seed,num_classes,support,in_image", [(11, 20, 60, 8), (12, 13, 40, 10)])
