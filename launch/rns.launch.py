@@ -84,7 +84,10 @@ def _nodes(context, *args, **kwargs):
     actions = [Node(
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
         parameters=parameters, remappings=remappings,
-        ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True)]
+        ros_arguments=["--log-level", value["log_level"]], output="screen", emulate_tty=True,
+        # OpenMP threads sleep instead of spinning while they wait: with other processes on the
+        # cores, spinning made the backbone several times slower (docs/backbones.md, "Profiles")
+        additional_env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})]
     if use_rviz:
         # the package's view, its topics moved to this launch's namespace and camera
         config = write_rviz_config(_share("rviz", "rns.rviz"), namespace=value["namespace"],

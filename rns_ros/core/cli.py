@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
+# An entry point: OpenMP threads sleep instead of spinning while they wait, unless the caller chose
+# otherwise (read when torch loads, which happens later, in run()): with other processes on the
+# cores, spinning made 2-thread ViT-B/16 forwards 8x slower here (docs/backbones.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 from rns_ros.core.advice import CLI_SPELLING, explain
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette, \

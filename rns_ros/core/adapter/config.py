@@ -45,6 +45,7 @@ class AdapterConfig:
     fast_refresh_travel: float = 0.2  # subspace steps: exact refresh every travel / lr steps (100 at lr 0.002)
     fast_kernel: str = "auto"  # CPU steps' non-matmul work run by "native" (compiled C) | "torch" | "auto" (native, else torch)
     cuda_graphs: bool = True  # fast solver on CUDA: replay the step as a captured graph (falls back to eager)
+    cpu_threads: int = 1  # torch CPU threads while the fast solver steps (0 = leave torch's setting); see fast.py
     lbfgs_iterations: int = 50  # solver="lbfgs": iterations of L-BFGS on the same regularised loss
 
     def __post_init__(self):
@@ -73,6 +74,7 @@ class AdapterConfig:
              "an int >= 0"),
             (self.fast_refresh_travel > 0, "fast_refresh_travel", "a float > 0"),
             (self.fast_kernel in FAST_KERNELS, "fast_kernel", f"one of {FAST_KERNELS}"),
+            (isinstance(self.cpu_threads, int) and self.cpu_threads >= 0, "cpu_threads", "an int >= 0"),
             (isinstance(self.lbfgs_iterations, int) and self.lbfgs_iterations >= 1, "lbfgs_iterations",
              "an int >= 1"),
         ]

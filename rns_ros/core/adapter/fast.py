@@ -38,9 +38,16 @@ Two step kinds:
   C kernel (`native.py`, native/subspace_steps.c: the same formulas, torch's Adam(W) update),
   built on first use where a C compiler exists; the refreshes stay torch matmuls.
   `fast_kernel="torch"` (and "auto" without a compiler) runs the same steps as torch operations.
+
+Threads: on a CPU the steps run on `config.cpu_threads` torch threads (1 by default). Each step is
+a few small operations, too small to gain from a second thread, and every parallel region is a
+barrier: on a machine where other processes compete for the cores, 2 threads made 700 exact steps
+40x slower here (12 s instead of 0.3 s; scripts/bench_adapter.py --threads). torch's thread count
+is process-wide, so it is set for the solve and restored after it.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -322,8 +329,30 @@ def _run_exact_native(state: _FastState, steps: int, kernel: native.NativeKernel
         state.adam_update(step)
 
 
+@contextlib.contextmanager
+def cpu_threads(count: int):
+    """torch's CPU thread count set to `count` for the block (0 or the current count: untouched),
+    restored after it. Process-wide: other threads' CPU work runs with it meanwhile."""
+    before = torch.get_num_threads()
+    if count <= 0 or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Train the classifier of `problem` (mode "train"); returns (W (C, d), b (C,))."""
+    if problem.features.is_cuda:
+        return _solve_fast(problem, config)
+    with cpu_threads(config.cpu_threads):
+        return _solve_fast(problem, config)
+
+
+def _solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
     state = _FastState(problem, config)
     on_cpu = not state.inputs.is_cuda
     kernel = native_kernel(config) if on_cpu and state.inputs.dtype == torch.float32 else None

@@ -182,3 +182,20 @@ def test_fast_on_cuda_matches_plain_on_cpu(cuda_graphs):
     fast = predict_from_problem(moved, queries.cuda(), AdapterConfig(cuda_graphs=cuda_graphs)).cpu()
     same, dp = agreement(fast, plain)
     assert same >= 0.995 and dp <= 1e-3, (same, dp)
+
+
+def test_fast_solver_steps_on_the_configured_cpu_threads_and_restores_the_count(monkeypatch):
+    from rns_ros.core.adapter import fast
+
+    seen = []
+    real = fast._solve_fast
+    monkeypatch.setattr(fast, "_solve_fast", lambda problem, config: seen.append(torch.get_num_threads())
+                        or real(problem, config))
+    queries, memory = build_scenario(SyntheticScenario(**SMALL))
+    _, problem = TestTimeAdapter().build_problem(queries, memory)
+    torch.set_num_threads(2)  # the one_torch_thread fixture restores the suite's count afterwards
+    fast.solve_fast(problem, AdapterConfig(steps=5))
+    fast.solve_fast(problem, AdapterConfig(steps=5, cpu_threads=0))
+    assert seen == [1, 2] and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="cpu_threads"):
+        AdapterConfig(cpu_threads=-1)
