@@ -122,6 +122,11 @@ class OpenClipBackbone(WindowedBackbone):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         visual = model.visual
+        if precision != "fp32":
+            # The image tower runs every frame: its weights are held in the autocast dtype, since
+            # autocast re-casts frozen weights on every call (a quarter of a cpu-fast forward
+            # here, docs/backbones.md "Profiles"). The text tower runs once per class: kept fp32.
+            visual.to(torch.bfloat16 if precision == "bf16" else torch.float16)
         super().__init__(identity=identity, dim=int(visual.output_dim), patch_size=int(visual.patch_size[0]),
                          device=next(model.parameters()).device, resolution=resolution,
                          precision=precision, mean=mean, std=std, templates=templates, text_batch=text_batch)

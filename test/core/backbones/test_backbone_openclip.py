@@ -210,6 +210,10 @@ def test_precision_bf16_close_to_fp32_and_fp16_needs_cuda(tiny):
     a, b = tiny.encode_image(img).features, bf16.encode_image(img).features
     assert b.dtype == torch.float32
     assert float((a * b).sum(-1).min()) > 0.98
+    # the image tower is held in bf16 (no per-frame weight casts), the text tower stays fp32
+    assert {p.dtype for p in bf16.model.visual.parameters()} == {torch.bfloat16}
+    assert bf16.model.token_embedding.weight.dtype == torch.float32
+    assert float((tiny.encode_text(["cat"]) * bf16.encode_text(["cat"])).sum()) > 0.98
     with pytest.raises(ValueError, match="CUDA"):
         build_backbone("test-tiny", precision="fp16")
     with pytest.raises(ValueError, match="precision"):
