@@ -252,7 +252,8 @@ def test_ctrl_c_leaves_a_valid_bag_of_the_frames_done(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, "-m", "rns_ros.ros.bag", str(tmp_path / "in"), "--image-topic", IMAGE,
                              "--out", str(tmp_path / "out"), "--classes", CLASSES, "--backbone", "test-tiny",
-                             "--device", "cpu", "-p", "adapter.steps:=50", "--no-progress"],
+                             # 700 adapter steps: 400 frames then take well over the 1.5 s before Ctrl-C
+                             "--device", "cpu", "-p", "adapter.steps:=700", "--no-progress"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first_lines = []
