@@ -5,8 +5,9 @@
 # huggingface_hub, safetensors, pytest, hypothesis; it lacks open_clip, sam2 and their small
 # dependencies, and faiss. faiss-cpu (19 MB) comes along so that the CPU-side tests run as here;
 # faiss-gpu (hundreds of MB) does not: on the GPU the support memory uses its torch index.
-# Versions: the pins of pyproject.toml for our direct dependencies, and the versions .venv holds
-# (the tested set) for theirs. sam2, antlr4 and iopath ship only sources: their wheels are built
+# Versions: the pins of pyproject.toml where it has one, else the version .venv holds (the tested
+# set). Not carried: transformers (13 MB; the image has 5.17, our pin is 5.23; only the SigLIP2
+# family's CPU-side tests use it). sam2, antlr4 and iopath ship only sources: their wheels are built
 # here, pure Python (SAM2_BUILD_CUDA=0: no CUDA extension), so they install on any Python 3.
 # Idempotent: a wheel already present is kept; wheels of other versions are removed. Prints the
 # total size, which travels with the working tree (the device tool carries at most 64 MiB).
@@ -23,14 +24,14 @@ mkdir -p "$DEST"
 mapfile -t REQS < <("$PY" - <<'PYEOF'
 import importlib.metadata as md, re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-pins = {re.split("[=<>]", r)[0].lower(): r for r in project["dependencies"] + project["optional-dependencies"]["faiss-cpu"]}
-direct = ["open_clip_torch", "sam2", "faiss-cpu"]
-# their dependencies missing from the GPU image (timm: open_clip 3.3 needs >= 1.0.17, the image's may be older)
-transitive = ["ftfy", "wcwidth", "hydra-core", "omegaconf", "antlr4-python3-runtime", "iopath", "timm"]
-for name in direct:
-    print(pins[name.lower()])
-for name in transitive:
-    print(f"{name}=={md.version(name)}")
+pins = {re.split("[=<>]", r)[0].strip().lower(): r.split("#")[0].strip()
+        for r in project["dependencies"] + project["optional-dependencies"]["faiss-cpu"]}
+# missing from the GPU image, or there at a version that may not do (timm: open_clip 3.3 needs
+# >= 1.0.17; portalocker: the memory's directory lock); check.sh installs only what differs
+names = ["open_clip_torch", "sam2", "faiss-cpu", "timm", "portalocker",
+         "ftfy", "wcwidth", "hydra-core", "omegaconf", "antlr4-python3-runtime", "iopath"]
+for name in names:
+    print(pins.get(name.lower()) or f"{name}=={md.version(name)}")
 PYEOF
 )
 
