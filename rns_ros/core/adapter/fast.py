@@ -20,8 +20,8 @@ Two step kinds:
   residual between the matmuls (torch's softmax along the class axis costs about as much as a
   matmul here) run in one pass of the compiled kernel (`native.py`) where it builds.
 - subspace (opt-in approximation, `fast_subspace=True`, CPU only): on a CPU the two full matmuls
-  stay in any exact restructuring and cap it at a few times the plain loop's speed (they run near
-  the core's peak already), so the per-step matmuls use a small orthonormal
+  stay in any exact restructuring (BLAS calls no hand-written kernel would beat) and cap it at a
+  few times the plain loop's speed, so the per-step matmuls use a small orthonormal
   basis B of the training rows, X = A B + E: one direction per class label (the loss-weighted mean
   of that label's rows, so that a class learnt from a handful of fused or pseudo rows is
   represented exactly enough) plus `fast_extra_rank` top directions of what remains (randomised
@@ -41,8 +41,8 @@ Two step kinds:
 
 Threads: on a CPU the steps run on `config.cpu_threads` torch threads (1 by default). Each step is
 a few small operations, too small to gain from a second thread, and every parallel region is a
-barrier: on a machine where other processes compete for the cores, 2 threads made 700 exact steps
-40x slower here (12 s instead of 0.3 s; scripts/bench_adapter.py --threads). torch's thread count
+barrier: on a machine where other processes compete for the cores, 2 threads made the 700 exact
+steps of the benchmark problem 40x slower here (12 s instead of 0.3 s). torch's thread count
 is process-wide, so it is set for the solve and restored after it.
 """
 from __future__ import annotations
