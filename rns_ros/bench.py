@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -38,6 +37,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from rns_ros.machine import cpu_model  # noqa: E402
 
 STAGES = ("decode", "features", "proposals", "retrieval", "adapter", "upsample", "publish")
 
@@ -259,7 +260,7 @@ def format_table(rows: list[dict], args) -> str:
     header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
               f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
               f"{_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
-              f"device {device}; {platform.processor() or platform.machine()}, "
+              f"device {device}; {cpu_model()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average "
               f"{args.load_before:.1f} at the start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) "
               f"at the end"

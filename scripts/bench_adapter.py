@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from rns_ros.core.adapter.test_time import TestTimeAdapter, predict_from_problem
 from rns_ros.core.adapter.options import solve_fast_batched  # noqa: E402
 from rns_ros.core.adapter.synthetic import HARD_SCENARIOS, SyntheticScenario, build_scenario  # noqa: E402
 from rns_ros.core.adapter.fast import describe_execution, refresh_interval, subspace_rank  # noqa: E402
+from rns_ros.machine import cpu_model  # noqa: E402
 
 
 def solvers() -> dict[str, AdapterConfig]:
@@ -153,12 +153,7 @@ def main() -> None:
     plain_name, fast_name = "plain (reference loop)", "fast (default: exact steps)"
     median = {name: statistics.median(v) for name, v in times.items()}
     cpu_median = {name: statistics.median(v) for name, v in cpu_times.items()}
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     fast_config, subspace_config = configs[fast_name], AdapterConfig(fast_subspace=True)
     execution = describe_execution(fast_config, str(device))[0]
     if device.type == "cuda":

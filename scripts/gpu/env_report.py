@@ -23,13 +23,9 @@ def main() -> None:
     import rns_ros.core.cli  # noqa: F401
     from rns_ros.core.memory.retrieval import resolve_backend
     from rns_ros.core.profiles import cpu_has_native_bf16
+    from rns_ros.machine import cpu_model
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     info = {"machine": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "loadavg": f"{os.getloadavg()[0]:.1f}",
             "imports_without_ros": "rclpy" not in sys.modules, "cpu_native_bf16": cpu_has_native_bf16(),
