@@ -43,6 +43,26 @@ PYEOF
     echo "$deps_key" > "$VENV/.deps-key"
 fi
 
+# vision_msgs (the node publishes vision_msgs/LabelInfo) is not on PyPI: build the stand-in in
+# interfaces/vision_msgs (LabelInfo and VisionClass only, same fields and type hashes as upstream)
+# into the venv, but only where no vision_msgs exists: a real one (e.g. from a sourced apt ROS) is
+# never shadowed. The key file marks the copy as ours, so a change to it is rebuilt.
+vm_key=$( (find interfaces/vision_msgs -type f | LC_ALL=C sort | xargs sha256sum; echo "$PWD") | sha256sum | cut -c1-16)
+vm_ours=$(cat "$VENV/.vision-msgs-key" 2>/dev/null || true)
+if [ -z "$vm_ours" ] && { "$PY" -c "import vision_msgs.msg" >/dev/null 2>&1 || \
+        AMENT_PREFIX_PATH="$PWD/$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" "$PY" -c \
+        "from ament_index_python.packages import get_package_prefix as p; p('vision_msgs')" >/dev/null 2>&1; }; then
+    echo "[setup] vision_msgs is already installed: using it (interfaces/vision_msgs not built)"
+elif [ "$vm_ours" != "$vm_key" ]; then
+    echo "[setup] building the vision_msgs stand-in (LabelInfo, VisionClass) into $VENV"
+    prefix="$PWD/$VENV"
+    AMENT_PREFIX_PATH="$prefix" CMAKE_PREFIX_PATH="$prefix" cmake -S interfaces/vision_msgs -B build/vision_msgs \
+        -DCMAKE_INSTALL_PREFIX="$prefix" -DPython3_EXECUTABLE="$prefix/bin/python" -DBUILD_TESTING=OFF >/dev/null
+    AMENT_PREFIX_PATH="$prefix" cmake --build build/vision_msgs --parallel "$(nproc)" >/dev/null
+    cmake --install build/vision_msgs >/dev/null
+    echo "$vm_key" > "$VENV/.vision-msgs-key"
+fi
+
 # Build and install rns_ros itself (ROS interfaces via CMake + the Python package) when any of its
 # sources changed. Tests import the Python code from the source tree; the generated rns_ros.msg /
 # rns_ros.srv come from this installed copy (see rns_ros/__init__.py).
