@@ -1,42 +1,78 @@
 """sensor_msgs/CompressedImage (JPEG, PNG: what image_transport's `compressed` plugin writes) -> RGB.
 
-Pillow decodes whatever the bytes are (the `format` string, e.g. "jpeg" or "rgb8; jpeg compressed
-bgr8", is informative only: the codec stores its colour order itself). Depth streams compressed
-with the `compressedDepth` plugin are refused with a reason: record them raw.
+The node's `image_transport: compressed` input and rns-bag decode here, with Pillow. The payload's
+own signature decides the codec (the `format` string, e.g. "jpeg" or "rgb8; jpeg compressed bgr8",
+is informative only: the file stores its colour order itself), and only JPEG and PNG are opened.
+Grey and palette images become RGB, alpha is dropped, 16-bit grey keeps its high byte (as for raw
+mono16). The image size is read from the file header and checked against `max_pixels` before
+anything is decoded. Depth streams compressed with the `compressedDepth` plugin, other codecs and
+corrupt or truncated files raise `FrameError` with the reason, which the node counts and logs
+before dropping the frame.
 """
 from __future__ import annotations
 
 import io
 
 import numpy as np
+from PIL import Image as PILImage
 
 from rns_ros.ros.conversions import FrameError
 
 MAX_DECODED_PIXELS = 16_777_216 * 4  # refuse decompression bombs before allocating them
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
-def compressed_to_rgb(msg, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
-    """Decode a CompressedImage into a C-contiguous (H, W, 3) uint8 RGB array.
+def payload_kind(data: bytes) -> str | None:
+    """'JPEG' or 'PNG' from the payload's first bytes; None for anything else."""
+    if data.startswith(JPEG_SIGNATURE):
+        return "JPEG"
+    if data.startswith(PNG_SIGNATURE):
+        return "PNG"
+    return None
 
-    Grey and palette images become RGB, alpha is dropped, 16-bit grey keeps its high byte.
-    Raises FrameError naming the problem (compressedDepth, empty, corrupt or unknown data)."""
-    from PIL import Image as PILImage, UnidentifiedImageError
 
+def compressed_to_rgb(msg, max_pixels: int | None = MAX_DECODED_PIXELS) -> np.ndarray:
+    """Decode a CompressedImage (anything with `data` and `format`) into a C-contiguous (H, W, 3)
+    uint8 RGB array. Raises FrameError naming the problem (compressedDepth, empty, not JPEG/PNG,
+    corrupt or truncated, more than `max_pixels` pixels; None = no limit)."""
     fmt = str(msg.format)
-    if "compresseddepth" in fmt.lower():
-        raise FrameError(f"compressed depth ({fmt!r}) is not a colour image; record depth raw (16UC1/32FC1)")
-    data = bytes(msg.data)
+    if "compresseddepth" in fmt.replace(" ", "").lower():
+        raise FrameError(f"compressed depth ({fmt!r}, the compressedDepth plugin) is not a colour image; "
+                         "record depth raw (16UC1/32FC1)")
+    data = bytes(msg.data)  # a compressed frame: a cheap copy
     if not data:
         raise FrameError("empty compressed image")
+    kind = payload_kind(data)
+    if kind is None:
+        raise FrameError(f"cannot decode compressed image (format {fmt!r}): the payload is neither JPEG nor PNG "
+                         f"(starts with {data[:4].hex()})")
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            if img.width * img.height > max_pixels:
+        with PILImage.open(io.BytesIO(data), formats=[kind]) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
                 raise FrameError(f"compressed image of {img.width}x{img.height} exceeds {max_pixels} pixels")
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if img.mode in _SIXTEEN_BIT_MODES:
                 grey = (np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8)
                 return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
             return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
     except FrameError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise FrameError(f"cannot decode compressed image (format {fmt!r}): {exc}") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise FrameError(f"compressed image too large (format {fmt!r}): {exc}") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad files
+        raise FrameError(f"cannot decode compressed image (format {fmt!r}): corrupt {kind}: {exc}") from exc
+
+
+def encode_compressed(rgb: np.ndarray, kind: str = "jpeg", quality: int = 90) -> tuple[bytes, str]:
+    """(H, W, 3) uint8 RGB (or (H, W) mono) -> (payload, format string) as image_transport's
+    compressed publisher writes them. For cameras, benchmarks and tests."""
+    kind = kind.lower()
+    if kind not in ("jpeg", "png"):
+        raise ValueError(f"kind must be 'jpeg' or 'png', got {kind!r}")
+    mono = rgb.ndim == 2
+    out = io.BytesIO()
+    options = {"quality": int(quality)} if kind == "jpeg" else {"compress_level": 1}
+    PILImage.fromarray(np.ascontiguousarray(rgb)).save(out, format=kind.upper(), **options)
+    encoding = "mono8" if mono else "rgb8"
+    return out.getvalue(), f"{encoding}; {kind} compressed {'mono8' if mono else 'bgr8'}"
