@@ -149,12 +149,34 @@ def labels_to_image(labels: np.ndarray, header, max_class_id: int | None = None)
     return _image(header, height, width, encoding, 2 * width, labels.astype("<u2", copy=False))
 
 
-def confidence_to_image(confidence: np.ndarray, header) -> Image:
-    """(H, W) float probabilities -> 32FC1 Image (little-endian), header copied."""
+CONFIDENCE_ENCODINGS = ("32FC1", "mono8")
+
+
+def confidence_to_image(confidence: np.ndarray, header, encoding: str = "32FC1") -> Image:
+    """(H, W) float probabilities -> Image, header copied.
+
+    "32FC1": the probabilities as little-endian float32. "mono8": probability x 255, rounded to
+    the nearest integer (values outside [0, 1] clipped), what Nav2's semantic costmap layer reads.
+    """
     if confidence.ndim != 2:
         raise ValueError(f"confidence must be (H, W), got shape {confidence.shape}")
     height, width = confidence.shape
-    return _image(header, height, width, "32FC1", 4 * width, confidence.astype("<f4", copy=False))
+    if encoding == "32FC1":
+        return _image(header, height, width, "32FC1", 4 * width, confidence.astype("<f4", copy=False))
+    if encoding == "mono8":
+        scaled = np.rint(np.clip(confidence, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        return _image(header, height, width, "mono8", width, scaled)
+    raise ValueError(f"confidence encoding must be one of {CONFIDENCE_ENCODINGS}, got {encoding!r}")
+
+
+def unlabel_below(labels: np.ndarray, confidence: np.ndarray, min_confidence: float) -> np.ndarray:
+    """`labels` with the unlabeled id 0 wherever `confidence` < `min_confidence` (the "none of the
+    taught classes" answer); `labels` itself when the threshold is 0 (off)."""
+    if labels.shape != confidence.shape:
+        raise ValueError(f"labels {labels.shape} and confidence {confidence.shape} differ in shape")
+    if min_confidence <= 0.0:
+        return labels
+    return np.where(confidence < np.float32(min_confidence), 0, labels).astype(labels.dtype, copy=False)
 
 
 def rgb_to_image(rgb: np.ndarray, header) -> Image:
@@ -174,9 +196,12 @@ def mask_image(mask: np.ndarray, header) -> Image:
 
 
 def confidence_from_image(msg: Image) -> np.ndarray:
-    """Decode a 32FC1 Image into an (H, W) float32 array, honouring step and endianness."""
+    """Decode a confidence Image into an (H, W) float32 array of probabilities: 32FC1 (honouring
+    step and endianness) or mono8 (value / 255)."""
+    if msg.encoding == "mono8":
+        return _pixel_rows(msg, 1, 1)[:, :, 0].astype(np.float32) / np.float32(255.0)
     if msg.encoding != "32FC1":
-        raise FrameError(f"confidence images are 32FC1, got {msg.encoding!r}")
+        raise FrameError(f"confidence images are 32FC1 or mono8, got {msg.encoding!r}")
     pixels = _pixel_rows(msg, 4, 1)
     dtype = np.dtype(">f4" if msg.is_bigendian else "<f4")
     return np.ascontiguousarray(pixels).view(dtype)[:, :, 0].astype(np.float32)

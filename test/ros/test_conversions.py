@@ -7,7 +7,7 @@ from std_msgs.msg import Header
 from messages import make_image, random_rgb
 from rns_ros.ros.conversions import (FrameError, confidence_from_image, confidence_to_image, image_to_rgb,
                                      label_encoding, labels_from_image, labels_to_image, mask_from_image,
-                                     rgb_to_image)
+                                     rgb_to_image, unlabel_below)
 
 RGB = random_rgb(5, 7, seed=3)
 
@@ -109,6 +109,28 @@ def test_confidence_and_rgb_round_trip():
     rgb_msg = rgb_to_image(RGB, Header())
     assert (rgb_msg.encoding, rgb_msg.step) == ("rgb8", 21)
     np.testing.assert_array_equal(image_to_rgb(rgb_msg), RGB)
+
+
+def test_mono8_confidence_is_probability_times_255_rounded():
+    conf = np.array([[0.0, 1.0, 0.5, 0.498], [0.002, 0.7, -0.1, 1.2]], np.float32)
+    msg = confidence_to_image(conf, Header(frame_id="cam"), "mono8")
+    assert (msg.encoding, msg.step, msg.height, msg.width, msg.header.frame_id) == ("mono8", 4, 2, 4, "cam")
+    # round(0.5 * 255) = round(127.5): numpy's round-half-even gives 128; 0.498 * 255 = 126.99 -> 127
+    assert bytes(msg.data) == bytes([0, 255, 128, 127, 1, 178, 0, 255])
+    np.testing.assert_allclose(confidence_from_image(msg), np.clip(conf, 0, 1), atol=0.5 / 255 + 1e-7)
+    with pytest.raises(ValueError, match="confidence encoding"):
+        confidence_to_image(conf, Header(), "16UC1")
+
+
+def test_unlabel_below_sets_low_confidence_pixels_to_zero():
+    labels = np.array([[3, 3, 5], [5, 0, 7]], np.int32)
+    conf = np.array([[0.2, 0.6, 0.59], [0.61, 0.9, 0.6]], np.float32)
+    out = unlabel_below(labels, conf, 0.6)
+    np.testing.assert_array_equal(out, [[0, 3, 0], [5, 0, 7]])  # 0.6 itself is kept
+    assert out.dtype == np.int32 and labels[0, 0] == 3  # input untouched
+    assert unlabel_below(labels, conf, 0.0) is labels  # 0 = off, no copy
+    with pytest.raises(ValueError, match="differ in shape"):
+        unlabel_below(labels, conf[:1], 0.5)
 
 
 def test_big_endian_labels_from_other_publishers_decode():
