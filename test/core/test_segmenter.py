@@ -301,3 +301,34 @@ def test_a_frame_is_converted_to_a_tensor_once(tiny_backbone, monkeypatch, mode)
         resized = tiny_backbone.encode_image(img).resized_image
         expected = (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(proposer.images[-1], expected)
+
+
+def test_segment_batch_equals_segmenting_each_frame_alone(tiny_backbone):
+    """Several cameras' frames (two sizes) in one batch: the backbone is called with their windows
+    together, and every frame gets the result it gets alone."""
+    memory, adapter = real_parts(tiny_backbone)
+    seg = Segmenter(tiny_backbone, memory, adapter)
+    seg.add_class("green")
+    teach_two_tones(seg, two_tone_image())
+    frames = [two_tone_image(), image(40, 56, seed=5), image(64, 96, seed=6)]
+    calls = []
+    encode_crops = tiny_backbone.encode_crops
+    tiny_backbone.encode_crops = lambda crops: (calls.append(crops.shape[0]), encode_crops(crops))[1]
+    try:
+        batch = seg.segment_batch(frames)
+        batch_calls, calls[:] = list(calls), []
+        alone = [seg.segment(f) for f in frames]
+    finally:
+        del tiny_backbone.encode_crops
+    assert len(batch_calls) < len(calls)  # shared model calls
+    assert sum(batch_calls) == sum(calls)  # the same windows
+    for got, ref, frame in zip(batch, alone, frames):
+        assert got.labels.shape == frame.shape[:2] and got.class_ids == ref.class_ids
+        np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-4)
+        top2 = np.sort(ref.probabilities, axis=0)[-2:]
+        clear = (top2[1] - top2[0]) > 1e-3  # float rounding may only flip near-ties
+        np.testing.assert_array_equal(got.labels[clear], ref.labels[clear])
+        assert got.support_version == memory.version and got.timings["features"] > 0
+    assert seg.segment_batch([]) == []
+    with pytest.raises(ValueError):
+        seg.segment_batch([frames[0], frames[0].astype(np.float32)])  # every frame checked first

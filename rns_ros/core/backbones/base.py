@@ -45,6 +45,8 @@ class DenseBackbone(Protocol):
 
     `identity` names the weights *and* the preprocessing: features made under two identities are
     not comparable, so the support memory re-encodes its exemplars when it changes.
+    A backbone may also offer `encode_images(images) -> list[DenseFeatures]` (test protocol,
+    several images sharing model calls); `Segmenter.segment_batch` uses it when present.
     """
 
     identity: str

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
 from rns_ros.core.backbones.sliding import (ResolutionConfig, image_to_tensor, multi_pass_features,
-                                            pad_to_multiple, resize_image, sliding_window_features)
+                                            pad_to_multiple, resize_image, sliding_window_features_batch)
 from rns_ros.core.backbones.templates import IMAGENET_TEMPLATES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -103,17 +103,28 @@ class WindowedBackbone:
 
     def encode_image(self, image: np.ndarray, *, support: bool = False) -> DenseFeatures:
         """Unit-norm patch features of an (H, W, 3) uint8 RGB image (see `DenseBackbone`)."""
+        if not support:
+            return self.encode_images([image])[0]
         r = self.resolution
         # no_grad rather than inference_mode: the adapter trains on these features, and
         # inference tensors cannot be saved for backward.
         with torch.no_grad():
-            padded, resized = self.preprocess(image, support=support)
-            if support:
-                feats = multi_pass_features(padded, self.encode_crops, self.patch_size,
-                                            r.support_crops, r.support_stride, r.max_batch)
-            else:
-                feats = sliding_window_features(padded, self.encode_crops, self.patch_size,
-                                                r.test_crop, r.test_stride, r.max_batch)
+            padded, resized = self.preprocess(image, support=True)
+            feats = multi_pass_features(padded, self.encode_crops, self.patch_size,
+                                        r.support_crops, r.support_stride, r.max_batch)
+        return self._dense(image, resized, feats)
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> list[DenseFeatures]:
+        """`encode_image` (test protocol) of several images, their windows sharing model calls
+        (`sliding_window_features_batch`): several cameras' frames in one batch."""
+        r = self.resolution
+        with torch.no_grad():
+            prepared = [self.preprocess(image) for image in images]
+            feats = sliding_window_features_batch([padded for padded, _ in prepared], self.encode_crops,
+                                                  self.patch_size, r.test_crop, r.test_stride, r.max_batch)
+        return [self._dense(image, resized, f) for image, (_, resized), f in zip(images, prepared, feats)]
+
+    def _dense(self, image: np.ndarray, resized: torch.Tensor, feats: torch.Tensor) -> DenseFeatures:
         return DenseFeatures(features=feats, image_size=(int(image.shape[0]), int(image.shape[1])),
                              resized_size=(int(resized.shape[1]), int(resized.shape[2])),
                              patch_size=self.patch_size, resized_image=resized)

@@ -164,30 +164,52 @@ def sliding_window_features(image: torch.Tensor, encode_crops: CropEncoder, patc
     their patch offset and summed; the sum is divided by the per-patch window count and
     normalised again. Returns (H / p, W / p, d) float32.
     """
-    _, h, w = image.shape
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"image size {(h, w)} is not a multiple of the patch size {patch_size}; "
-                         "pad it with pad_to_multiple first")
-    ch, cw = min(crop, h), min(crop, w)
-    boxes = [(y, x) for y in window_starts(h, crop, stride) for x in window_starts(w, crop, stride)]
-    gh, gw = h // patch_size, w // patch_size
-    total: torch.Tensor | None = None
-    count = torch.zeros(gh, gw, 1, dtype=torch.float32, device=image.device)
-    for i in range(0, len(boxes), max_batch):
-        chunk = boxes[i:i + max_batch]
-        crops = torch.stack([image[:, y:y + ch, x:x + cw] for y, x in chunk])
-        feats = F.normalize(encode_crops(crops).to(torch.float32), dim=-1)
-        expected = (len(chunk), ch // patch_size, cw // patch_size)
-        if tuple(feats.shape[:3]) != expected:
-            raise ValueError(f"crop encoder returned {tuple(feats.shape)}, expected {expected} + (d,)")
-        if total is None:
-            total = torch.zeros(gh, gw, feats.shape[-1], dtype=torch.float32, device=image.device)
-        for (y, x), f in zip(chunk, feats):
-            py, px = y // patch_size, x // patch_size
-            total[py:py + f.shape[0], px:px + f.shape[1]] += f
-            count[py:py + f.shape[0], px:px + f.shape[1]] += 1
-    assert total is not None and bool((count > 0).all()), "windows must cover every patch"
-    return F.normalize(total / count, dim=-1)
+    return sliding_window_features_batch([image], encode_crops, patch_size, crop, stride, max_batch)[0]
+
+
+def sliding_window_features_batch(images: Sequence[torch.Tensor], encode_crops: CropEncoder, patch_size: int,
+                                  crop: int, stride: int, max_batch: int = 16) -> list[torch.Tensor]:
+    """`sliding_window_features` of several padded images, their windows sharing backbone calls.
+
+    Windows of the same size (from any image) go through `encode_crops` together, up to
+    `max_batch` per call, in image order then window order: several camera frames cost fewer,
+    fuller calls, which is what a GPU needs. Each image's result is that of
+    `sliding_window_features` alone (up to the float rounding of a different batch size).
+    """
+    plans = []  # per image: window size and window offsets
+    for image in images:
+        _, h, w = image.shape
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"image size {(h, w)} is not a multiple of the patch size {patch_size}; "
+                             "pad it with pad_to_multiple first")
+        boxes = [(y, x) for y in window_starts(h, crop, stride) for x in window_starts(w, crop, stride)]
+        plans.append(((min(crop, h), min(crop, w)), boxes))
+    by_size: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for index, (size, boxes) in enumerate(plans):
+        by_size.setdefault(size, []).extend((index, y, x) for y, x in boxes)
+    totals: list[torch.Tensor | None] = [None] * len(images)
+    counts = [torch.zeros(im.shape[1] // patch_size, im.shape[2] // patch_size, 1, dtype=torch.float32,
+                          device=im.device) for im in images]
+    for (ch, cw), windows in by_size.items():
+        for i in range(0, len(windows), max_batch):
+            chunk = windows[i:i + max_batch]
+            crops = torch.stack([images[k][:, y:y + ch, x:x + cw] for k, y, x in chunk])
+            feats = F.normalize(encode_crops(crops).to(torch.float32), dim=-1)
+            expected = (len(chunk), ch // patch_size, cw // patch_size)
+            if tuple(feats.shape[:3]) != expected:
+                raise ValueError(f"crop encoder returned {tuple(feats.shape)}, expected {expected} + (d,)")
+            for (k, y, x), f in zip(chunk, feats):
+                if totals[k] is None:
+                    totals[k] = torch.zeros(counts[k].shape[:2] + (feats.shape[-1],), dtype=torch.float32,
+                                            device=images[k].device)
+                py, px = y // patch_size, x // patch_size
+                totals[k][py:py + f.shape[0], px:px + f.shape[1]] += f
+                counts[k][py:py + f.shape[0], px:px + f.shape[1]] += 1
+    out = []
+    for total, count in zip(totals, counts):
+        assert total is not None and bool((count > 0).all()), "windows must cover every patch"
+        out.append(F.normalize(total / count, dim=-1))
+    return out
 
 
 def multi_pass_features(image: torch.Tensor, encode_crops: CropEncoder, patch_size: int,

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from rns_ros.core.backbones.sliding import (ResolutionConfig, image_to_tensor, multi_pass_features,
                                             pad_to_multiple, resize_short_side, resized_size,
-                                            sliding_window_features, window_starts)
+                                            sliding_window_features, sliding_window_features_batch,
+                                            window_starts)
 
 P = 16
 
@@ -115,6 +116,24 @@ def test_image_smaller_than_crop_is_one_window():
     got = sliding_window_features(image, encode, P, 448, 224)
     assert calls == [(1, 3, 48, 80)]
     torch.testing.assert_close(got, F.normalize(encode(image[None])[0], dim=-1))
+
+
+def test_batch_of_images_shares_calls_and_matches_each_image_alone():
+    """Three camera frames (two of one size, one smaller than the crop): windows of one size go
+    through the encoder together, and every image gets what it would get alone."""
+    gen = torch.Generator().manual_seed(4)
+    images = [torch.rand(3, 96, 128, generator=gen), torch.rand(3, 48, 48, generator=gen),
+              torch.rand(3, 96, 128, generator=gen)]
+    calls = []
+    got = sliding_window_features_batch(images, fake_encoder(calls), P, 64, 32, max_batch=16)
+    # 96x128 with 64/32 windows: 2 x 3 = 6 windows each -> 12 in one call; the 48x48 image: 1 window.
+    assert sorted(calls) == sorted([(12, 3, 64, 64), (1, 3, 48, 48)])
+    for image, features in zip(images, got):
+        torch.testing.assert_close(features, brute_force(image, fake_encoder(), 64, 32), atol=1e-5, rtol=1e-5)
+    calls.clear()
+    sliding_window_features_batch(images, fake_encoder(calls), P, 64, 32, max_batch=5)
+    assert [c[0] for c in calls if c[2:] == (64, 64)] == [5, 5, 2]  # chunks span images
+    assert sliding_window_features_batch([], fake_encoder(), P, 64, 32) == []
 
 
 def test_support_protocol_averages_two_passes():
