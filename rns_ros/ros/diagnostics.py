@@ -1,6 +1,8 @@
 """/diagnostics of the node: one DiagnosticStatus with the pipeline statistics (rates, latencies,
 drops), the engine (device, backbone, adapter, classes, memory use) and the support memory's
 health, at level WARN (with the reasons in its message) when something needs a person's attention.
+With several cameras the node's status holds the totals, and each camera has its own status
+(`<node>: camera <name>`) with its rates, latency and drops.
 """
 from __future__ import annotations
 
@@ -83,3 +85,22 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
         problems.append(f"no image on {input_topic}")
     message = "; ".join(problems) or ("segmenting" if state == "active" else state)
     return diagnostic_status(name, engine.device if engine else "", level, message, stats, extra)
+
+
+def camera_status(node_name: str, camera: str, state: str, stats: StatsSnapshot, input_topic: str,
+                  hardware_id: str = "", depth=None) -> DiagnosticStatus:
+    """One camera's status: its pipeline statistics and input topic (and its DepthInput's counters
+    with depth.enabled); WARN when the active node got nothing from it for NO_INPUT_WARN_S (the
+    other cameras go on regardless) or its frames find no usable depth."""
+    problems = []
+    extra: dict[str, object] = {"camera": camera, "input_topic": input_topic}
+    if depth is not None:
+        extra.update(depth.diagnostics())
+        problem = depth.problem() if state == "active" else None
+        if problem:
+            problems.append(problem)
+    if state == "active" and stats.seconds_since_input > NO_INPUT_WARN_S:
+        problems.append(f"no image on {input_topic}")
+    level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+    message = "; ".join(problems) or ("segmenting" if state == "active" else state)
+    return diagnostic_status(f"{node_name}: camera {camera}", hardware_id, level, message, stats, extra)

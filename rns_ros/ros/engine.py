@@ -116,6 +116,7 @@ class Engine(Protocol):
     backbone_identity: str
 
     def segment(self, rgb: np.ndarray) -> EngineResult: ...
+    # Optional: segment_batch(rgbs) -> list[EngineResult], several cameras' frames at once.
     def add_classes(self, names: Sequence[str], descriptions: Sequence[str] = ()) -> list[int]: ...
     def classes(self) -> list[ClassEntry]: ...
     def support_version(self) -> int: ...
@@ -162,6 +163,15 @@ class RnsEngine:
     def segment(self, rgb: np.ndarray) -> EngineResult:
         with self.lock:
             out = self.segmenter.segment(rgb)
+        return self._result(out)
+
+    def segment_batch(self, rgbs: Sequence[np.ndarray]) -> list[EngineResult]:
+        """`segment` of several frames (one per camera), the backbone encoding them together."""
+        with self.lock:
+            outs = self.segmenter.segment_batch(rgbs)
+        return [self._result(out) for out in outs]
+
+    def _result(self, out) -> EngineResult:
         if out.probabilities.shape[0]:
             confidence = out.probabilities.max(axis=0).astype(np.float32, copy=False)
         else:

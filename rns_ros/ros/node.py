@@ -8,26 +8,29 @@ starts the worker thread; deactivate stops both; cleanup frees the models and th
 `autostart` (default) the node configures and activates itself on start. Every callback is guarded
 (guard.py): an error inside one is logged and counted, never the end of the process.
 
-Frame flow: the subscription callback only drops the message into a one-slot mailbox (newest
-wins: an untaken frame is replaced and counted as stale); one worker thread decodes it, runs the
-engine and publishes. Bad frames are dropped with a logged, counted reason. Topics (private
-names, so `/rns/labels` for the default node name):
+Frame flow: the subscription callback only drops the message into its camera's one-slot mailbox
+(newest wins: an untaken frame is replaced and counted as stale); one worker thread takes the
+waiting frames (least recently served camera first; several at once where batching pays), decodes
+them, runs the engine and publishes each camera's outputs with that frame's header. Bad frames are
+dropped with a logged, counted reason. Topics (private names, so `/rns/labels` for the default
+node name; with `cameras: [front, ...]` the per-frame ones are ~/front/labels ...):
   ~/labels      sensor_msgs/Image mono8 (mono16 once a class id exceeds 255), 0 = unlabeled,
                 header copied from the input, input resolution
-  ~/confidence  sensor_msgs/Image 32FC1, probability of the winning class
+  ~/confidence  sensor_msgs/Image 32FC1 (or mono8), probability of the winning class
   ~/overlay     sensor_msgs/Image rgb8, input blended with class colours, with a legend (only
                 while subscribed)
   ~/labels_color sensor_msgs/Image rgb8, each pixel its class colour (only while subscribed)
   ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
+  ~/label_info  vision_msgs/LabelInfo, the same classes for vision_msgs consumers (Nav2), latched
   ~/points      sensor_msgs/PointCloud2 x, y, z, rgb, label, confidence (with depth.enabled: from
                 `depth/image` + `depth/camera_info`, paired by stamp; only while subscribed)
   /diagnostics  diagnostic_msgs/DiagnosticArray
 
-Around it: parameters in params.py, the subscription QoS in inputs.py, publishers in outputs.py,
-the depth input and ~/points in depth_input.py, the teaching services in services.py (handlers:
-teaching.py), /diagnostics in diagnostics.py.
+Around it: parameters in params.py, the cameras and their inputs in cameras.py (QoS: inputs.py),
+publishers in outputs.py, the depth input and ~/points in depth_input.py, batches in batching.py,
+the teaching services in services.py (handlers: teaching.py), /diagnostics in diagnostics.py.
 Why this file is over 300 lines: the lifecycle transitions and the frame loop share the node's
-state (engine, mailbox, worker, publishers, teacher); keeping them together keeps every state
+state (engine, mailboxes, worker, cameras, teacher); keeping them together keeps every state
 change in one place.
 """
 from __future__ import annotations
@@ -44,17 +47,19 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
 
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.ros import diagnostics, params
-from rns_ros.ros.conversions import FrameError, image_to_rgb
+from rns_ros.ros.batching import batch_size, segment_frames
+from rns_ros.ros.camera_mailboxes import CameraMailboxes
+from rns_ros.ros.cameras import (SINGLE_CAMERA_TOPIC, Camera, click_frames, decode_frame, make_cameras,
+                                 teaching_image)
+from rns_ros.ros.conversions import FrameError
 from rns_ros.ros.depth_input import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.guard import CallbackGuard
 from rns_ros.ros.inputs import image_qos
-from rns_ros.ros.mailbox import FrameMailbox
 from rns_ros.ros.memory_store import default_memory_dir
 from rns_ros.ros.outputs import ClassMapOutput, FrameOutputs
 from rns_ros.ros.prompting import prompt_masker_factory
@@ -64,7 +69,7 @@ from rns_ros.ros.stats import PipelineStats
 from rns_ros.ros.teaching import Teacher
 
 NODE_NAME = "rns"
-INPUT_TOPIC = "image"  # remap it to the camera: -r image:=/camera/image_raw
+INPUT_TOPIC = SINGLE_CAMERA_TOPIC  # remap it to the camera: -r image:=/camera/image_raw
 
 
 class RnsNode(LifecycleNode):
@@ -84,14 +89,12 @@ class RnsNode(LifecycleNode):
                                                             _parameters_refused))
 
         self.engine: Engine | None = None
-        self.stats = PipelineStats()
-        self._mailbox = FrameMailbox()
+        self.stats = PipelineStats()  # every camera's frames (the totals)
+        self.cameras: list[Camera] = []  # built on configure (cameras.py), each with its outputs
+        self._mailboxes: CameraMailboxes | None = None  # one newest-wins slot per camera
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._subscription = None
-        self.outputs: FrameOutputs | None = None
         self.class_map_output: ClassMapOutput | None = None
-        self.depth_output: DepthOutput | None = None  # with depth.enabled: ~/points from depth/image
         self._diag_pub = None
         self._diag_timer = None
         self._configured = False
@@ -99,7 +102,7 @@ class RnsNode(LifecycleNode):
         self._last_warning = 0.0
         self.autostart_error: str | None = None
         self.teacher: Teacher | None = None  # teaching services (docs/teaching.md), set on configure
-        self._latest_image: Image | None = None  # newest camera frame, for teaching from "now"
+        self._latest_image = None  # newest frame of any camera, for teaching from "now"
         self._teaching_handles: list = []
         self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         if self.node_config.autostart:
@@ -140,8 +143,9 @@ class RnsNode(LifecycleNode):
         self.node_config, self.engine_config = node_config, engine_config
         if self.class_map_output is not None:  # new colours: the next frame republishes the class map
             self.class_map_output.set_palette(node_config.colors())
-        if self.depth_output is not None:
-            self.depth_output.input.config = node_config.depth
+        for camera in self.cameras:
+            if camera.depth is not None:
+                camera.depth.input.config = node_config.depth
         if adapter_changed and self.engine is not None and hasattr(self.engine, "set_adapter_config"):
             self.engine.set_adapter_config(engine_config.adapter)
         return SetParametersResult(successful=True)
@@ -202,12 +206,16 @@ class RnsNode(LifecycleNode):
             return self._fail("could not add the initial classes", exc)
         self.engine = engine
         self.teacher = teacher
+        self.cameras = make_cameras(self.node_config.cameras, self.stats)
+        self._mailboxes = CameraMailboxes(range(len(self.cameras)))
+        clicks = click_frames(self.cameras, lambda: self.node_config.max_image_pixels)
         self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class,
-                                                            self.guard)
-        self.outputs = FrameOutputs(self)
+                                                            self.guard, clicks)
+        for camera in self.cameras:
+            camera.outputs = FrameOutputs(self, camera.prefix)
+            if self.node_config.depth.enabled:
+                camera.depth = DepthOutput(self, self.node_config.depth, guard=self.guard, **camera.depth_topics())
         self.class_map_output = ClassMapOutput(self, self.node_config.colors())
-        if self.node_config.depth.enabled:
-            self.depth_output = DepthOutput(self, self.node_config.depth, guard=self.guard)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s,
                                              self.guard.wrap("diagnostics", self.publish_diagnostics))
@@ -221,19 +229,19 @@ class RnsNode(LifecycleNode):
             qos = image_qos(self.node_config.image_qos, self.node_config.image_qos_depth)
         except ValueError as exc:
             return self._fail("could not activate", exc)
-        self._mailbox.clear()
-        self._mailbox.reopen()
+        self._mailboxes.clear()
+        self._mailboxes.reopen()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
         self._worker.start()
-        self._subscription = self.create_subscription(Image, INPUT_TOPIC, self.guard.wrap("image", self._on_image),
-                                                      qos)
-        if self.depth_output is not None:
-            self.depth_output.subscribe(qos)
+        for camera in self.cameras:
+            camera.subscribe(self, self.node_config.image_transport, qos, self.guard.wrap("image", self._on_image))
+            if camera.depth is not None:
+                camera.depth.subscribe(qos)
         result = super().on_activate(state)
         self._active = True
         self.publish_class_map(force=True)
-        self.get_logger().info(f"active: segmenting {self._subscription.topic_name}")
+        self.get_logger().info(f"active: segmenting {', '.join(c.topic_name for c in self.cameras)}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -261,27 +269,38 @@ class RnsNode(LifecycleNode):
     def _stop_pipeline(self) -> None:
         """Unsubscribe, stop the worker (after its current frame), forget the pending frame."""
         self._active = False
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
-        if self.depth_output is not None:
-            self.depth_output.unsubscribe()
+        for camera in self.cameras:
+            camera.unsubscribe(self)
+            if camera.depth is not None:
+                camera.depth.unsubscribe()
         self._stop.set()
-        self._mailbox.close()
+        if self._mailboxes is not None:
+            self._mailboxes.close()
         if self._worker is not None:
             self._worker.join()
             self._worker = None
-        self._mailbox.clear()
+        if self._mailboxes is not None:
+            self._mailboxes.clear()
 
     def _make_teacher(self, engine, memory_dir) -> Teacher:
         logger = self.get_logger()
         return Teacher(engine, memory_dir=memory_dir,
-                       latest_frame=lambda: self._latest_image,
+                       latest_frame=lambda: teaching_image(self._latest_image, self.node_config.max_image_pixels),
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
                        max_image_pixels=self.node_config.max_image_pixels)
+
+    @property
+    def outputs(self) -> FrameOutputs | None:
+        """The first (with one camera: the only) camera's outputs."""
+        return self.cameras[0].outputs if self.cameras else None
+
+    @property
+    def depth_output(self) -> DepthOutput | None:
+        """The first (with one camera: the only) camera's depth output (depth.enabled)."""
+        return self.cameras[0].depth if self.cameras else None
 
     def _release(self) -> None:
         """Destroy publishers and timer, free the engine."""
@@ -296,10 +315,12 @@ class RnsNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
-        for output in (self.outputs, self.class_map_output, self.depth_output):
+        for output in [o for c in self.cameras for o in (c.outputs, c.depth)] + [self.class_map_output]:
             if output is not None:
                 output.destroy()
-        self.outputs = self.class_map_output = self.depth_output = None
+        for camera in self.cameras:
+            camera.outputs = camera.depth = None
+        self.class_map_output = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -311,67 +332,70 @@ class RnsNode(LifecycleNode):
         self._release()
 
     # ------------------------------------------------------------------ frames
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, camera: Camera, msg) -> None:
         start = time.monotonic()
-        self._latest_image = msg
+        camera.latest = self._latest_image = msg
         if self.teacher is not None and not self.teacher.processing_enabled:
             return  # paused by ~/enable: keep the frame for teaching, segment nothing
-        replaced = self._mailbox.put((msg, start))
-        self.stats.frame_arrived(replaced)
-        self.stats.callback_took(time.monotonic() - start)
+        replaced = self._mailboxes.put(self.cameras.index(camera), (msg, start))
+        camera.stats.frame_arrived(replaced)
+        camera.stats.callback_took(time.monotonic() - start)
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            item = self._mailbox.take(timeout=0.2)
-            if item is None or self._stop.is_set():
+            taken = self._mailboxes.take(batch_size(len(self.cameras), self.node_config.camera_batching,
+                                                    self.engine), timeout=0.2)
+            if not taken or self._stop.is_set():
                 continue
-            msg, arrived = item
             try:
-                self.process_frame(msg, arrived)
+                self.process_frames([(self.cameras[i], msg, arrived) for i, (msg, arrived) in taken])
             except Exception as exc:  # never let the worker die
-                self.stats.frame_failed(f"internal error: {exc!r}")
+                for i, _ in taken:
+                    self.cameras[i].stats.frame_failed(f"internal error: {exc!r}")
                 self._warn(f"frame failed: internal error: {exc!r}")
 
-    def process_frame(self, msg: Image, arrived: float) -> None:
-        """Decode, segment and publish one frame (worker thread)."""
+    def process_frames(self, frames: list) -> None:
+        """Decode, segment and publish frames [(camera, msg, arrival time)], one per camera
+        (worker thread). Each camera's outputs get its own frame's header and labels."""
         started = time.monotonic()
-        depth = self.depth_output
-        early_partner = depth.partner(msg.header) if depth is not None else None  # before it leaves the ring
-        try:
-            rgb = image_to_rgb(msg)
-        except FrameError as exc:
-            return self._drop_invalid(f"bad frame: {exc}")
-        pixels = rgb.shape[0] * rgb.shape[1]
-        if pixels > self.node_config.max_image_pixels:
-            return self._drop_invalid(f"bad frame: {rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels "
-                                      f"{self.node_config.max_image_pixels}")
+        decoded = []
+        for camera, msg, arrived in frames:
+            # the depth partner is looked up before it can leave the ring
+            early_partner = camera.depth.partner(msg.header) if camera.depth is not None else None
+            try:
+                rgb = decode_frame(msg, self.node_config.max_image_pixels)
+            except FrameError as exc:
+                self._drop_invalid(f"bad frame: {exc}", camera)
+                continue
+            decoded.append((camera, msg, rgb, arrived, early_partner))
         engine = self.engine
-        if engine is None:
+        if engine is None or not decoded:
             return
-        try:
-            result = engine.segment(rgb)
-        except Exception as exc:
-            self.stats.frame_failed(f"engine error: {exc}")
-            self._warn(f"frame dropped: engine error: {exc!r}")
-            return
-        outputs, class_map = self.outputs, self.class_map_output
-        if outputs is None or class_map is None:
+        segmented = segment_frames(engine, decoded, self._engine_failed)
+        class_map = self.class_map_output
+        if class_map is None or not segmented:
             return
         self.publish_class_map()  # a no-op unless the classes changed
-        try:
-            outputs.publish(rgb, result, msg.header, class_map, confidence=self.node_config.publish_confidence,
-                            overlay=self.node_config.overlay_style())
-        except ValueError as exc:  # ids beyond mono16
-            self.stats.frame_failed(f"labels not encodable: {exc}")
-            self._warn(f"frame dropped: {exc}")
-            return
-        if depth is not None:  # after the labels: depth never holds them back
-            depth.publish(msg.header, rgb, result, early_partner)
-        self.stats.frame_processed(arrived, started)
+        for (camera, msg, rgb, arrived, early_partner), result in segmented:
+            if camera.outputs is None:
+                return
+            try:
+                camera.publish(rgb, result, msg.header, class_map, self.node_config)
+            except ValueError as exc:  # ids beyond mono16
+                camera.stats.frame_failed(f"labels not encodable: {exc}")
+                self._warn(f"frame dropped: {exc}")
+                continue
+            if camera.depth is not None:  # after the labels: depth never holds them back
+                camera.depth.publish(msg.header, rgb, result, early_partner)
+            camera.stats.frame_processed(arrived, started)
 
-    def _drop_invalid(self, reason: str) -> None:
-        self.stats.frame_invalid(reason)
+    def _engine_failed(self, frame: tuple, reason: str) -> None:
+        frame[0].stats.frame_failed(reason)
         self._warn(f"frame dropped: {reason}")
+
+    def _drop_invalid(self, reason: str, camera: Camera) -> None:
+        camera.stats.frame_invalid(reason)
+        self._warn(f"frame dropped: {reason}" + (f" (camera {camera.name})" if camera.name else ""))
 
     def _warn(self, text: str) -> None:
         """Log a warning at most once per second (a broken camera must not flood the log)."""
@@ -385,20 +409,31 @@ class RnsNode(LifecycleNode):
         """Publish ~/class_map if the support memory changed since the last one (or `force`)."""
         engine, output = self.engine, self.class_map_output
         if engine is not None and output is not None:
-            output.publish(engine, force)
+            output.publish(engine, force, self.node_config.min_confidence)
+
+    def _state(self) -> str:
+        return "active" if self._active else ("inactive" if self._configured else "unconfigured")
 
     def diagnostic_status(self) -> DiagnosticStatus:
-        state = "active" if self._active else ("inactive" if self._configured else "unconfigured")
-        topic = self._subscription.topic_name if self._subscription else INPUT_TOPIC
-        depth = self.depth_output.input if self.depth_output is not None else None
-        return diagnostics.node_status(f"{self.get_fully_qualified_name()}: segmentation", state,
+        topic = ", ".join(c.topic_name for c in self.cameras) or INPUT_TOPIC
+        single = len(self.cameras) == 1 and not self.cameras[0].name
+        depth = self.depth_output.input if single and self.depth_output is not None else None
+        return diagnostics.node_status(f"{self.get_fully_qualified_name()}: segmentation", self._state(),
                                        self.stats.snapshot(), self.engine, self.teacher, topic, depth,
                                        callback_errors=(self.guard.errors, self.guard.last_error))
+
+    def camera_statuses(self) -> list[DiagnosticStatus]:
+        """One status per named camera (none for the single camera: the node's status is its own)."""
+        device = self.engine.device if self.engine is not None else ""
+        return [diagnostics.camera_status(self.get_fully_qualified_name(), c.name, self._state(),
+                                          c.stats.snapshot(), c.topic_name, device,
+                                          c.depth.input if c.depth is not None else None)
+                for c in self.cameras if c.name]
 
     def publish_diagnostics(self) -> None:
         if self._diag_pub is None:
             return
-        msg = DiagnosticArray(status=[self.diagnostic_status()])
+        msg = DiagnosticArray(status=[self.diagnostic_status()] + self.camera_statuses())
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 

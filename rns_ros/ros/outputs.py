@@ -1,6 +1,10 @@
-"""What the node publishes: the latched class map, and per segmented frame the label image, the
-confidence image, the overlay and the colourised labels (the last two built only while someone
-subscribes).
+"""What the node publishes: the latched class map (as rns_ros/ClassMap and vision_msgs/LabelInfo),
+and per segmented frame the label image, the confidence image, the overlay and the colourised
+labels (the last two built only while someone subscribes).
+
+Per-frame outputs belong to a camera: `FrameOutputs(node, prefix)` names its topics `prefix +
+name`, "~/" for the single camera (~/labels ...) and "~/<camera>/" for each of several cameras
+(~/front/labels ...). A new per-frame output added here is per camera the same way.
 
 Publishers are lifecycle publishers: they carry messages only while the node is active.
 `ClassMapOutput` also keeps what every frame needs from the class map (the largest class id, which
@@ -11,10 +15,12 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from vision_msgs.msg import LabelInfo
 
 from rns_ros.msg import ClassMap
 from rns_ros.ros import interfaces
-from rns_ros.ros.conversions import confidence_to_image, labels_to_image, rgb_to_image
+from rns_ros.ros.conversions import confidence_to_image, labels_to_image, rgb_to_image, unlabel_below
+from rns_ros.ros.label_info import label_info
 from rns_ros.visual import OverlayStyle, Palette, color_lut, colorize, render_overlay
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -23,12 +29,15 @@ CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 class ClassMapOutput:
-    """~/class_map, republished whenever the support memory's version (or the palette) changes."""
+    """~/class_map and ~/label_info, republished whenever the support memory's version (or the
+    palette) changes; ~/label_info also when its threshold (the min_confidence parameter) changes."""
 
     def __init__(self, node, palette: Palette = Palette()):
         self._node = node
         self.publisher = node.create_lifecycle_publisher(ClassMap, "~/class_map", CLASS_MAP_QOS)
+        self.label_info_publisher = node.create_lifecycle_publisher(LabelInfo, "~/label_info", CLASS_MAP_QOS)
         self.version: int | None = None  # support version of the last published map
+        self.threshold: float | None = None  # threshold of the last published LabelInfo
         self.max_class_id = 0
         self.names: dict[int, str] = {}  # class id -> name, for the overlay's legend
         self.palette = palette
@@ -39,41 +48,50 @@ class ClassMapOutput:
             self.palette = palette
             self.version = None
 
-    def publish(self, engine, force: bool = False) -> None:
-        """Publish the class map if the memory changed since the last one (or `force`)."""
+    def publish(self, engine, force: bool = False, threshold: float = 0.0) -> None:
+        """Publish the class map and label info if the memory changed since the last ones (or
+        `force`); only the label info when only `threshold` changed."""
         with engine.lock:
             version = engine.support_version()
-            if not force and version == self.version:
+            classes_changed = force or version != self.version
+            if not classes_changed and threshold == self.threshold:
                 return
             entries = engine.classes()
-        self.max_class_id = max((e.id for e in entries), default=0)
-        self.names = {e.id: e.name for e in entries}
         stamp = self._node.get_clock().now().to_msg()
-        self.publisher.publish(interfaces.class_map(entries, version, engine.backbone_identity, stamp, self.palette))
-        self.version = version
+        if classes_changed:
+            self.max_class_id = max((e.id for e in entries), default=0)
+            self.names = {e.id: e.name for e in entries}
+            self.publisher.publish(interfaces.class_map(entries, version, engine.backbone_identity, stamp,
+                                                        self.palette))
+            self.version = version
+        self.label_info_publisher.publish(label_info(entries, threshold, stamp))
+        self.threshold = threshold
 
     def destroy(self) -> None:
         self._node.destroy_lifecycle_publisher(self.publisher)
+        self._node.destroy_lifecycle_publisher(self.label_info_publisher)
 
 
 class FrameOutputs:
-    """~/labels, ~/confidence, ~/overlay and ~/labels_color of segmented frames, each with the
-    input's header."""
+    """<prefix>labels, <prefix>confidence, <prefix>overlay and <prefix>labels_color of one camera's
+    segmented frames, each with the input's header. prefix: "~/" (single camera) or "~/<camera>/"."""
 
-    def __init__(self, node):
+    def __init__(self, node, prefix: str = "~/"):
         self._node = node
-        self.publishers = {name: node.create_lifecycle_publisher(Image, f"~/{name}", OUTPUT_QOS)
+        self.prefix = prefix
+        self.publishers = {name: node.create_lifecycle_publisher(Image, f"{prefix}{name}", OUTPUT_QOS)
                            for name in ("labels", "confidence", "overlay", "labels_color")}
         self.legend_corner: str | None = None  # where the last overlay's legend went (keeps it steady)
 
     def publish(self, rgb, result, header, class_map: ClassMapOutput, *, confidence: bool,
-                overlay: OverlayStyle) -> None:
-        """Publish one frame's outputs. ValueError (nothing published) when a label id does not fit
-        the label encoding."""
-        labels = result.labels
+                overlay: OverlayStyle, min_confidence: float = 0.0, confidence_encoding: str = "32FC1") -> None:
+        """Publish one frame's outputs. Pixels below `min_confidence` get the unlabeled id 0 (in
+        every picture too). ValueError (nothing published) when a label id does not fit the label
+        encoding."""
+        labels = unlabel_below(result.labels, result.confidence, min_confidence)
         self.publishers["labels"].publish(labels_to_image(labels, header, class_map.max_class_id))
         if confidence:
-            self.publishers["confidence"].publish(confidence_to_image(result.confidence, header))
+            self.publishers["confidence"].publish(confidence_to_image(result.confidence, header, confidence_encoding))
         palette = class_map.palette
         if self.publishers["overlay"].get_subscription_count() > 0:
             picture, legend = render_overlay(rgb, labels, class_map.names, palette, overlay,

@@ -9,6 +9,7 @@ values with the same reasons. Unknown parameter names are refused, never ignored
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
@@ -18,10 +19,14 @@ from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth import DepthConfig
+from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
 IMAGE_QOS = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+CAMERA_BATCHING = ("auto", "on", "off")
+_CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,11 @@ class NodeConfig:
     memory_dir: str = ""  # support memory directory, saved on every change ('' = $ROS_HOME/rns_ros/<node>)
     teach_class: str = ""  # class that clicks on ~/click teach ('' = clicks are ignored)
     depth: DepthConfig = field(default_factory=DepthConfig)  # the semantic point cloud (~/points)
+    min_confidence: float = 0.0  # pixels whose winning probability is below it get id 0 (0 = off)
+    confidence_encoding: str = "32FC1"  # ~/confidence as 32FC1 probabilities or mono8 (x 255, for Nav2)
+    image_transport: str = "raw"  # raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`
+    cameras: tuple[str, ...] = ()  # camera names ('' = one camera on `image`); each c reads `c/image`
+    camera_batching: str = "auto"  # several cameras' frames through the backbone at once: auto = on CUDA
 
     def __post_init__(self):
         if self.image_qos not in IMAGE_QOS:
@@ -56,6 +66,19 @@ class NodeConfig:
             raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be unique, got {list(self.classes)}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        for name, value, choices in (("confidence_encoding", self.confidence_encoding, CONFIDENCE_ENCODINGS),
+                                     ("image_transport", self.image_transport, IMAGE_TRANSPORTS),
+                                     ("camera_batching", self.camera_batching, CAMERA_BATCHING)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be unique, got {list(self.cameras)}")
+        bad = [c for c in self.cameras if not _CAMERA_NAME.match(c)]
+        if bad:
+            raise ValueError(f"camera names become topic names (c/image, ~/c/labels): use letters, digits and "
+                             f"'_', starting with a letter; got {bad}")
         self.colors()  # a bad palette is refused with its reason
 
     def colors(self) -> Palette:
@@ -124,7 +147,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.DepthConfig)
     ParamSpec("depth.enabled", "depth", "enabled",
               "Subscribe to depth/image (16UC1 mm or 32FC1 m, registered to the colour image) and "
-              "depth/camera_info, and publish ~/points (PointCloud2: x, y, z, rgb, label, confidence)."),
+              "depth/camera_info, and publish ~/points (PointCloud2: x, y, z, rgb, label, confidence); "
+              "with several cameras, camera c: c/depth/image, c/depth/camera_info -> ~/c/points."),
     ParamSpec("depth.max_time_diff_s", "depth", "max_time_diff_s",
               "A colour frame pairs with the depth frame nearest in stamp within this many seconds; "
               "frames without one are counted in /diagnostics (depth_unpaired), never guessed.",
@@ -135,6 +159,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth.stride", "depth", "stride",
               "Use every stride-th depth pixel of every stride-th row (1 = every pixel; 2 = a quarter).",
               runtime=True, range=(1, 64)),
+    ParamSpec("min_confidence", "node", "min_confidence",
+              "Pixels whose winning class probability is below this get the unlabeled id 0 (\"none of the "
+              "taught classes\"); 0 = off. ~/label_info carries it as its threshold.",
+              runtime=True, range=(0.0, 1.0)),
+    ParamSpec("confidence_encoding", "node", "confidence_encoding",
+              "~/confidence encoding: 32FC1 (probability) or mono8 (probability x 255, rounded; what "
+              "Nav2's semantic costmap layer reads).", runtime=True, choices=CONFIDENCE_ENCODINGS),
+    ParamSpec("image_transport", "node", "image_transport",
+              "raw: sensor_msgs/Image on `image`. compressed: sensor_msgs/CompressedImage (JPEG, PNG) on "
+              "the resolved `image` topic + /compressed, as image_transport names it. Read on activate.",
+              choices=IMAGE_TRANSPORTS),
+    ParamSpec("cameras", "node", "cameras",
+              "Camera names for several cameras on one model ('front, left' or a list); [] = one camera "
+              "on `image` with the outputs ~/labels ... Camera c reads `c/image` and publishes ~/c/labels, "
+              "~/c/confidence, ~/c/overlay; class map, label info, services and memory stay shared."),
+    ParamSpec("camera_batching", "node", "camera_batching",
+              "Run several cameras' waiting frames through the backbone as one batch: auto (on CUDA, "
+              "where it pays; off on the CPU, where it was measured not to), on, off.",
+              runtime=True, choices=CAMERA_BATCHING),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16, dinov3txt-vitl16, siglip2-vitl16-512 (each needs its "
@@ -205,14 +248,14 @@ def default_value(spec: ParamSpec) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def parse_classes(value: Any) -> tuple[str, ...]:
+def parse_classes(value: Any, what: str = "classes") -> tuple[str, ...]:
     """`classes` as a tuple of names: from 'a, b' or ['a', 'b']; blanks dropped, names stripped."""
     if isinstance(value, str):
         items = value.split(",")
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         items = list(value)
     else:
-        raise ValueError(f"classes must be a comma-separated string or a list of strings, got {value!r}")
+        raise ValueError(f"{what} must be a comma-separated string or a list of strings, got {value!r}")
     return tuple(name.strip() for name in items if name.strip())
 
 
@@ -225,6 +268,10 @@ def _palette_value(value: Any) -> str | tuple[str, ...]:
         raise ValueError(f"parameter 'palette': {exc} (set it with -p palette:=okabe-ito or "
                          "-p \"palette:=['#FF0000', '#00FF00']\")") from None
     return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+# Parameters holding a list of names, given as a list or one comma-separated string.
+NAME_LISTS = ("classes", "cameras")
 
 
 def unknown_parameters(names: Iterable[str]) -> list[str]:
@@ -247,8 +294,8 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
         if spec is None:
             continue
         default = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
-        if spec.name == "classes":
-            value = parse_classes(value)
+        if spec.name in NAME_LISTS:
+            value = parse_classes(value, spec.name)
         elif spec.name == "palette":
             value = _palette_value(value)
         elif spec.none_if_empty and value == "":
@@ -284,7 +331,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     desc = ParameterDescriptor(name=spec.name, description=spec.description,
                                additional_constraints="; ".join(constraints))
     default = default_value(spec)
-    if spec.name in ("classes", "palette"):
+    if spec.name in NAME_LISTS + ("palette",):
         desc.dynamic_typing = True
     elif spec.range is not None and isinstance(default, float):
         desc.type = ParameterType.PARAMETER_DOUBLE

@@ -8,7 +8,7 @@ counted, a service still answers, and the node keeps serving.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -21,9 +21,14 @@ from rns_ros.ros.teach_by_click import ClickTeacher
 from rns_ros.ros.teaching import Teacher
 
 
-def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[], str], guard: CallbackGuard) -> list:
-    """Create the services and the ~/click subscription on `node`; returns their handles.
-    teach_class: () -> the class name clicks teach (the `teach_class` parameter)."""
+ClickFrames = Mapping[str, Callable[[PointStamped], object]]
+
+
+def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[], str], guard: CallbackGuard,
+                               clicks: ClickFrames | None = None) -> list:
+    """Create the services and the click subscriptions on `node`; returns their handles.
+    teach_class: () -> the class name clicks teach (the `teach_class` parameter).
+    clicks: click topic -> frame_for(click) (see ClickTeacher); default: ~/click on the latest frame."""
     group = ReentrantCallbackGroup()
     handles = [node.create_service(srv_type, name, guard.wrap(name, handler, failed_response), callback_group=group)
                for srv_type, name, handler in (
@@ -37,9 +42,10 @@ def create_teaching_interfaces(node, teacher: Teacher, teach_class: Callable[[],
                    (srv.Segment, "~/segment", teacher.segment),
                    (SetBool, "~/enable", teacher.enable))]
     logger = node.get_logger()
-    clicks = ClickTeacher(teacher, teach_class, logger.info, logger.warning)
-    handles.append(node.create_subscription(PointStamped, "~/click", guard.wrap("~/click", clicks.on_click), 10,
-                                            callback_group=group))
+    for topic, frame_for in (clicks or {"~/click": lambda click: None}).items():
+        teacher_of_clicks = ClickTeacher(teacher, teach_class, logger.info, logger.warning, frame_for)
+        handles.append(node.create_subscription(PointStamped, topic, guard.wrap(topic, teacher_of_clicks.on_click),
+                                                10, callback_group=group))
     return handles
 
 

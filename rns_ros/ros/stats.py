@@ -2,6 +2,8 @@
 
 The subscription callback records arrivals and stale drops; the worker records processed frames,
 invalid frames and failures. `snapshot()` gives a consistent copy for /diagnostics and the demo.
+With several cameras each camera has its own `PipelineStats` whose `parent` (the node's) records
+every event too, so the node's figures are the totals.
 """
 from __future__ import annotations
 
@@ -48,10 +50,12 @@ def _percentile(values, q: float) -> float:
 class PipelineStats:
     """Counters plus sliding windows: the last `latency_window` latencies, arrivals in `rate_window_s`."""
 
-    def __init__(self, latency_window: int = 200, rate_window_s: float = 5.0, clock=time.monotonic):
+    def __init__(self, latency_window: int = 200, rate_window_s: float = 5.0, clock=time.monotonic,
+                 parent: PipelineStats | None = None):
         if latency_window < 1 or rate_window_s <= 0:
             raise ValueError("latency_window must be >= 1 and rate_window_s > 0")
         self._clock = clock
+        self.parent = parent  # also records every event (the node's totals), or None
         self._lock = threading.Lock()
         self._rate_window_s = rate_window_s
         self._arrivals: collections.deque[float] = collections.deque()
@@ -78,11 +82,15 @@ class PipelineStats:
             self._arrivals.append(now)
             self._trim(self._arrivals, now)
             self._last_arrival = now
+        if self.parent is not None:
+            self.parent.frame_arrived(replaced_unprocessed)
         return now
 
     def callback_took(self, seconds: float) -> None:
         with self._lock:
             self._callback_max_s = max(self._callback_max_s, seconds)
+        if self.parent is not None:
+            self.parent.callback_took(seconds)
 
     def frame_processed(self, arrived_at: float, started_at: float) -> None:
         now = self._clock()
@@ -92,6 +100,8 @@ class PipelineStats:
             self._processing.append(now - started_at)
             self._publishes.append(now)
             self._trim(self._publishes, now)
+        if self.parent is not None:
+            self.parent.frame_processed(arrived_at, started_at)
 
     def frame_invalid(self, reason: str) -> None:
         self._drop("dropped_invalid", reason)
@@ -104,6 +114,8 @@ class PipelineStats:
             self._counts[counter] += 1
             self._drop_reasons[reason.split(":")[0][:60]] += 1
             self._last_drop_reason = reason
+        if self.parent is not None:
+            self.parent._drop(counter, reason)
 
     def snapshot(self) -> StatsSnapshot:
         now = self._clock()

@@ -7,13 +7,15 @@ point prompt on the latest camera frame.
 
 `click_request` builds the same AddExemplar request that ~/add_exemplar takes (empty image = the
 latest frame, one positive point, create_class=true), so a click is checked, applied, saved and
-answered exactly like a service call; `ClickTeacher.on_click` logs the outcome.
+answered exactly like a service call; `ClickTeacher.on_click` logs the outcome. With several
+cameras, `frame_for(click)` picks the frame the click refers to (its camera's newest).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from geometry_msgs.msg import Point32, PointStamped
+from sensor_msgs.msg import Image
 
 from rns_ros.srv import AddExemplar
 
@@ -30,8 +32,10 @@ class ClickTeacher:
     """Turns clicks into `teacher.add_exemplar` calls for the class `class_name()` names."""
 
     def __init__(self, teacher, class_name: Callable[[], str], log_info: Callable[[str], None],
-                 log_warning: Callable[[str], None]):
+                 log_warning: Callable[[str], None],
+                 frame_for: Callable[[PointStamped], Image | None] = lambda click: None):
         self.teacher = teacher
+        self.frame_for = frame_for  # the frame clicked on (None = the latest frame); ValueError = ignore
         self.class_name = class_name
         self.log_info = log_info
         self.log_warning = log_warning
@@ -42,7 +46,15 @@ class ClickTeacher:
         if not name:
             self.log_warning("click ignored: set the teach_class parameter to the class the clicks teach")
             return None
-        response = self.teacher.add_exemplar(click_request(click, name), AddExemplar.Response())
+        request = click_request(click, name)
+        try:
+            frame = self.frame_for(click)
+        except ValueError as exc:
+            self.log_warning(f"click ignored: {exc}")
+            return None
+        if frame is not None:
+            request.image = frame
+        response = self.teacher.add_exemplar(request, AddExemplar.Response())
         self.last_response = response
         text = f"click at ({click.point.x:.0f}, {click.point.y:.0f}) for {name!r}: {response.message}"
         # One severity per call site: rclpy refuses a call site whose severity changes between calls.

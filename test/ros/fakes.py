@@ -40,6 +40,7 @@ class FakeEngine:
         self.segmented: list[np.ndarray] = []  # every frame it was given, in order
         self.closed = False
         self.adapter_configs = []
+        self.batches: list[int] = []  # sizes of the segment_batch calls
 
     def segment(self, rgb):
         with self.lock:
@@ -50,6 +51,12 @@ class FakeEngine:
             self.segmented.append(rgb.copy())
             labels = expected_labels(rgb, sorted(self._classes))
             return EngineResult(labels, rgb.max(axis=2).astype(np.float32) / 255.0, self._version, {})
+
+    def segment_batch(self, rgbs):
+        """Several cameras' frames at once (recorded in `batches`), each segmented as alone."""
+        with self.lock:
+            self.batches.append(len(rgbs))
+            return [self.segment(rgb) for rgb in rgbs]
 
     def add_classes(self, names, descriptions=()):
         with self.lock:

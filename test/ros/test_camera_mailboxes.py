@@ -61,6 +61,29 @@ def test_a_fast_camera_does_not_starve_a_slow_one_and_a_silent_one_blocks_nothin
     assert len(served["fast"]) >= 200 - len(served["slow"]) - 1  # every remaining turn
 
 
+def test_put_never_waits_for_a_slow_worker():
+    boxes = CameraMailboxes(["only"])
+    taken = []
+
+    def slow_worker():
+        while len(taken) < 2:
+            for _, item in boxes.take(timeout=1):
+                taken.append(item)
+                time.sleep(0.2)  # "processing"
+
+    worker = threading.Thread(target=slow_worker)
+    worker.start()
+    durations = []
+    for i in range(50):
+        start = time.perf_counter()
+        boxes.put("only", i)
+        durations.append(time.perf_counter() - start)
+        time.sleep(0.002)
+    worker.join()
+    assert max(durations) < 0.05  # the worker sleeps 200 ms per frame; put never waited on it
+    assert taken[-1] == 49 or boxes.take(timeout=0) == [("only", 49)]  # the newest frame survives
+
+
 def test_timeout_and_close_wake_a_waiting_worker():
     boxes = CameraMailboxes(["only"])
     started = time.monotonic()

@@ -98,7 +98,7 @@ def test_lifecycle_services_drive_the_node(ros):
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
         assert call(ros, change, ChangeState.Request(transition=Transition(id=transition))).success
     assert call(ros, get, GetState.Request()).current_state.id == State.PRIMARY_STATE_ACTIVE
-    assert node._active and node._subscription is not None
+    assert node._active and node.cameras[0].subscription is not None
     assert call(ros, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
     assert call(ros, get, GetState.Request()).current_state.id == State.PRIMARY_STATE_INACTIVE
 

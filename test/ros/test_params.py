@@ -39,6 +39,11 @@ def test_values_reach_their_fields():
     assert engine.adapter.steps == 25 and engine.device == "cpu" and engine.proposals.checkpoint is None
     assert params.build_configs({"profile": "cpu-fast"})[1].profile == "cpu-fast"
     assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
+    node, _ = params.build_configs({"cameras": "front, left_2", "image_transport": "compressed",
+                                    "min_confidence": 0.4, "confidence_encoding": "mono8", "camera_batching": "on"})
+    assert node.cameras == ("front", "left_2") and node.image_transport == "compressed"
+    assert (node.min_confidence, node.confidence_encoding, node.camera_batching) == (0.4, "mono8", "on")
+    assert params.build_configs({"cameras": ["a", "b"]})[0].cameras == ("a", "b")
 
 
 def test_palette_values_become_the_palette_of_every_output():
@@ -68,6 +73,14 @@ def test_palette_values_become_the_palette_of_every_output():
     ({"classes": [1, 2]}, "classes"),
     ({"autostart": 1}, "autostart"),
     ({"no_such_parameter": 1}, "unknown parameter"),
+    ({"min_confidence": 1.5}, "min_confidence"),
+    ({"confidence_encoding": "16UC1"}, "confidence_encoding"),
+    ({"image_transport": "theora"}, "image_transport"),
+    ({"camera_batching": "always"}, "camera_batching"),
+    ({"cameras": "front, front"}, "unique"),
+    ({"cameras": "front, 2nd"}, "topic names"),
+    ({"cameras": ["front/left"]}, "topic names"),
+    ({"cameras": 3}, "cameras"),
     ({"regions.model": "sam9"}, "SAM 2 model"),
     ({"overlay_legend": "yes"}, "overlay_legend"),
     ({"palette": ["#ff0000", "#00ff0"]}, r"parameter 'palette': palette entry 2 \(class 2\) '#00ff0' is not a hex "

@@ -1,4 +1,5 @@
-"""The node's ROS-free parts: mailbox, statistics, device policy (colours/overlay: test/visual)."""
+"""The node's ROS-free parts: statistics, device policy (colours/overlay: test/visual; the mailbox:
+test_camera_mailboxes.py)."""
 import threading
 import time
 
@@ -6,53 +7,7 @@ import numpy as np
 import pytest
 
 from rns_ros.ros.engine import resolve_device
-from rns_ros.ros.mailbox import FrameMailbox
 from rns_ros.ros.stats import PipelineStats
-
-
-def test_mailbox_newest_wins_and_reports_replacements():
-    box = FrameMailbox()
-    assert box.put(1) is False
-    assert box.put(2) is True  # 1 was never taken: a stale drop
-    assert box.take(timeout=0) == 2
-    assert box.take(timeout=0) is None
-    assert box.put(3) is False
-
-
-def test_mailbox_put_never_waits_for_a_slow_consumer():
-    box = FrameMailbox()
-    taken = []
-
-    def slow_consumer():
-        while len(taken) < 2:
-            item = box.take(timeout=1)
-            if item is not None:
-                taken.append(item)
-                time.sleep(0.2)  # "processing"
-
-    t = threading.Thread(target=slow_consumer)
-    t.start()
-    durations = []
-    for i in range(50):
-        start = time.perf_counter()
-        box.put(i)
-        durations.append(time.perf_counter() - start)
-        time.sleep(0.002)
-    t.join()
-    assert max(durations) < 0.05  # the consumer sleeps 200 ms per item; put never waited on it
-    assert taken[-1] == 49 or box.take(timeout=0) == 49  # the newest frame is the one that survives
-
-
-def test_mailbox_close_wakes_a_waiting_take():
-    box = FrameMailbox()
-    result = []
-    t = threading.Thread(target=lambda: result.append(box.take(timeout=5)))
-    t.start()
-    time.sleep(0.05)
-    start = time.perf_counter()
-    box.close()
-    t.join()
-    assert result == [None] and time.perf_counter() - start < 1.0
 
 
 class FakeClock:
@@ -82,6 +37,25 @@ def test_stats_counts_rates_and_percentiles():
     assert snap.latency_p95_s == pytest.approx(np.percentile(latencies, 95))
     assert snap.input_rate_hz == pytest.approx(2.0)  # arrivals 0.5 s apart
     assert snap.drop_reasons == {"bad frame": 1, "engine error": 1}
+
+
+def test_camera_stats_also_count_in_their_parent():
+    clock = FakeClock()
+    total = PipelineStats(clock=clock)
+    front, left = PipelineStats(clock=clock, parent=total), PipelineStats(clock=clock, parent=total)
+    arrived = front.frame_arrived(replaced_unprocessed=False)
+    front.frame_arrived(replaced_unprocessed=True)
+    left.frame_arrived(replaced_unprocessed=False)
+    clock.now += 0.2
+    front.frame_processed(arrived, arrived)
+    left.frame_invalid("bad frame: corrupt JPEG")
+    left.callback_took(0.003)
+    f, l, t = front.snapshot(), left.snapshot(), total.snapshot()
+    assert (f.received, f.dropped_stale, f.processed, f.dropped_invalid) == (2, 1, 1, 0)
+    assert (l.received, l.processed, l.dropped_invalid, l.last_drop_reason) == (1, 0, 1, "bad frame: corrupt JPEG")
+    assert (t.received, t.dropped_stale, t.processed, t.dropped_invalid) == (3, 1, 1, 1)
+    assert t.latency_median_s == pytest.approx(0.2) and t.callback_max_s == pytest.approx(0.003)
+    assert f.callback_max_s == 0.0
 
 
 def test_stats_rate_window_forgets_old_arrivals():
