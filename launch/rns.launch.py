@@ -17,9 +17,16 @@ Arguments (empty = keep the value of the params file):
   log_level    debug | info | warn | error                                             [info]
   depth_topic  aligned depth image (16UC1/32FC1): turns on depth.enabled and ~/points   ['']
   depth_info_topic  its CameraInfo                  ['' = camera_info next to depth_topic]
+  image_transport  raw | compressed (reads <image topic>/compressed)                       ['']
+  cameras      comma-separated camera names: several cameras on one node               ['']
+  camera_topics    comma-separated input topics, one per camera ('' = <camera>/image)      ['']
 
 use_rviz:=true checks that rviz2 is installed before anything starts (ros-base has none), so a
 missing RViz ends the launch with the install command instead of leaving the node running alone.
+
+Several cameras:
+    ros2 launch rns_ros rns.launch.py cameras:="front, left" \
+        camera_topics:="/front/color/image_raw, /left/color/image_raw" image_transport:=compressed
 """
 import os
 
@@ -33,7 +40,7 @@ from rns_ros.ros.rviz_config import write_rviz_config
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
-PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir")
+PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras")
 RVIZ_MISSING = ("use_rviz:=true but rviz2 is not installed (ros-jazzy-ros-base has no RViz): "
                 "install it with `sudo apt install ros-jazzy-rviz2`, or launch without use_rviz")
 ARGUMENTS = {
@@ -53,6 +60,9 @@ ARGUMENTS = {
     "depth_topic": ("", "aligned depth image topic (16UC1 mm / 32FC1 m): sets depth.enabled and publishes "
                         "~/points ('' = the params file's depth.enabled, topic depth/image)"),
     "depth_info_topic": ("", "CameraInfo of the depth image ('' = camera_info next to depth_topic)"),
+    "image_transport": ("", "raw or compressed (subscribe to <image topic>/compressed) ('' = the params file's)"),
+    "cameras": ("", "comma-separated camera names, several cameras on one node ('' = one camera on image_topic)"),
+    "camera_topics": ("", "comma-separated camera topics, one per name in `cameras` ('' = <camera>/image)"),
 }
 
 
@@ -68,13 +78,26 @@ def _rviz_installed() -> bool:
         return False
 
 
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _camera_remappings(value: dict) -> list[tuple[str, str]]:
+    """<camera>/image -> its topic, for each camera named in `cameras` (in order)."""
+    cameras, topics = _names(value["cameras"]), _names(value["camera_topics"])
+    if topics and len(topics) != len(cameras):
+        raise ValueError(f"camera_topics names {len(topics)} topics for {len(cameras)} cameras {cameras}: "
+                         "give one topic per camera, in the same order")
+    return [(f"{camera}/image", topic) for camera, topic in zip(cameras, topics)]
+
+
 def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     use_rviz = value["use_rviz"].strip().lower() in ("true", "1", "yes", "on")
     if use_rviz and not _rviz_installed():  # before any process starts: nothing is left running
         raise RuntimeError(RVIZ_MISSING)
     overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
-    remappings = [("image", value["image_topic"])]
+    remappings = [("image", value["image_topic"])] + _camera_remappings(value)
     depth_topic = value["depth_topic"].strip()
     if depth_topic:
         info_topic = value["depth_info_topic"].strip() or depth_topic.rsplit("/", 1)[0] + "/camera_info"

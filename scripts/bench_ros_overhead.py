@@ -4,9 +4,10 @@ precomputed labels instantly).
 
     .venv/bin/python scripts/bench_ros_overhead.py [--frames 40] [--sizes 640x480,1920x1080]
 
-Part 1, conversions alone: decoding the input (rgb8 and bgr8) and building the output messages
-(labels mono8, confidence 32FC1, the overlay rgb8 without and with its legend and contours, the
-colourised labels rgb8).
+Part 1, conversions alone: decoding the input (rgb8, bgr8, and sensor_msgs/CompressedImage
+payloads: JPEG quality 90 and PNG of a photo, `image_transport: compressed`) and building the output
+messages (labels mono8, confidence 32FC1 and mono8, the overlay rgb8 without and with its legend and
+contours, the colourised labels rgb8).
 Part 2, through the running node (real topics, one process, Fast DDS): the node's own time per
 frame (mailbox -> decode -> engine (~0) -> publish labels + confidence + overlay with legend +
 labels_color, each with a subscriber), and the end-to-end time from publishing the camera image
@@ -102,8 +103,10 @@ def time_interleaved(calls: dict, n: int) -> dict[str, list[float]]:
 
 
 def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
+    from PIL import Image as PILImage
     from std_msgs.msg import Header
 
+    from rns_ros.ros.compressed import compressed_to_rgb, encode_compressed
     from rns_ros.ros.conversions import confidence_to_image, image_to_rgb, labels_to_image, rgb_to_image
     from rns_ros.visual import LegendStyle, OverlayStyle, Palette, color_lut, colorize, render_overlay
     from rns_ros.visual.legend import draw_legend
@@ -117,6 +120,11 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     msg_bgr = rgb_to_image(np.ascontiguousarray(rgb[:, :, ::-1]), header)
     msg_bgr.encoding = "bgr8"
     palette, names = Palette(), {i: f"class number {i}" for i in range(1, 9)}
+    # Compression only behaves like a camera's on a real photo (random pixels barely compress).
+    photo = PILImage.open(Path(__file__).resolve().parents[1] / "rns_ros" / "ros" / "sample_images" / "coffee.jpg")
+    photo = np.asarray(photo.convert("RGB").resize((w, h), PILImage.Resampling.BILINEAR))
+    jpeg, jpeg_format = encode_compressed(photo, "jpeg", quality=90)
+    png, png_format = encode_compressed(photo, "png")
 
     def overlay(style):
         return lambda: rgb_to_image(render_overlay(rgb, labels, names, palette, style)[0], header)
@@ -124,8 +132,11 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     return time_interleaved({
         "decode rgb8": lambda: image_to_rgb(msg_rgb),
         "decode bgr8": lambda: image_to_rgb(msg_bgr),
+        f"decode JPEG q90 ({len(jpeg) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(jpeg, jpeg_format),
+        f"decode PNG ({len(png) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(png, png_format),
         "encode labels (mono8)": lambda: labels_to_image(labels, header, 8),
         "encode confidence (32FC1)": lambda: confidence_to_image(conf, header),
+        "encode confidence (mono8)": lambda: confidence_to_image(conf, header, "mono8"),
         "overlay, no legend + encode (rgb8)": overlay(OverlayStyle(legend=None)),
         "overlay + legend (8 classes) + encode": overlay(OverlayStyle(legend=LegendStyle())),
         "overlay + legend + contours + encode": overlay(OverlayStyle(contours=True)),

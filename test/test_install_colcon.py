@@ -16,7 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WS = ROOT / "build" / "colcon_test_ws"
-PACKAGE_FILES = ["package.xml", "CMakeLists.txt", "msg", "srv", "rns_ros", "launch", "config", "rviz"]
+# interfaces/ is copied too (as a clone of the repository would hold it): the vision_msgs stand-in
+# inside must stay invisible to colcon, which stops descending at our package root.
+PACKAGE_FILES = ["package.xml", "CMakeLists.txt", "msg", "srv", "rns_ros", "launch", "config", "rviz", "interfaces"]
 
 
 def _sync_sources(dst: Path) -> None:
@@ -68,6 +70,13 @@ def test_colcon_build_installs_node_interfaces_and_share(colcon_install):
         assert (pkg / rel).is_file(), rel
     assert list(pkg.glob("lib/python3*/site-packages/rns_ros/core/adapter/native/subspace_steps.c")), \
         "the fast adapter's kernel source is not installed"
+
+
+@pytest.mark.slow
+def test_colcon_builds_only_rns_ros_not_the_nested_vision_msgs_stand_in(colcon_install):
+    assert (WS / "src" / "rns_ros" / "interfaces" / "vision_msgs" / "package.xml").is_file()
+    built = sorted(p.name for p in colcon_install.iterdir() if p.is_dir())
+    assert built == ["rns_ros"], built
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ from rns_ros.ros.rviz_config import resolve_topic, rviz_config
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
 EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
-                      "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic"}
+                      "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
+                      "image_transport", "cameras", "camera_topics"}
 
 
 class _Recorded:
@@ -215,6 +216,21 @@ def test_use_rviz_without_rviz2_stops_before_starting_anything(launch_descriptio
     assert Node.created == []  # the node was not started either: nothing is left running alone
     (node,) = evaluate(use_rviz="false")
     assert node.kwargs["executable"] == "rns_node"
+
+
+def test_launch_several_cameras_and_compressed_input(launch_description):
+    _, evaluate = launch_description
+    (node,) = evaluate(cameras="front, left", camera_topics="/cam_f/image_raw, /cam_l/image_raw",
+                       image_transport="compressed")
+    kw = node.kwargs
+    assert kw["parameters"][1] == {"cameras": "front, left", "image_transport": "compressed"}
+    node_config, _ = params.build_configs(kw["parameters"][1])
+    assert node_config.cameras == ("front", "left") and node_config.image_transport == "compressed"
+    assert kw["remappings"][1:] == [("front/image", "/cam_f/image_raw"), ("left/image", "/cam_l/image_raw")]
+    (node,) = evaluate(cameras="front, left")  # no topics: the cameras read front/image, left/image
+    assert kw["remappings"][:1] == node.kwargs["remappings"]
+    with pytest.raises(ValueError, match="one topic per camera"):
+        evaluate(cameras="front, left", camera_topics="/only/one")
 
 
 def launch_ros_command(node: Node, tmp_path: Path) -> list[str]:
