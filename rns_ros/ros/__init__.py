@@ -4,11 +4,16 @@ node.py                 the `rns` lifecycle node (lifecycle + frame loop) and `r
 params.py               the parameter table (ROS names -> config fields, validation)
 engine.py               EngineConfig, the device policy, build_engine (the one place touching core)
 inputs.py               the camera subscription's QoS
-outputs.py              the publishers: labels, confidence, overlay, labels_color, latched class map
-                        (the pictures are drawn by rns_ros.visual, ROS-free: palettes, legend)
+cameras.py              each camera's input (raw or compressed), outputs, statistics, clicks
+compressed.py           sensor_msgs/CompressedImage (JPEG, PNG) -> numpy
+outputs.py              the publishers: labels, confidence, overlay, labels_color (per camera),
+                        latched class map and vision_msgs label info (label_info.py); the pictures
+                        are drawn by rns_ros.visual, ROS-free: palettes, legend
 diagnostics.py          the /diagnostics status
 conversions.py          sensor_msgs/Image <-> numpy (step and endianness aware, no cv_bridge)
-mailbox.py, stats.py    the one-slot frame mailbox; counters, rates and latency windows
+camera_mailboxes.py     newest frame per camera, served fairly (one slot per camera)
+batching.py             frames to the engine one at a time, or several cameras' as one batch
+stats.py                counters, rates and latency windows (per camera and node totals)
 interfaces.py           ClassMap / ClassInfo builders
 services.py             wiring of the teaching services and ~/click onto the node
 teaching.py             the teaching handlers (docs/teaching.md); their request checks in

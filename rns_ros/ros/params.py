@@ -6,6 +6,8 @@ name, a description, a range or choices, and whether a change applies while the 
 configured (`runtime`) or only at the next configure. Values are validated by building the
 configs from them (the dataclasses' own checks), so the node and the library refuse the same
 values with the same reasons. Unknown parameter names are refused, never ignored.
+Why this file is over 300 lines: the table is deliberately one list (every parameter's
+declaration, validation and documentation follow from it); split, it would scatter them.
 """
 from __future__ import annotations
 

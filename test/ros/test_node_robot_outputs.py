@@ -77,6 +77,7 @@ def test_min_confidence_unlabels_uncertain_pixels_and_mono8_confidence(ros):
     conf = confidence[0]
     assert (conf.encoding, conf.step, conf.header.frame_id, conf.header.stamp.sec) == ("mono8", 40, "cam", 7)
     np.testing.assert_array_equal(pixels(conf), rgb.max(axis=2))  # probability x 255 = the brightest channel
+    ros.wait_for(lambda: infos, what="latched label info")
     assert abs(infos[-1].threshold - 0.7) < 1e-6
 
     node.set_parameters([Parameter("min_confidence", value=0.0)])  # runtime: off again

@@ -231,3 +231,17 @@ def test_cuda_autocast_matches_fp32(precision):
     assert a.device.type == "cuda" and b.dtype == torch.float32
     assert float((a * b).sum(-1).min()) > 0.98
     assert float((ref.encode_text(["cat"]) * low.encode_text(["cat"])).sum()) > 0.98
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_encode_images_equals_one_image_at_a_time():
+    """Several cameras' frames encoded together on the GPU give each frame its own features."""
+    backbone = build_backbone("test-tiny", device="cuda")
+    rng = np.random.default_rng(11)
+    images = [rng.integers(0, 256, size, dtype=np.uint8) for size in ((96, 128, 3), (64, 64, 3), (96, 128, 3))]
+    together = backbone.encode_images(images)
+    for image, dense in zip(images, together):
+        alone = backbone.encode_image(image)
+        assert dense.features.device.type == "cuda" and dense.image_size == alone.image_size
+        torch.testing.assert_close(dense.features, alone.features, atol=1e-4, rtol=1e-4)
