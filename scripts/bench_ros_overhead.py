@@ -104,6 +104,7 @@ def time_interleaved(calls: dict, n: int) -> dict[str, list[float]]:
 
 def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage
     from std_msgs.msg import Header
 
     from rns_ros.ros.compressed import compressed_to_rgb, encode_compressed
@@ -123,8 +124,9 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     # Compression only behaves like a camera's on a real photo (random pixels barely compress).
     photo = PILImage.open(Path(__file__).resolve().parents[1] / "rns_ros" / "ros" / "sample_images" / "coffee.jpg")
     photo = np.asarray(photo.convert("RGB").resize((w, h), PILImage.Resampling.BILINEAR))
-    jpeg, jpeg_format = encode_compressed(photo, "jpeg", quality=90)
-    png, png_format = encode_compressed(photo, "png")
+    jpeg, png = (CompressedImage(), CompressedImage())
+    jpeg.data, jpeg.format = encode_compressed(photo, "jpeg", quality=90)
+    png.data, png.format = encode_compressed(photo, "png")
 
     def overlay(style):
         return lambda: rgb_to_image(render_overlay(rgb, labels, names, palette, style)[0], header)
@@ -132,8 +134,8 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     return time_interleaved({
         "decode rgb8": lambda: image_to_rgb(msg_rgb),
         "decode bgr8": lambda: image_to_rgb(msg_bgr),
-        f"decode JPEG q90 ({len(jpeg) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(jpeg, jpeg_format),
-        f"decode PNG ({len(png) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(png, png_format),
+        f"decode JPEG q90 ({len(jpeg.data) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(jpeg),
+        f"decode PNG ({len(png.data) // 1024} KiB, compressed input)": lambda: compressed_to_rgb(png),
         "encode labels (mono8)": lambda: labels_to_image(labels, header, 8),
         "encode confidence (32FC1)": lambda: confidence_to_image(conf, header),
         "encode confidence (mono8)": lambda: confidence_to_image(conf, header, "mono8"),

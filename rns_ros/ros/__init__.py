@@ -5,7 +5,7 @@ params.py               the parameter table (ROS names -> config fields, validat
 engine.py               EngineConfig, the device policy, build_engine (the one place touching core)
 inputs.py               the camera subscription's QoS
 cameras.py              each camera's input (raw or compressed), outputs, statistics, clicks
-compressed.py           sensor_msgs/CompressedImage (JPEG, PNG) -> numpy
+compressed.py           sensor_msgs/CompressedImage (JPEG, PNG) -> RGB (the node and rns-bag)
 outputs.py              the publishers: labels, confidence, overlay, labels_color (per camera),
                         latched class map and vision_msgs label info (label_info.py); the pictures
                         are drawn by rns_ros.visual, ROS-free: palettes, legend
@@ -22,7 +22,6 @@ teaching.py             the teaching handlers (docs/teaching.md); their request 
 depth.py, pointcloud.py depth images -> labelled points (pinhole, numpy); PointCloud2 packing
 pairing.py              colour/depth pairing by stamp (live ring, ordered for recordings)
 depth_input.py          the optional depth input and ~/points (one per camera; frame hook)
-compressed.py           sensor_msgs/CompressedImage (JPEG/PNG) -> RGB
 bag.py, bag_run.py      `rns-bag`: every frame of a rosbag2 recording segmented into a new bag
 bag_io.py               rosbag2 in and out through `rosbags` (temporary name, renamed when closed)
 image_folder_camera.py  `rns_image_folder_camera`: an image folder as a camera
