@@ -10,7 +10,7 @@ starts the worker thread; deactivate stops both; cleanup frees the models and th
 
 Frame flow: the subscription callback only drops the message into its camera's one-slot mailbox
 (newest wins: an untaken frame is replaced and counted as stale); one worker thread takes the
-waiting frames (least recently served camera first; several at once where batching pays), decodes
+waiting frames (least recently served camera first; several cameras' at once: camera_batching), decodes
 them, runs the engine and publishes each camera's outputs with that frame's header. Bad frames are
 dropped with a logged, counted reason. Topics (private names, so `/rns/labels` for the default
 node name; with `cameras: [front, ...]` the per-frame ones are ~/front/labels ...):

@@ -27,7 +27,6 @@ from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle,
 
 IMAGE_QOS = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
-CAMERA_BATCHING = ("auto", "on", "off")
 _CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -53,7 +52,7 @@ class NodeConfig:
     confidence_encoding: str = "32FC1"  # ~/confidence as 32FC1 probabilities or mono8 (x 255, for Nav2)
     image_transport: str = "raw"  # raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`
     cameras: tuple[str, ...] = ()  # camera names ('' = one camera on `image`); each c reads `c/image`
-    camera_batching: str = "auto"  # several cameras' frames through the backbone at once: auto = on CUDA
+    camera_batching: bool = True  # several cameras' waiting frames through the backbone as one batch
 
     def __post_init__(self):
         if self.image_qos not in IMAGE_QOS:
@@ -71,8 +70,7 @@ class NodeConfig:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         for name, value, choices in (("confidence_encoding", self.confidence_encoding, CONFIDENCE_ENCODINGS),
-                                     ("image_transport", self.image_transport, IMAGE_TRANSPORTS),
-                                     ("camera_batching", self.camera_batching, CAMERA_BATCHING)):
+                                     ("image_transport", self.image_transport, IMAGE_TRANSPORTS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if len(set(self.cameras)) != len(self.cameras):
@@ -177,9 +175,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "on `image` with the outputs ~/labels ... Camera c reads `c/image` and publishes ~/c/labels, "
               "~/c/confidence, ~/c/overlay; class map, label info, services and memory stay shared."),
     ParamSpec("camera_batching", "node", "camera_batching",
-              "Run several cameras' waiting frames through the backbone as one batch: auto (on CUDA, "
-              "where it pays; off on the CPU, where it was measured not to), on, off.",
-              runtime=True, choices=CAMERA_BATCHING),
+              "Run the frames waiting in several cameras through the backbone as one batch (shared model "
+              "calls: less backbone time per frame, measured on the CPU too; scripts/bench_batching.py). "
+              "false: one frame per engine call.", runtime=True),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16, dinov3txt-vitl16, siglip2-vitl16-512 (each needs its "
