@@ -189,3 +189,44 @@ def test_clicks_teach_from_the_camera_they_name(ros, tmp_path):
     clicks["click"].publish(click)
     time.sleep(0.5)
     assert len(taught_images()) == 2
+
+
+def test_each_camera_pairs_its_own_depth_into_its_own_cloud(ros):
+    """depth.enabled with several cameras: camera c reads c/depth/image + c/depth/camera_info and
+    publishes ~/c/points; a cloud never comes from another camera's depth."""
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+
+    from rns_ros.ros.pointcloud import cloud_to_array
+
+    engine = FakeEngine()
+    node = start(ros, engine, **{"depth.enabled": True, "depth.stride": 1})
+    assert [c.depth.publisher.topic_name for c in node.cameras] == ["/rns/front/points", "/rns/left/points",
+                                                                    "/rns/rear/points"]
+    helper = ros.node("helper")
+    clouds = {c: [] for c in ("front", "left")}
+    for camera in clouds:
+        helper.create_subscription(PointCloud2, f"/rns/{camera}/points", clouds[camera].append, 10)
+    images = {c: helper.create_publisher(Image, f"{c}/image", qos_profile_sensor_data) for c in clouds}
+    depths = {c: helper.create_publisher(Image, f"{c}/depth/image", qos_profile_sensor_data) for c in clouds}
+    infos = {c: helper.create_publisher(CameraInfo, f"{c}/depth/camera_info", qos_profile_sensor_data) for c in clouds}
+    ros.wait_for(lambda: all(p.get_subscription_count() for group in (images, depths, infos) for p in group.values())
+                 and all(node.cameras[i].depth.publisher.get_subscription_count() for i in (0, 1)), what="discovery")
+    for camera, metres in (("front", 1.0), ("left", 2.5)):  # each depth camera sees its own distance
+        (h, w), _ = CAMERAS[camera]
+        info = CameraInfo(width=w, height=h)
+        info.k = [20.0, 0.0, w / 2, 0.0, 20.0, h / 2, 0.0, 0.0, 1.0]
+        info.header.frame_id = f"{camera}_depth"
+        infos[camera].publish(info)
+        depths[camera].publish(make_image(np.full((h, w), int(metres * 1000), np.uint16), "16UC1", stamp=(3, 0),
+                                          frame_id=f"{camera}_depth"))
+    ros.wait_for(lambda: all(node.cameras[i].depth.input.diagnostics()["depth_frames_received"] == 1
+                             and node.cameras[i].depth.input._info is not None for i in (0, 1)), what="depth in")
+    for camera in clouds:
+        images[camera].publish(frame(camera, 3)[1])
+    ros.wait_for(lambda: all(clouds.values()), what="a cloud per camera")
+    for camera, metres in (("front", 1.0), ("left", 2.5)):
+        cloud = clouds[camera][0]
+        assert cloud.header.frame_id == f"{camera}_depth" and cloud.header.stamp.sec == 3
+        points = cloud_to_array(cloud)
+        (h, w), _ = CAMERAS[camera]
+        assert len(points) == h * w and np.allclose(points["z"], metres)
