@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as rns-bench and the launch file (docs/backbones.md)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from rns_ros.machine import cpu_model  # noqa: E402
 
 
 def synchronize(device: str) -> None:
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     print(f"\nBackbone features of N frames, one by one vs batched ({args.backbone}"
           f"{'' if args.backbone == 'test-tiny' else ' random weights'}, {args.device}, {width}x{height}, "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}; {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, median of {args.repeats}; {cpu_model()}, "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after)\n")
     print("| cameras | one by one, ms | batched, ms | batched / one by one |")
     print("|---|---|---|---|")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import shutil
 import signal
@@ -40,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from rns_ros.machine import cpu_model  # noqa: E402
 
 CLASSES = "person, chair, table, floor, wall, door, cup, bottle"
 
@@ -104,7 +105,9 @@ def run_layout(layout: str, n: int, args, checkpoint: str, frame, workdir: Path)
     else:
         groups = [(f"rns_bench_{c}", [c]) for c in cameras]
         outputs = {c: f"/rns_bench_{c}/labels" for c in cameras}
-    env = dict(os.environ, ROS_HOME=str(workdir / "ros_home"))
+    # as the launch file starts the node: OpenMP threads sleep while they wait (docs/backbones.md)
+    env = dict(os.environ, ROS_HOME=str(workdir / "ros_home"),
+               OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     logs = {name: workdir / f"{name}.log" for name, _ in groups}
     procs = [subprocess.Popen(node_command(name, args, cams, checkpoint, workdir), env=env,
                               stdout=subprocess.DEVNULL, stderr=logs[name].open("w"))
@@ -219,7 +222,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"\nSeveral cameras ({args.backbone}{' random weights' if args.backbone != 'test-tiny' else ''}, "
           f"{args.device}, {width}x{height}, adapter.steps {args.steps}, camera_batching {args.batching}, "
-          f"median of {args.repeats} run(s) of {args.seconds:.0f} s per row; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"median of {args.repeats} run(s) of {args.seconds:.0f} s per row; {cpu_model()}, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end)\n")
     print("| cameras | layout | processes | frames/s (all cameras) | slowest camera's share | peak RSS MB (sum) |")
     print("|---|---|---|---|---|---|")

@@ -83,7 +83,7 @@ def check_own_outputs(labels, sent, class_ids):
 
 
 def test_three_cameras_at_different_rates_each_get_only_their_own_labels_and_none_starves(ros):
-    engine = FakeEngine(delay_s=0.01)  # about 100 frames/s for 100 + 20 + 5 frames/s offered
+    engine = FakeEngine(delay_s=0.03)  # about 30 frames/s for 100 + 20 + 5 frames/s offered
     node = start(ros, engine, camera_batching=False, diagnostics_period_s=0.1)
     helper, pubs, labels = wire(ros, node)
     diags = []
@@ -93,14 +93,13 @@ def test_three_cameras_at_different_rates_each_get_only_their_own_labels_and_non
     ros.wait_for(lambda: node.stats.snapshot().processed == sum(len(v) for v in labels.values()), what="settled")
     check_own_outputs(labels, sent, [c.id for c in engine.classes()])
     per_camera = {c.name: c.stats.snapshot() for c in node.cameras}
-    # Served fairly: the fast camera, which offers 20x the slow one's frames, loses the largest share
-    # (newest wins), the slower ones a smaller share, and every camera is served. (On a quiet
-    # machine the slow camera loses nothing; this machine may be busy, even starving the camera
-    # threads, so shares are compared and counts kept small.)
-    share = {c: s.processed / s.received for c, s in per_camera.items()}
-    assert per_camera["front"].dropped_stale > 0 and per_camera["front"].processed >= 3
-    assert share["rear"] >= share["front"] and share["left"] >= share["front"], share
-    assert per_camera["rear"].processed >= 2 and per_camera["left"].processed >= 2
+    # None starves: the overloaded fast camera loses frames to newer ones, yet the 5 Hz camera,
+    # which offers a twentieth of its frames, gets most of its own segmented (each waiting camera
+    # is served within a round of the others; the exact order is test_camera_mailboxes.py's job,
+    # and this machine may be busy enough to delay the camera threads, so counts stay modest).
+    assert per_camera["front"].dropped_stale > 0
+    assert all(s.processed >= 2 for s in per_camera.values()), per_camera
+    assert per_camera["rear"].processed >= per_camera["rear"].received / 2, per_camera["rear"]
     # rear went silent after 1 s: the others went on being served for the remaining 1.5 s.
     assert max(sent["rear"][o.header.stamp.sec][1] for o in labels["rear"]) < 1.0
     for camera in ("front", "left"):
