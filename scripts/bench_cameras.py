@@ -8,7 +8,8 @@ second and peak memory of the node processes.
 
 For N in --cameras (default 1, 2, 4) and each layout:
   one node      one `rns_node` process with `cameras: [c0, ...]`: one model, frames scheduled fairly,
-                waiting frames of several cameras batched through the backbone (camera_batching);
+                waiting frames of several cameras batched through the backbone as `camera_batching`
+                says (auto: on CUDA only);
   node/camera   N `rns_node` processes, one camera each (N models, the OS shares the device).
 Cameras are publishers in this process sending the same 640x480 photo (rgb8, reliable) at --rate Hz
 each, faster than any node segments, so every node always has a frame waiting (the newest wins).
@@ -76,7 +77,7 @@ def node_command(name: str, args, cameras: list[str], checkpoint: str, memory_di
     cmd = [executable, "--ros-args", "--log-level", "warn", "-r", f"__node:={name}",
            "-p", f"classes:={CLASSES}", "-p", f"backbone:={args.backbone}", "-p", f"device:={args.device}",
            "-p", f"adapter.steps:={args.steps}", "-p", f"memory_dir:={memory_dir / name}",
-           "-p", f"camera_batching:={str(args.batching == 'on').lower()}", "-p", "image_qos:=reliable"]
+           "-p", f"camera_batching:={args.batching}", "-p", "image_qos:=reliable"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
     if len(cameras) > 1:
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=30.0, help="frames per second each camera publishes")
     p.add_argument("--size", default="640x480")
     p.add_argument("--steps", type=int, default=700, help="adapter.steps")
-    p.add_argument("--batching", default="on", choices=("on", "off"), help="camera_batching of the one node")
+    p.add_argument("--batching", default="auto", choices=("auto", "on", "off"), help="camera_batching of the one node")
     p.add_argument("--repeats", type=int, default=1, help="runs per configuration; the table shows medians")
     p.add_argument("--startup-timeout", type=float, default=600.0)
     args = p.parse_args(argv)

@@ -27,6 +27,7 @@ from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle,
 
 IMAGE_QOS = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+CAMERA_BATCHING = ("auto", "on", "off")
 _CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -52,7 +53,7 @@ class NodeConfig:
     confidence_encoding: str = "32FC1"  # ~/confidence as 32FC1 probabilities or mono8 (x 255, for Nav2)
     image_transport: str = "raw"  # raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`
     cameras: tuple[str, ...] = ()  # camera names ('' = one camera on `image`); each c reads `c/image`
-    camera_batching: bool = True  # several cameras' waiting frames through the backbone as one batch
+    camera_batching: str = "auto"  # several cameras' waiting frames through the backbone at once: auto = on CUDA
 
     def __post_init__(self):
         if self.image_qos not in IMAGE_QOS:
@@ -70,7 +71,8 @@ class NodeConfig:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         for name, value, choices in (("confidence_encoding", self.confidence_encoding, CONFIDENCE_ENCODINGS),
-                                     ("image_transport", self.image_transport, IMAGE_TRANSPORTS)):
+                                     ("image_transport", self.image_transport, IMAGE_TRANSPORTS),
+                                     ("camera_batching", self.camera_batching, CAMERA_BATCHING)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if len(set(self.cameras)) != len(self.cameras):
@@ -176,8 +178,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "~/c/confidence, ~/c/overlay; class map, label info, services and memory stay shared."),
     ParamSpec("camera_batching", "node", "camera_batching",
               "Run the frames waiting in several cameras through the backbone as one batch (shared model "
-              "calls: less backbone time per frame, measured on the CPU too; scripts/bench_batching.py). "
-              "false: one frame per engine call.", runtime=True),
+              "calls): auto = on CUDA only (on the CPU it was measured not to pay, scripts/bench_batching.py), "
+              "on, off.", runtime=True, choices=CAMERA_BATCHING),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16, dinov3txt-vitl16, siglip2-vitl16-512 (each needs its "

@@ -84,7 +84,7 @@ def check_own_outputs(labels, sent, class_ids):
 
 def test_three_cameras_at_different_rates_each_get_only_their_own_labels_and_none_starves(ros):
     engine = FakeEngine(delay_s=0.03)  # about 30 frames/s for 100 + 20 + 5 frames/s offered
-    node = start(ros, engine, camera_batching=False, diagnostics_period_s=0.1)
+    node = start(ros, engine, camera_batching="off", diagnostics_period_s=0.1)
     helper, pubs, labels = wire(ros, node)
     diags = []
     helper.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 50)
@@ -108,7 +108,7 @@ def test_three_cameras_at_different_rates_each_get_only_their_own_labels_and_non
     total = node.stats.snapshot()
     assert total.processed == sum(s.processed for s in per_camera.values())
     assert total.received == sum(s.received for s in per_camera.values())
-    assert engine.batches == []  # camera_batching false: one frame per engine call
+    assert engine.batches == []  # camera_batching off: one frame per engine call
 
     def camera_values():
         found = {}
@@ -128,7 +128,7 @@ def test_three_cameras_at_different_rates_each_get_only_their_own_labels_and_non
 
 def test_batches_run_several_cameras_at_once_and_keep_their_frames_apart(ros):
     engine = FakeEngine(delay_s=0.03)
-    node = start(ros, engine, camera_batching=True)
+    node = start(ros, engine, camera_batching="on")
     _, pubs, labels = wire(ros, node)
     sent = {c: {} for c in CAMERAS}
     run_cameras(pubs, sent, seconds=1.5)
@@ -140,7 +140,7 @@ def test_batches_run_several_cameras_at_once_and_keep_their_frames_apart(ros):
 
 def test_an_engine_error_in_a_batch_is_counted_for_each_camera_and_the_node_goes_on(ros):
     engine = FakeEngine(delay_s=0.3, fail=lambda rgb: rgb.shape[:2] == CAMERAS["left"][0])
-    node = start(ros, engine, camera_batching=True)
+    node = start(ros, engine, camera_batching="on")
     _, pubs, labels = wire(ros, node)
     pubs["front"].publish(frame("front", 0)[1])
     ros.wait_for(lambda: node.stats.snapshot().received == 1 and not node._mailboxes.waiting(),

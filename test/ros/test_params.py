@@ -40,9 +40,9 @@ def test_values_reach_their_fields():
     assert params.build_configs({"profile": "cpu-fast"})[1].profile == "cpu-fast"
     assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
     node, _ = params.build_configs({"cameras": "front, left_2", "image_transport": "compressed",
-                                    "min_confidence": 0.4, "confidence_encoding": "mono8", "camera_batching": False})
+                                    "min_confidence": 0.4, "confidence_encoding": "mono8", "camera_batching": "on"})
     assert node.cameras == ("front", "left_2") and node.image_transport == "compressed"
-    assert (node.min_confidence, node.confidence_encoding, node.camera_batching) == (0.4, "mono8", False)
+    assert (node.min_confidence, node.confidence_encoding, node.camera_batching) == (0.4, "mono8", "on")
     assert params.build_configs({"cameras": ["a", "b"]})[0].cameras == ("a", "b")
 
 
@@ -76,7 +76,7 @@ def test_palette_values_become_the_palette_of_every_output():
     ({"min_confidence": 1.5}, "min_confidence"),
     ({"confidence_encoding": "16UC1"}, "confidence_encoding"),
     ({"image_transport": "theora"}, "image_transport"),
-    ({"camera_batching": "on"}, "camera_batching"),
+    ({"camera_batching": "always"}, "camera_batching"),
     ({"cameras": "front, front"}, "unique"),
     ({"cameras": "front, 2nd"}, "topic names"),
     ({"cameras": ["front/left"]}, "topic names"),
