@@ -35,13 +35,20 @@ change in one place.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 from typing import Any
 
-import rclpy
+# An entry point (rns_node, also without the launch file): OpenMP threads sleep instead of spinning
+# while they wait, unless the caller chose otherwise; read when torch loads, a few imports below
+# (docs/backbones.md: spinning threads made CPU forwards several times slower on a busy machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import rclpy  # noqa: E402 - after the OpenMP setting
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -442,6 +449,22 @@ def _parameters_refused(new_params, exc: BaseException) -> SetParametersResult:
     return SetParametersResult(successful=False, reason=f"internal error: {exc!r}")
 
 
+def _wants_help(args: list[str]) -> bool:
+    """-h / --help before any --ros-args (after it, the words belong to ROS)."""
+    ours = args[1:args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    return "-h" in ours or "--help" in ours
+
+
+def usage() -> str:
+    """What `rns_node --help` prints: how to start it, then every parameter with its default."""
+    lines = [__doc__.split("\n\n")[0], "", "  " + __doc__.split("\n\n")[1].strip(), "",
+             "Parameters (-p name:=value or --params-file; docs/ros.md has the full table):"]
+    for spec in params.PARAMETERS:
+        lines.append(f"  {spec.name} (default {params.default_value(spec)!r})")
+        lines.append(textwrap.fill(spec.description, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None, engine_factory: EngineFactory = build_engine) -> int:
     """Console script `rns_node`: run the node until SIGINT / SIGTERM (exit 0). Exit 2 for bad
     parameters, 1 if autostart fails.
@@ -450,7 +473,11 @@ def main(args: list[str] | None = None, engine_factory: EngineFactory = build_en
     publishing a frame ("publisher's context is invalid"); here a signal only ends the spin loop, and
     the node stops its worker before the context goes.
     """
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    args = args if args is not None else sys.argv
+    if _wants_help(args):
+        print(usage())
+        return 0
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

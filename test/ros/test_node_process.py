@@ -108,3 +108,23 @@ def test_sigint_during_a_frame_stops_the_worker_before_the_context(ros, tmp_path
     text = log.read_text()
     assert exit_code == 0, text
     assert "frame failed" not in text and "context is invalid" not in text, text
+
+
+def test_help_lists_the_parameters_and_starts_nothing():
+    """`rns_node --help` prints how to start it and every parameter with its default; it used to
+    start the node (and wait for a camera)."""
+    from rns_ros.ros import params
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID="233")
+    done = subprocess.run([sys.executable, "-m", "rns_ros.ros.node", "--help"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "rns_node --ros-args -r image:=" in done.stdout
+    for spec in params.PARAMETERS:
+        assert f"  {spec.name} (default " in done.stdout
+    assert done.stderr == ""  # no node log lines: nothing was started
+
+
+def test_help_after_ros_args_belongs_to_ros():
+    from rns_ros.ros.node import _wants_help
+    assert _wants_help(["rns_node", "-h"]) and _wants_help(["rns_node", "--help", "--ros-args", "-p", "a:=1"])
+    assert not _wants_help(["rns_node", "--ros-args", "--help"])
