@@ -18,6 +18,7 @@ Arguments (empty = keep the value of the params file):
   depth_topic  aligned depth image (16UC1/32FC1): turns on depth.enabled and ~/points   ['']
   depth_info_topic  its CameraInfo                  ['' = camera_info next to depth_topic]
   image_transport  raw | compressed (reads <image topic>/compressed)                       ['']
+  depth_transport  raw | compressedDepth (reads <depth topic>/compressedDepth)              ['']
   cameras      comma-separated camera names: several cameras on one node               ['']
   camera_topics    comma-separated input topics, one per camera ('' = <camera>/image)      ['']
 
@@ -61,6 +62,8 @@ ARGUMENTS = {
                         "~/points ('' = the params file's depth.enabled, topic depth/image)"),
     "depth_info_topic": ("", "CameraInfo of the depth image ('' = camera_info next to depth_topic)"),
     "image_transport": ("", "raw or compressed (subscribe to <image topic>/compressed) ('' = the params file's)"),
+    "depth_transport": ("", "raw or compressedDepth (subscribe to <depth topic>/compressedDepth) "
+                            "('' = the params file's depth.transport)"),
     "cameras": ("", "comma-separated camera names, several cameras on one node ('' = one camera on image_topic)"),
     "camera_topics": ("", "comma-separated camera topics, one per name in `cameras` ('' = <camera>/image)"),
 }
@@ -103,6 +106,8 @@ def _nodes(context, *args, **kwargs):
         info_topic = value["depth_info_topic"].strip() or depth_topic.rsplit("/", 1)[0] + "/camera_info"
         remappings += [("depth/image", depth_topic), ("depth/camera_info", info_topic)]
         overrides["depth.enabled"] = True
+    if value["depth_transport"].strip():
+        overrides["depth.transport"] = value["depth_transport"].strip()
     parameters = [value["params_file"]] + ([overrides] if overrides else [])
     actions = [Node(
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],

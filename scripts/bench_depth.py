@@ -4,7 +4,8 @@
     .venv/bin/python scripts/bench_depth.py [--frames 30] [--sizes 640x480,1280x720] [--strides 1,2]
 
 Steps, each timed alone on synthetic data (a depth image with 10% holes, random labels):
-decoding the depth image (16UC1 millimetres, 32FC1 metres), projecting + attaching labels,
+decoding the depth image (16UC1 millimetres, 32FC1 metres, and 16UC1 as image_transport's
+compressedDepth plugin sends it: a 12-byte header + a 16-bit PNG), projecting + attaching labels,
 confidence and colour (depth.semantic_points; same-size colour frame, and a colour frame of twice
 the size resampled nearest-neighbour), packing the PointCloud2 (pointcloud.points_to_cloud), its
 CDR serialisation (what a publish or a bag write adds), and the whole per-frame step
@@ -37,7 +38,11 @@ def time_calls(fn, n: int) -> list[float]:
 
 
 def depth_messages(h: int, w: int):
-    from sensor_msgs.msg import CameraInfo, Image
+    import io
+    import struct
+
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     rng = np.random.default_rng(0)
     mm = rng.integers(300, 9000, (h, w)).astype(np.uint16)
@@ -47,6 +52,10 @@ def depth_messages(h: int, w: int):
         msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=w * data.itemsize)
         msg.data = data.tobytes()
         msgs[encoding] = msg
+    png = io.BytesIO()
+    PILImage.fromarray(mm).save(png, format="PNG")  # zlib level 6: the plugin's default png_level is 3
+    msgs["compressedDepth"] = CompressedImage(format="16UC1; compressedDepth png",
+                                              data=struct.pack("<iff", 0, 0.0, 0.0) + png.getvalue())
     info = CameraInfo(width=w, height=h)
     info.k = [0.9 * w, 0.0, w / 2 - 0.5, 0.0, 0.9 * w, h / 2 - 0.5, 0.0, 0.0, 1.0]
     return msgs, info
@@ -56,6 +65,7 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
+    from rns_ros.ros.compressed_depth import compressed_depth_to_metres
     from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
     from rns_ros.ros.depth_input import semantic_cloud
     from rns_ros.ros.pointcloud import points_to_cloud
@@ -77,6 +87,7 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
     return {
         "decode 16UC1 (mm)": time_calls(lambda: depth_to_metres(msgs["16UC1"]), n),
         "decode 32FC1 (m)": time_calls(lambda: depth_to_metres(msgs["32FC1"]), n),
+        "decode compressedDepth 16UC1 png": time_calls(lambda: compressed_depth_to_metres(msgs["compressedDepth"]), n),
         "project + label (same size)": time_calls(
             lambda: semantic_points(depth, intrinsics, *frames[1], stride=stride), n),
         "project + label (colour 2x, resampled)": time_calls(

@@ -6,6 +6,7 @@ engine.py               EngineConfig, the device policy, build_engine (the one p
 inputs.py               the camera subscription's QoS
 cameras.py              each camera's input (raw or compressed), outputs, statistics, clicks
 compressed.py           sensor_msgs/CompressedImage (JPEG, PNG) -> RGB (the node and rns-bag)
+compressed_depth.py     image_transport's compressedDepth CompressedImage -> depth in metres
 outputs.py              the publishers: labels, confidence, overlay, labels_color (per camera),
                         latched class map and vision_msgs label info (label_info.py); the pictures
                         are drawn by rns_ros.visual, ROS-free: palettes, legend

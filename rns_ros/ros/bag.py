@@ -31,6 +31,7 @@ from rns_ros.ros.bag_io import BagError, open_reader, storage_of
 from rns_ros.ros.bag_run import BagRun, Topics
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+DEPTH_TYPES = IMAGE_TYPES  # raw depth, or image_transport's compressedDepth (told apart by type)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("in_bag", metavar="IN_BAG", help="rosbag2 folder (MCAP or sqlite3), or one .mcap/.db3 file")
     p.add_argument("--image-topic", required=True, help="colour images: sensor_msgs/Image or CompressedImage")
-    p.add_argument("--depth-topic", default="", help="aligned depth images (16UC1 mm or 32FC1 m): adds `points`")
+    p.add_argument("--depth-topic", default="", help="aligned depth images (16UC1 mm or 32FC1 m; raw, or "
+                   "compressedDepth png): adds `points`")
     p.add_argument("--camera-info-topic", default="", help="the depth image's sensor_msgs/CameraInfo")
     p.add_argument("--out", required=True, help="output bag folder (must not exist)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default=None, help="output storage (default: the input's)")
@@ -112,7 +114,7 @@ def find_topics(reader, args) -> Topics:
     if bool(args.depth_topic) != bool(args.camera_info_topic):
         raise BagError("--depth-topic and --camera-info-topic go together (the points need the depth intrinsics)")
     return Topics(image=pick(args.image_topic, "--image-topic", IMAGE_TYPES),
-                  depth=pick(args.depth_topic, "--depth-topic", ("sensor_msgs/msg/Image",)),
+                  depth=pick(args.depth_topic, "--depth-topic", DEPTH_TYPES),
                   camera_info=pick(args.camera_info_topic, "--camera-info-topic", ("sensor_msgs/msg/CameraInfo",)))
 
 

@@ -21,7 +21,7 @@ from rns_ros.ros.conversions import FrameError
 MAX_DECODED_PIXELS = 16_777_216 * 4  # refuse decompression bombs before allocating them
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
 def payload_kind(data: bytes) -> str | None:
@@ -40,7 +40,7 @@ def compressed_to_rgb(msg, max_pixels: int | None = MAX_DECODED_PIXELS) -> np.nd
     fmt = str(msg.format)
     if "compresseddepth" in fmt.replace(" ", "").lower():
         raise FrameError(f"compressed depth ({fmt!r}, the compressedDepth plugin) is not a colour image; "
-                         "record depth raw (16UC1/32FC1)")
+                         "give it as the depth input (depth.transport: compressedDepth; rns-bag --depth-topic)")
     data = bytes(msg.data)  # a compressed frame: a cheap copy
     if not data:
         raise FrameError("empty compressed image")
@@ -52,7 +52,7 @@ def compressed_to_rgb(msg, max_pixels: int | None = MAX_DECODED_PIXELS) -> np.nd
         with PILImage.open(io.BytesIO(data), formats=[kind]) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise FrameError(f"compressed image of {img.width}x{img.height} exceeds {max_pixels} pixels")
-            if img.mode in _SIXTEEN_BIT_MODES:
+            if img.mode in SIXTEEN_BIT_MODES:
                 grey = (np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8)
                 return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
             return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))

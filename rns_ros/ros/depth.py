@@ -23,6 +23,7 @@ from rns_ros.ros.conversions import FrameError, _pixel_rows
 MILLIMETRE_ENCODINGS = ("16UC1", "mono16")
 METRE_ENCODINGS = ("32FC1",)
 DEPTH_ENCODINGS = MILLIMETRE_ENCODINGS + METRE_ENCODINGS
+DEPTH_TRANSPORTS = ("raw", "compressedDepth")  # image_transport's names
 MAX_LABEL_ID = 65535  # the cloud's label field is uint16
 
 
@@ -34,6 +35,7 @@ class DepthConfig:
     max_time_diff_s: float = 0.05  # a colour frame pairs with the depth frame nearest in stamp within this
     max_range_m: float = 10.0  # depth beyond this (like 0 and NaN) gives no point
     stride: int = 2  # use every stride-th depth pixel of every stride-th row (1 = all)
+    transport: str = "raw"  # raw: depth/image as sensor_msgs/Image; compressedDepth: <depth/image>/compressedDepth
 
     def __post_init__(self):
         if not 0.0 <= self.max_time_diff_s <= 10.0:
@@ -42,6 +44,8 @@ class DepthConfig:
             raise ValueError(f"depth.max_range_m must be in (0, 10000], got {self.max_range_m}")
         if not 1 <= self.stride <= 64:
             raise ValueError(f"depth.stride must be in 1..64, got {self.stride}")
+        if self.transport not in DEPTH_TRANSPORTS:
+            raise ValueError(f"depth.transport must be one of {list(DEPTH_TRANSPORTS)}, got {self.transport!r}")
 
 
 @dataclass(frozen=True)

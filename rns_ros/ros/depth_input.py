@@ -5,7 +5,8 @@ plus its depth partner and CameraInfo -> sensor_msgs/PointCloud2 (frame_id the d
 stamp the colour frame's; fields in pointcloud.py).
 
 `DepthInput` pairs and counts (no ROS calls); `DepthOutput` is its ROS side for one colour camera:
-subscriptions to `depth/image` and `depth/camera_info`, the `~/points` publisher, and the
+subscriptions to `depth/image` (or, with depth.transport compressedDepth, the resolved
+`depth/image` + `/compressedDepth`, decoded in compressed_depth.py) and `depth/camera_info`, the `~/points` publisher, and the
 per-frame hook `publish()` that the node calls after a frame's labels went out.
 Contract: the callbacks only store messages (microseconds); `cloud_for` and `publish` never raise:
 a colour frame without a depth partner within `max_time_diff_s`, without a CameraInfo yet, or with
@@ -19,9 +20,11 @@ import threading
 import time
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
+from rns_ros.ros.compressed_depth import TRANSPORT as COMPRESSED_DEPTH
+from rns_ros.ros.compressed_depth import compressed_depth_to_metres, is_compressed_depth
 from rns_ros.ros.conversions import FrameError
 from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
 from rns_ros.ros.outputs import OUTPUT_QOS
@@ -36,7 +39,7 @@ def semantic_cloud(depth_msg, info_msg, rgb: np.ndarray, labels: np.ndarray, con
                    colour_header, config: DepthConfig):
     """PointCloud2 of `depth_msg` labelled with the segmented colour frame (see depth.py for the
     conventions). Raises FrameError when the depth image or CameraInfo cannot be used."""
-    depth = depth_to_metres(depth_msg)
+    depth = compressed_depth_to_metres(depth_msg) if is_compressed_depth(depth_msg) else depth_to_metres(depth_msg)
     points = semantic_points(depth, Intrinsics.from_camera_info(info_msg), labels, confidence, rgb,
                              stride=config.stride, max_range_m=config.max_range_m)
     header = Header(stamp=colour_header.stamp, frame_id=depth_msg.header.frame_id)
@@ -141,7 +144,10 @@ class DepthOutput:
         on_depth, on_info = self.input.on_depth, self.input.on_camera_info
         if self._guard is not None:
             on_depth, on_info = self._guard.wrap("depth", on_depth), self._guard.wrap("depth camera_info", on_info)
-        self._subscriptions = [self._node.create_subscription(Image, self.topics[0], on_depth, qos),
+        depth_topic, depth_type = self.topics[0], Image
+        if self.input.config.transport == COMPRESSED_DEPTH:  # image_transport's name for it
+            depth_topic, depth_type = self._node.resolve_topic_name(depth_topic) + "/" + COMPRESSED_DEPTH, CompressedImage
+        self._subscriptions = [self._node.create_subscription(depth_type, depth_topic, on_depth, qos),
                                self._node.create_subscription(CameraInfo, self.topics[1], on_info, qos)]
 
     def unsubscribe(self) -> None:

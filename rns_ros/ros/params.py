@@ -20,7 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
-from rns_ros.ros.depth import DepthConfig
+from rns_ros.ros.depth import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
@@ -161,6 +161,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth.stride", "depth", "stride",
               "Use every stride-th depth pixel of every stride-th row (1 = every pixel; 2 = a quarter).",
               runtime=True, range=(1, 64)),
+    ParamSpec("depth.transport", "depth", "transport",
+              "raw: depth/image is a sensor_msgs/Image; compressedDepth: read sensor_msgs/CompressedImage "
+              "on the resolved depth/image topic + /compressedDepth (image_transport's plugin, png codec).",
+              choices=DEPTH_TRANSPORTS),
     ParamSpec("min_confidence", "node", "min_confidence",
               "Pixels whose winning class probability is below this get the unlabeled id 0 (\"none of the "
               "taught classes\"); 0 = off. ~/label_info carries it as its threshold.",

@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from bags import camera_frames, depth_frame, read_bag, write_bag
+from compressed_depth_encoder import encode_compressed_depth
 from rns_ros.msg import ClassMap
 from rns_ros.ros import bag
 from rns_ros.ros.conversions import image_to_rgb, labels_from_image
@@ -148,7 +149,8 @@ def test_compressed_images_give_the_labels_of_the_same_raw_images(tmp_path):
     assert len(raw) == 3 and raw == png  # PNG is lossless: same pixels, same labels
 
 
-def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path):
+@pytest.mark.parametrize("transport", ["raw", "compressedDepth"])
+def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path, transport):
     h, w = 24, 32
     frames = camera_frames(4, h=h, w=w)
     info = CameraInfo(width=w, height=h)
@@ -157,10 +159,17 @@ def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path):
     messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + frames
     mm = np.full((h, w), 1500, np.uint16)
     mm[:, :4] = 0  # holes
+    depth_topic = "/depth/image" if transport == "raw" else "/depth/image/compressedDepth"
     for i, (_, _, t, _) in enumerate(frames[:3]):  # the last frame has no depth partner
-        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000, depth_frame(t + 2_000_000, mm)))
+        stamp = t + 2_000_000
+        if transport == "raw":
+            msg, msgtype = depth_frame(stamp, mm), "sensor_msgs/msg/Image"
+        else:
+            msg = encode_compressed_depth(mm, "16UC1", stamp=(stamp // 10**9, stamp % 10**9))
+            msgtype = "sensor_msgs/msg/CompressedImage"
+        messages.append((depth_topic, msgtype, t + 5_000_000, msg))
     write_bag(tmp_path / "in", messages)
-    assert rns_bag(tmp_path / "in", tmp_path / "out", "--depth-topic", "/depth/image",
+    assert rns_bag(tmp_path / "in", tmp_path / "out", "--depth-topic", depth_topic,
                    "--camera-info-topic", "/depth/camera_info", "-p", "depth.stride:=1") == 0
     clouds = outputs(tmp_path / "out", "/rns/points")
     labels = {m.header.stamp.nanosec: labels_from_image(m) for _, m in outputs(tmp_path / "out", "/rns/labels")}

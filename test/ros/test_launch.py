@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
 EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
                       "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
-                      "image_transport", "cameras", "camera_topics"}
+                      "image_transport", "depth_transport", "cameras", "camera_topics"}
 
 
 class _Recorded:
@@ -199,6 +199,10 @@ def test_launch_depth_topic_enables_the_point_cloud_and_its_rviz_display(launch_
     assert rviz_displays(rviz)["Labelled cloud"]["Enabled"] is True
     (node,) = evaluate(depth_topic="/d/image", depth_info_topic="/d/info")
     assert node.kwargs["remappings"][2] == ("depth/camera_info", "/d/info")
+    (node,) = evaluate(depth_topic="/d/image", depth_transport="compressedDepth")
+    overrides = node.kwargs["parameters"][1]
+    assert overrides == {"depth.enabled": True, "depth.transport": "compressedDepth"}
+    assert params.build_configs(overrides)[0].depth.transport == "compressedDepth"
 
 
 def test_resolve_topic_follows_ros_name_resolution():

@@ -5,8 +5,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from compressed_depth_encoder import encode_compressed_depth
 from fakes import FakeEngine
 from messages import make_image, random_rgb
 from rns_ros.ros.conversions import labels_from_image
@@ -45,7 +46,10 @@ class Rig:
         helper.create_subscription(PointCloud2, "/rns/points", self.clouds.append, 10)
         helper.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, 10)
         self.image = helper.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.depth = helper.create_publisher(Image, "depth/image", qos_profile_sensor_data)
+        if overrides.get("depth.transport") == "compressedDepth":  # image_transport's topic name
+            self.depth = helper.create_publisher(CompressedImage, "depth/image/compressedDepth", qos_profile_sensor_data)
+        else:
+            self.depth = helper.create_publisher(Image, "depth/image", qos_profile_sensor_data)
         self.info = helper.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
         self.helper = helper
         ros.wait_for(lambda: all(p.get_subscription_count() for p in (self.image, self.depth, self.info))
@@ -156,3 +160,23 @@ def test_frames_without_usable_depth_for_a_while_are_a_diagnostics_warning():
     depth.on_camera_info(wrong_size)
     assert depth.cloud_for(header, rgb, labels, confidence) is None
     assert depth.diagnostics()["depth_invalid"] == 1 and "unusable" in depth.problem()
+
+
+def test_compressed_depth_transport_reads_the_compressed_depth_topic(ros):
+    """depth.transport compressedDepth: the node reads <resolved depth/image>/compressedDepth, as
+    image_transport names it, and its cloud carries the depth that was sent."""
+    rig = Rig(ros, **{"depth.transport": "compressedDepth"})
+    raw = rig.helper.create_publisher(Image, "depth/image", qos_profile_sensor_data)
+    assert rig.depth.topic_name == "/depth/image/compressedDepth" and raw.get_subscription_count() == 0
+    rig.info.publish(info_msg())
+    mm = np.random.default_rng(2).integers(300, 4000, (H, W)).astype(np.uint16)
+    rig.depth.publish(encode_compressed_depth(mm, "16UC1", stamp=(7, 0)))
+    ros.wait_for(lambda: rig.node.depth_output.input.diagnostics()["depth_frames_received"] == 1, what="depth")
+    ros.wait_for(lambda: rig.node.depth_output.input._info is not None, what="camera_info")
+    rig.colour(random_rgb(H, W, seed=4), 7)
+    ros.wait_for(lambda: rig.clouds, what="cloud")
+    points = cloud_to_array(rig.clouds[0])
+    assert len(points) == H * W
+    v = np.rint(FY * points["y"] / points["z"] + CY).astype(int)
+    u = np.rint(FX * points["x"] / points["z"] + CX).astype(int)
+    np.testing.assert_allclose(points["z"], mm[v, u] / 1000.0, rtol=1e-6)
