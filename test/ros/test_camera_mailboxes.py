@@ -80,7 +80,7 @@ def test_put_never_waits_for_a_slow_worker():
         durations.append(time.perf_counter() - start)
         time.sleep(0.002)
     worker.join()
-    assert max(durations) < 0.05  # the worker sleeps 200 ms per frame; put never waited on it
+    assert max(durations) < 0.15  # the worker sleeps 200 ms per frame: put never waited on it (margin for a busy machine)
     assert taken[-1] == 49 or boxes.take(timeout=0) == [("only", 49)]  # the newest frame survives
 
 
