@@ -27,10 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from rns_ros.ros.bag_io import BagError, open_reader, storage_of
+from rns_ros.ros.bag_io import IMAGE_TYPES, BagError, open_reader, storage_of
 from rns_ros.ros.bag_run import BagRun, Topics
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 DEPTH_TYPES = IMAGE_TYPES  # raw depth, or image_transport's compressedDepth (told apart by type)
 
 

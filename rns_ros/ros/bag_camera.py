@@ -16,11 +16,10 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from rns_ros.ros.bag_io import BagError, message_class, open_reader
-from rns_ros.ros.compressed import compressed_to_rgb
-from rns_ros.ros.conversions import image_to_rgb, rgb_to_image
-
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+from rns_ros.ros.bag_io import IMAGE_TYPES, BagError, message_class, open_reader
+from rns_ros.ros.cameras import decode_frame
+from rns_ros.ros.compressed import MAX_DECODED_PIXELS
+from rns_ros.ros.conversions import rgb_to_image
 
 
 def image_topics(reader) -> list[str]:
@@ -63,7 +62,7 @@ class BagCamera(Node):
         for conn, _, raw in self._reader.messages(connections=conns):
             try:
                 msg = deserialize_message(raw, message_class(conn.msgtype))
-                rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
+                rgb = decode_frame(msg, MAX_DECODED_PIXELS)
             except Exception as exc:  # noqa: BLE001 - FrameError, RMWError ...: a bad frame is skipped
                 self.skipped += 1
                 self.get_logger().warning(f"skipping a frame of {self.topic}: {exc}", throttle_duration_sec=1.0)

@@ -19,9 +19,10 @@ from rclpy.serialization import deserialize_message, serialize_message
 
 from rns_ros.ros import interfaces, params
 from rns_ros.ros.bag_io import LATCHED_QOS, BagError, BagWriter, message_class, typestore
-from rns_ros.ros.compressed import compressed_to_rgb
-from rns_ros.ros.conversions import FrameError, confidence_to_image, image_to_rgb, labels_to_image
+from rns_ros.ros.cameras import decode_frame
+from rns_ros.ros.conversions import FrameError
 from rns_ros.ros.depth_input import semantic_cloud
+from rns_ros.ros.outputs import frame_images
 from rns_ros.ros.pairing import OrderedPairer, stamp_ns
 
 HORIZON_NS = 1_000_000_000  # a colour frame waits at most this much recording time for its depth frame
@@ -101,7 +102,6 @@ class BagRun:
         self.out = {name: writer.add_topic(f"{ns}/{name}", msgtype, qos=[LATCHED_QOS] if name == "class_map" else ())
                     for name, msgtype in outputs.items()}
         self.image_class = message_class(topics.image.msgtype)
-        self.compressed = topics.image.msgtype == "sensor_msgs/msg/CompressedImage"
         self.info = None
         self.max_class_id = max((e.id for e in engine.classes()), default=0)
         self.class_map_version = None
@@ -144,7 +144,7 @@ class BagRun:
                     item = next(messages, None)
                 except Exception as exc:  # noqa: BLE001 - a truncated or corrupt input: keep what was done
                     status = f"stopped: input unreadable after {self.counts['messages']} messages: {exc}"
-                    break
+                    item = None  # the frames read intact, still waiting for depth, are segmented too
                 if item is None:
                     for frame, depth in self.pairer.flush():
                         if stop.requested:
@@ -197,38 +197,37 @@ class BagRun:
         time_ns, msg = frame
         bar.update(1)
         try:
-            rgb = compressed_to_rgb(msg) if self.compressed else image_to_rgb(msg)
+            rgb = decode_frame(msg, self.config.max_image_pixels)
         except FrameError as exc:
             self.skipped[f"bad frame: {exc}"[:120]] += 1
-            return
-        if rgb.shape[0] * rgb.shape[1] > self.config.max_image_pixels:
-            self.skipped[f"bad frame: exceeds max_image_pixels {self.config.max_image_pixels}"] += 1
             return
         try:
             result = self.engine.segment(rgb)
         except Exception as exc:  # noqa: BLE001 - counted like the node's failed frames
             self.skipped[f"engine error: {exc}"[:120]] += 1
             return
+        config = self.config
         try:
-            labels = labels_to_image(result.labels, msg.header, self.max_class_id)
+            labels, label_image, confidence_image = frame_images(
+                result, msg.header, self.max_class_id, min_confidence=config.min_confidence,
+                confidence=config.publish_confidence, confidence_encoding=config.confidence_encoding)
         except ValueError as exc:  # ids beyond mono16, as the node counts them
             self.skipped[f"labels not encodable: {exc}"[:120]] += 1
             return
         self._class_map(msg.header, time_ns)
-        self._write("labels", time_ns, labels)
-        if self.config.publish_confidence:
-            self._write("confidence", time_ns, confidence_to_image(result.confidence, msg.header))
+        self._write("labels", time_ns, label_image)
+        if confidence_image is not None:
+            self._write("confidence", time_ns, confidence_image)
         self.counts["frames_segmented"] += 1
         if self.depth:
-            self._cloud(depth_msg, rgb, result, msg.header, time_ns)
+            self._cloud(depth_msg, rgb, labels, result.confidence, msg.header, time_ns)
 
-    def _cloud(self, depth_msg, rgb, result, header, time_ns: int) -> None:
+    def _cloud(self, depth_msg, rgb, labels, confidence, header, time_ns: int) -> None:
         if depth_msg is None or self.info is None:
             self.counts["depth_unpaired"] += 1
             return
         try:
-            cloud = semantic_cloud(depth_msg, self.info, rgb, result.labels, result.confidence, header,
-                                   self.config.depth)
+            cloud = semantic_cloud(depth_msg, self.info, rgb, labels, confidence, header, self.config.depth)
         except (FrameError, ValueError) as exc:
             self.skipped[f"depth frame unusable: {exc}"[:120]] += 1
             return

@@ -60,10 +60,11 @@ class Camera:
         return {"depth_topic": f"{inputs}/image", "info_topic": f"{inputs}/camera_info",
                 "points_topic": f"{self.prefix}points"}
 
-    def publish(self, rgb, result, header, class_map, config) -> None:
-        """This camera's outputs of one segmented frame (config: the node's NodeConfig). ValueError,
-        nothing published, when a label id does not fit the label encoding."""
-        self.outputs.publish(rgb, result, header, class_map, confidence=config.publish_confidence,
+    def publish(self, rgb, result, header, class_map, config) -> np.ndarray:
+        """This camera's outputs of one segmented frame (config: the node's NodeConfig); returns the
+        labels published (min_confidence applied). ValueError, nothing published, when a label id
+        does not fit the label encoding."""
+        return self.outputs.publish(rgb, result, header, class_map, confidence=config.publish_confidence,
                              overlay=config.overlay_style(), min_confidence=config.min_confidence,
                              confidence_encoding=config.confidence_encoding)
 

@@ -159,12 +159,13 @@ class DepthOutput:
         """Look the partner up as soon as a frame is taken (see DepthInput.cloud_for)."""
         return self.input.partner(colour_header)
 
-    def publish(self, colour_header, rgb, result, early_partner=None) -> None:
-        """The per-frame hook: publish the frame's cloud (built only while someone subscribes)."""
+    def publish(self, colour_header, rgb, labels, confidence, early_partner=None) -> None:
+        """The per-frame hook: publish the frame's cloud (built only while someone subscribes), with
+        the labels as published (min_confidence applied)."""
         if self.publisher.get_subscription_count() == 0:
             return
         try:
-            cloud = self.input.cloud_for(colour_header, rgb, result.labels, result.confidence, early_partner)
+            cloud = self.input.cloud_for(colour_header, rgb, labels, confidence, early_partner)
             if cloud is not None:
                 self.publisher.publish(cloud)
         except Exception as exc:  # noqa: BLE001 - the labels are out already; count it, keep going

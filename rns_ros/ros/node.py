@@ -387,13 +387,13 @@ class RnsNode(LifecycleNode):
             if camera.outputs is None:
                 return
             try:
-                camera.publish(rgb, result, msg.header, class_map, self.node_config)
+                labels = camera.publish(rgb, result, msg.header, class_map, self.node_config)
             except ValueError as exc:  # ids beyond mono16
                 camera.stats.frame_failed(f"labels not encodable: {exc}")
                 self._warn(f"frame dropped: {exc}")
                 continue
             if camera.depth is not None:  # after the labels: depth never holds them back
-                camera.depth.publish(msg.header, rgb, result, early_partner)
+                camera.depth.publish(msg.header, rgb, labels, result.confidence, early_partner)
             camera.stats.frame_processed(arrived, started)
 
     def _engine_failed(self, frame: tuple, reason: str) -> None:

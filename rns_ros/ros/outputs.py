@@ -28,6 +28,18 @@ CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
 
+def frame_images(result, header, max_class_id: int, *, min_confidence: float = 0.0, confidence: bool = True,
+                 confidence_encoding: str = "32FC1"):
+    """What a segmented frame becomes, as the node publishes it and rns-bag records it: (labels,
+    label image, confidence image or None). Pixels below `min_confidence` get the unlabeled id 0
+    (`labels` is that array, for the pictures and the point cloud). ValueError when a label id does
+    not fit the label encoding."""
+    labels = unlabel_below(result.labels, result.confidence, min_confidence)
+    label_image = labels_to_image(labels, header, max_class_id)
+    confidence_image = confidence_to_image(result.confidence, header, confidence_encoding) if confidence else None
+    return labels, label_image, confidence_image
+
+
 class ClassMapOutput:
     """~/class_map and ~/label_info, republished whenever the support memory's version (or the
     palette) changes; ~/label_info also when its threshold (the min_confidence parameter) changes."""
@@ -84,14 +96,16 @@ class FrameOutputs:
         self.legend_corner: str | None = None  # where the last overlay's legend went (keeps it steady)
 
     def publish(self, rgb, result, header, class_map: ClassMapOutput, *, confidence: bool,
-                overlay: OverlayStyle, min_confidence: float = 0.0, confidence_encoding: str = "32FC1") -> None:
-        """Publish one frame's outputs. Pixels below `min_confidence` get the unlabeled id 0 (in
-        every picture too). ValueError (nothing published) when a label id does not fit the label
-        encoding."""
-        labels = unlabel_below(result.labels, result.confidence, min_confidence)
-        self.publishers["labels"].publish(labels_to_image(labels, header, class_map.max_class_id))
-        if confidence:
-            self.publishers["confidence"].publish(confidence_to_image(result.confidence, header, confidence_encoding))
+                overlay: OverlayStyle, min_confidence: float = 0.0, confidence_encoding: str = "32FC1"):
+        """Publish one frame's outputs and return its labels (frame_images: pixels below
+        `min_confidence` get the unlabeled id 0, in every picture too). ValueError (nothing
+        published) when a label id does not fit the label encoding."""
+        labels, label_image, confidence_image = frame_images(
+            result, header, class_map.max_class_id, min_confidence=min_confidence, confidence=confidence,
+            confidence_encoding=confidence_encoding)
+        self.publishers["labels"].publish(label_image)
+        if confidence_image is not None:
+            self.publishers["confidence"].publish(confidence_image)
         palette = class_map.palette
         if self.publishers["overlay"].get_subscription_count() > 0:
             picture, legend = render_overlay(rgb, labels, class_map.names, palette, overlay,
@@ -101,6 +115,7 @@ class FrameOutputs:
         if self.publishers["labels_color"].get_subscription_count() > 0:
             table = color_lut(palette, int(labels.max()) + 1 if labels.size else 1)
             self.publishers["labels_color"].publish(rgb_to_image(colorize(labels, table), header))
+        return labels
 
     def destroy(self) -> None:
         for pub in self.publishers.values():

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from bags import camera_frames, depth_frame, read_bag, write_bag
 from compressed_depth_encoder import encode_compressed_depth
 from rns_ros.msg import ClassMap
-from rns_ros.ros import bag
+from rns_ros.ros import bag, bag_io
 from rns_ros.ros.conversions import image_to_rgb, labels_from_image
 from rns_ros.ros.pointcloud import cloud_to_array
 from rns_ros.ros.node import RnsNode
@@ -184,6 +184,70 @@ def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path, transport):
         np.testing.assert_array_equal(points["label"], labels[frame.header.stamp.nanosec][v, u])
     meta = custom_data(tmp_path / "out")
     assert meta["rns_bag.clouds"] == "3" and meta["rns_bag.depth_unpaired"] == "1"
+
+
+def test_min_confidence_and_confidence_encoding_apply_as_in_the_node(tmp_path):
+    """The node's min_confidence (ids below it -> 0) and confidence_encoding (mono8 = x 255,
+    rounded) hold for the recorded outputs too, the cloud's labels included."""
+    h, w = 24, 32
+    frames = camera_frames(3, h=h, w=w)
+    info = CameraInfo(width=w, height=h)
+    info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
+    messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + frames
+    for _, _, t, _ in frames:
+        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000,
+                         depth_frame(t, np.full((h, w), 1500, np.uint16))))
+    write_bag(tmp_path / "in", messages)
+    depth = ["--depth-topic", "/depth/image", "--camera-info-topic", "/depth/camera_info", "-p", "depth.stride:=1"]
+    assert rns_bag(tmp_path / "in", tmp_path / "plain", *depth) == 0
+    conf = [np.frombuffer(bytes(m.data), np.float32).reshape(h, w) for _, m in outputs(tmp_path / "plain", "/rns/confidence")]
+    threshold = float(np.median(np.concatenate([c.ravel() for c in conf])))  # about half the pixels fall below it
+    assert rns_bag(tmp_path / "in", tmp_path / "cut", *depth, "-p", f"min_confidence:={threshold}",
+                   "-p", "confidence_encoding:=mono8") == 0
+    plain = [labels_from_image(m) for _, m in outputs(tmp_path / "plain", "/rns/labels")]
+    cut = [labels_from_image(m) for _, m in outputs(tmp_path / "cut", "/rns/labels")]
+    mono8 = [m for _, m in outputs(tmp_path / "cut", "/rns/confidence")]
+    clouds = [cloud_to_array(m) for _, m in outputs(tmp_path / "cut", "/rns/points")]
+    assert len(cut) == len(mono8) == len(clouds) == 3
+    for p, c, q, m, cloud in zip(plain, cut, conf, mono8, clouds):
+        np.testing.assert_array_equal(c, np.where(q < threshold, 0, p))
+        assert (c == 0).any() and (c != 0).any()
+        assert m.encoding == "mono8"
+        np.testing.assert_array_equal(np.frombuffer(bytes(m.data), np.uint8).reshape(h, w),
+                                      np.round(q * 255).astype(np.uint8))
+        u = np.rint(40.0 * cloud["x"] / cloud["z"] + 15.5).astype(int)
+        v = np.rint(40.0 * cloud["y"] / cloud["z"] + 11.5).astype(int)
+        np.testing.assert_array_equal(cloud["label"], c[v, u])
+
+
+def test_frames_waiting_for_depth_are_kept_when_the_input_breaks_off(tmp_path, monkeypatch):
+    """A read error stops the run; the colour frames already read (waiting for their depth partner)
+    are still segmented, as at the end of a recording."""
+    h, w = 24, 32
+    frames = camera_frames(3, h=h, w=w)
+    info = CameraInfo(width=w, height=h)
+    info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
+    messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + frames
+    for _, _, t, _ in frames:
+        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000,
+                         depth_frame(t, np.full((h, w), 1500, np.uint16))))
+    write_bag(tmp_path / "in", messages)
+    original = bag_io.Reader.messages
+
+    def breaks_after_the_third_colour_frame(self, *args, **kwargs):
+        for i, item in enumerate(original(self, *args, **kwargs)):
+            if i == 6:  # info, c0, d0, c1, d1, c2 read; c2 waits for its depth
+                raise bag_io.ReaderError("simulated damage")
+            yield item
+
+    monkeypatch.setattr(bag_io.Reader, "messages", breaks_after_the_third_colour_frame)
+    assert rns_bag(tmp_path / "in", tmp_path / "out", "--depth-topic", "/depth/image",
+                   "--camera-info-topic", "/depth/camera_info") == 1
+    monkeypatch.undo()  # the output is read back intact
+    meta = custom_data(tmp_path / "out")
+    assert meta["rns_bag.status"].startswith("stopped: input unreadable")
+    assert meta["rns_bag.frames_in"] == "3" and meta["rns_bag.frames_segmented"] == "3"
+    assert len(outputs(tmp_path / "out", "/rns/labels")) == 3
 
 
 def test_bad_frames_are_skipped_and_counted(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The node's depth input on real topics: ~/points paired by stamp, labelled like ~/labels, and
 a depth stream that stops (or comes late) never holds the labels back."""
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
@@ -60,8 +61,10 @@ class Rig:
         self.image.publish(make_image(rgb, "rgb8", stamp=(sec, nanosec)))
 
 
-def test_points_carry_the_labels_of_their_pixels_and_the_colour_frames_stamp(ros):
-    rig = Rig(ros)
+@pytest.mark.parametrize("min_confidence", [0.0, 0.8])  # the fake labels 0 below 0.5 itself
+def test_points_carry_the_labels_of_their_pixels_and_the_colour_frames_stamp(ros, min_confidence):
+    """The cloud's labels are the published ~/labels (with min_confidence: the unlabeled 0 too)."""
+    rig = Rig(ros, min_confidence=min_confidence)
     rig.info.publish(info_msg())
     rig.depth.publish(depth_msg(5, 1_000_000))  # 1 ms from the colour frame: paired
     ros.wait_for(lambda: rig.node.depth_output.input.diagnostics()["depth_frames_received"] == 1, what="depth")
@@ -77,6 +80,8 @@ def test_points_carry_the_labels_of_their_pixels_and_the_colour_frames_stamp(ros
     v = np.rint(FY * points["y"] / points["z"] + CY).astype(int)
     np.testing.assert_array_equal(points["label"], labels[v, u])
     np.testing.assert_allclose(points["confidence"], rgb.max(axis=2)[v, u] / 255.0, rtol=1e-6)
+    low = (rgb.max(axis=2) / 255.0 < min_confidence) & (rgb.max(axis=2) >= 128)  # labelled by the fake, then cut
+    assert (labels[low] == 0).all() and low.any() == (min_confidence > 0)
 
 
 def test_a_depth_stream_that_stops_does_not_stop_the_labels(ros):
