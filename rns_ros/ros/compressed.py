@@ -48,20 +48,31 @@ def compressed_to_rgb(msg, max_pixels: int | None = MAX_DECODED_PIXELS) -> np.nd
     if kind is None:
         raise FrameError(f"cannot decode compressed image (format {fmt!r}): the payload is neither JPEG nor PNG "
                          f"(starts with {data[:4].hex()})")
+    return decode_payload(data, kind, max_pixels, _to_rgb, "compressed image", f" (format {fmt!r})")
+
+
+def _to_rgb(img) -> np.ndarray:
+    if img.mode in SIXTEEN_BIT_MODES:
+        grey = (np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def decode_payload(data: bytes, kind: str, max_pixels: int | None, convert, what: str, detail: str = "") -> np.ndarray:
+    """convert(the opened Pillow image) of a JPEG/PNG payload ('JPEG' | 'PNG'): its size is checked
+    against `max_pixels` from the file header first; every failure (corrupt, truncated, too large,
+    and FrameErrors `convert` raises) is a FrameError naming `what` (and `detail`)."""
     try:
         with PILImage.open(io.BytesIO(data), formats=[kind]) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
-                raise FrameError(f"compressed image of {img.width}x{img.height} exceeds {max_pixels} pixels")
-            if img.mode in SIXTEEN_BIT_MODES:
-                grey = (np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-            return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+                raise FrameError(f"{what} of {img.width}x{img.height} exceeds {max_pixels} pixels")
+            return convert(img)
     except FrameError:
         raise
     except PILImage.DecompressionBombError as exc:
-        raise FrameError(f"compressed image too large (format {fmt!r}): {exc}") from exc
+        raise FrameError(f"{what} too large{detail}: {exc}") from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad files
-        raise FrameError(f"cannot decode compressed image (format {fmt!r}): corrupt {kind}: {exc}") from exc
+        raise FrameError(f"cannot decode {what}{detail}: corrupt {kind}: {exc}") from exc
 
 
 def encode_compressed(rgb: np.ndarray, kind: str = "jpeg", quality: int = 90) -> tuple[bytes, str]:

@@ -15,15 +15,13 @@ the reason, as are corrupt payloads: the caller counts and logs a FrameError lik
 """
 from __future__ import annotations
 
-import io
 import struct
 
 import numpy as np
-from PIL import Image as PILImage
 
-from rns_ros.ros.compressed import MAX_DECODED_PIXELS, PNG_SIGNATURE, SIXTEEN_BIT_MODES
+from rns_ros.ros.compressed import MAX_DECODED_PIXELS, PNG_SIGNATURE, SIXTEEN_BIT_MODES, decode_payload
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth import METRE_ENCODINGS, MILLIMETRE_ENCODINGS
+from rns_ros.ros.depth import DEPTH_ENCODINGS, MILLIMETRE_ENCODINGS, millimetres_to_metres
 
 TRANSPORT = "compressedDepth"  # the topic suffix and format word image_transport uses
 HEADER = struct.Struct("<iff")  # ConfigHeader: format, depthParam[2]
@@ -48,7 +46,7 @@ def compressed_depth_to_metres(msg, max_pixels: int | None = MAX_DECODED_PIXELS)
     """Decode a compressedDepth CompressedImage into (H, W) float32 metres, NaN where there is no
     measurement (as depth.depth_to_metres does for raw depth). Raises FrameError with the reason."""
     encoding, codec = parse_format(str(msg.format))
-    if encoding not in MILLIMETRE_ENCODINGS + METRE_ENCODINGS:
+    if encoding not in DEPTH_ENCODINGS:
         raise FrameError(f"unsupported compressed depth encoding {encoding!r}; supported: 16UC1, 32FC1")
     if codec != "png":
         raise FrameError(f"compressedDepth codec {codec!r} is not supported, only png (the plugin's default: "
@@ -57,26 +55,16 @@ def compressed_depth_to_metres(msg, max_pixels: int | None = MAX_DECODED_PIXELS)
     if len(data) <= HEADER.size or not data[HEADER.size:].startswith(PNG_SIGNATURE):
         raise FrameError(f"compressed depth ({len(data)} bytes) has no PNG after its {HEADER.size}-byte header")
     _, quant_a, quant_b = HEADER.unpack_from(data)
-    raw = _decode_png16(data[HEADER.size:], max_pixels)
+    raw = decode_payload(data[HEADER.size:], "PNG", max_pixels, _png16, "compressed depth")
     if encoding in MILLIMETRE_ENCODINGS:
-        depth = raw.astype(np.float32) / np.float32(1000.0)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth = np.float32(quant_a) / (raw.astype(np.float32) - np.float32(quant_b))
-        depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    depth[raw == 0] = np.nan
+        return millimetres_to_metres(raw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.float32(quant_a) / (raw.astype(np.float32) - np.float32(quant_b))
+    depth[~(np.isfinite(depth) & (depth > 0)) | (raw == 0)] = np.nan
     return depth
 
 
-def _decode_png16(png: bytes, max_pixels: int | None) -> np.ndarray:
-    try:
-        with PILImage.open(io.BytesIO(png), formats=["PNG"]) as img:
-            if max_pixels is not None and img.width * img.height > max_pixels:
-                raise FrameError(f"compressed depth of {img.width}x{img.height} exceeds {max_pixels} pixels")
-            if img.mode not in SIXTEEN_BIT_MODES:
-                raise FrameError(f"compressed depth PNG is {img.mode}, expected one 16-bit channel")
-            return np.asarray(img).astype(np.uint16)
-    except FrameError:
-        raise
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad files
-        raise FrameError(f"cannot decode compressed depth: corrupt PNG: {exc}") from exc
+def _png16(img) -> np.ndarray:
+    if img.mode not in SIXTEEN_BIT_MODES:
+        raise FrameError(f"compressed depth PNG is {img.mode}, expected one 16-bit channel")
+    return np.asarray(img).astype(np.uint16)

@@ -82,6 +82,14 @@ class SemanticPoints:
     cols: np.ndarray  # (N,) int64 depth pixel column (u)
 
 
+def millimetres_to_metres(raw: np.ndarray) -> np.ndarray:
+    """(H, W) integer millimetres -> float32 metres, NaN where 0 (no measurement)."""
+    depth = raw.astype(np.float32)
+    depth /= np.float32(1000.0)
+    depth[raw == 0] = np.nan
+    return depth
+
+
 def depth_to_metres(msg) -> np.ndarray:
     """Decode a depth sensor_msgs/Image into (H, W) float32 metres, NaN where there is no measurement.
 
@@ -89,11 +97,7 @@ def depth_to_metres(msg) -> np.ndarray:
     Raises FrameError naming the problem (unknown encoding, truncated data, ...)."""
     encoding = msg.encoding
     if encoding in MILLIMETRE_ENCODINGS:
-        raw = _pixel_rows(msg, 1, 2)[:, :, 0]
-        depth = raw.astype(np.float32)
-        depth /= np.float32(1000.0)
-        depth[raw == 0] = np.nan
-        return depth
+        return millimetres_to_metres(_pixel_rows(msg, 1, 2)[:, :, 0])
     if encoding in METRE_ENCODINGS:
         pixels = np.ascontiguousarray(_pixel_rows(msg, 4, 1))
         depth = pixels.view(">f4" if msg.is_bigendian else "<f4")[:, :, 0].astype(np.float32)
