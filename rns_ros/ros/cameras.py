@@ -22,6 +22,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from rns_ros.ros.compressed import compressed_to_rgb
 from rns_ros.ros.conversions import FrameError, image_to_rgb, rgb_to_image
+from rns_ros.ros.inputs import transport_topic
 from rns_ros.ros.stats import PipelineStats
 
 SINGLE_CAMERA_TOPIC = "image"  # remap it to the camera: -r image:=/camera/image_raw
@@ -42,11 +43,9 @@ class Camera:
 
     def subscribe(self, node, transport: str, qos, callback) -> None:
         """Subscribe to this camera's frames: callback(camera, msg)."""
-        if transport == "compressed":
-            topic, msg_type = node.resolve_topic_name(self.image_topic) + "/compressed", CompressedImage
-        else:
-            topic, msg_type = self.image_topic, Image
-        self.subscription = node.create_subscription(msg_type, topic, lambda msg: callback(self, msg), qos)
+        msg_type = Image if transport == "raw" else CompressedImage
+        self.subscription = node.create_subscription(msg_type, transport_topic(node, self.image_topic, transport),
+                                                     lambda msg: callback(self, msg), qos)
 
     def unsubscribe(self, node) -> None:
         if self.subscription is not None:

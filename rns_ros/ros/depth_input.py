@@ -23,9 +23,9 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
-from rns_ros.ros.compressed_depth import TRANSPORT as COMPRESSED_DEPTH
 from rns_ros.ros.compressed_depth import compressed_depth_to_metres, is_compressed_depth
 from rns_ros.ros.conversions import FrameError
+from rns_ros.ros.inputs import transport_topic
 from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
 from rns_ros.ros.outputs import OUTPUT_QOS
 from rns_ros.ros.pairing import StampRing, stamp_ns
@@ -144,10 +144,10 @@ class DepthOutput:
         on_depth, on_info = self.input.on_depth, self.input.on_camera_info
         if self._guard is not None:
             on_depth, on_info = self._guard.wrap("depth", on_depth), self._guard.wrap("depth camera_info", on_info)
-        depth_topic, depth_type = self.topics[0], Image
-        if self.input.config.transport == COMPRESSED_DEPTH:  # image_transport's name for it
-            depth_topic, depth_type = self._node.resolve_topic_name(depth_topic) + "/" + COMPRESSED_DEPTH, CompressedImage
-        self._subscriptions = [self._node.create_subscription(depth_type, depth_topic, on_depth, qos),
+        transport = self.input.config.transport
+        depth_type = Image if transport == "raw" else CompressedImage
+        self._subscriptions = [self._node.create_subscription(depth_type, transport_topic(self._node, self.topics[0],
+                                                                                          transport), on_depth, qos),
                                self._node.create_subscription(CameraInfo, self.topics[1], on_info, qos)]
 
     def unsubscribe(self) -> None:
