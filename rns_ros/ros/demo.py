@@ -222,9 +222,11 @@ def run(args: argparse.Namespace) -> int:
                 code = 1
                 break
             time.sleep(0.05)
-    except (KeyboardInterrupt, ValueError) as exc:  # ValueError: a bag that cannot be replayed (BagError)
-        print(f"\nrns-demo: {exc or 'interrupted'}", file=sys.stderr)
-        code = 2 if isinstance(exc, ValueError) else code
+    except KeyboardInterrupt:
+        print("\nrns-demo: interrupted", file=sys.stderr)
+    except ValueError as exc:  # parameters the node refuses, or a bag that cannot be replayed (BagError)
+        print(f"\nrns-demo: {exc}", file=sys.stderr)
+        code = 2
     finally:
         stop_executor(executor, spin)
         summary = _finish(nodes, recorder if "recorder" in locals() else None, camera if "camera" in locals() else None,

@@ -152,3 +152,16 @@ def test_demo_replays_a_recorded_image_topic_instead_of_the_folder(tmp_path, cap
     assert demo.main(["--bag", str(tmp_path / "bag"), "--image-topic", "/other", "--backbone", "test-tiny",
                       "--device", "cpu", "--output", str(tmp_path / "x")]) == 2
     assert "--image-topic /other is not an image topic" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch):
+    """KeyboardInterrupt's text is empty: the message must not be a bare 'rns-demo: '."""
+    import rns_ros.ros.bag_camera as bag_camera
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bag_camera, "make_camera", interrupted)
+    demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "1",
+               "--output", str(tmp_path / "x")])
+    assert "rns-demo: interrupted" in capsys.readouterr().err
