@@ -28,6 +28,7 @@ missing RViz ends the launch with the install command instead of leaving the nod
 Several cameras:
     ros2 launch rns_ros rns.launch.py cameras:="front, left" \
         camera_topics:="/front/color/image_raw, /left/color/image_raw" image_transport:=compressed
+With cameras, use_rviz shows the first camera; depth_topic (the single camera's) is refused.
 """
 import os
 
@@ -44,6 +45,9 @@ PACKAGE = "rns_ros"
 PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras")
 RVIZ_MISSING = ("use_rviz:=true but rviz2 is not installed (ros-jazzy-ros-base has no RViz): "
                 "install it with `sudo apt install ros-jazzy-rviz2`, or launch without use_rviz")
+CAMERAS_DEPTH = ("depth_topic remaps the single camera's depth/image; with cameras, each camera c reads "
+                 "c/depth/image and c/depth/camera_info: set depth.enabled: true in params_file and remap "
+                 "those topics in a launch file of your own")
 ARGUMENTS = {
     "namespace": ("", "namespace of the node ('' = none)"),
     "image_topic": ("/camera/image_raw", "camera topic (sensor_msgs/Image) to segment"),
@@ -101,7 +105,10 @@ def _nodes(context, *args, **kwargs):
         raise RuntimeError(RVIZ_MISSING)
     overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
     remappings = [("image", value["image_topic"])] + _camera_remappings(value)
+    cameras = _names(value["cameras"])
     depth_topic = value["depth_topic"].strip()
+    if depth_topic and cameras:
+        raise ValueError(CAMERAS_DEPTH)
     if depth_topic:
         info_topic = value["depth_info_topic"].strip() or depth_topic.rsplit("/", 1)[0] + "/camera_info"
         remappings += [("depth/image", depth_topic), ("depth/camera_info", info_topic)]
@@ -117,9 +124,14 @@ def _nodes(context, *args, **kwargs):
         # cores, spinning made the backbone several times slower (docs/backbones.md, "Profiles")
         additional_env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})]
     if use_rviz:
-        # the package's view, its topics moved to this launch's namespace and camera
+        # the package's view, its topics moved to this launch's namespace and camera (with several
+        # cameras: the first one's input and outputs, ~/<camera>/overlay ...)
+        view = {"image_topic": value["image_topic"]}
+        if cameras:
+            view = {"image_topic": dict(remappings).get(f"{cameras[0]}/image", f"{cameras[0]}/image"),
+                    "node_name": f"rns/{cameras[0]}"}
         config = write_rviz_config(_share("rviz", "rns.rviz"), namespace=value["namespace"],
-                                   image_topic=value["image_topic"], show_cloud=bool(depth_topic))
+                                   show_cloud=bool(depth_topic), **view)
         actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz", arguments=["-d", config],
                             output="screen"))
     return actions

@@ -237,6 +237,22 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
         evaluate(cameras="front, left", camera_topics="/only/one")
 
 
+def test_launch_several_cameras_with_rviz_shows_the_first_and_depth_topic_is_refused(launch_description,
+                                                                                     rviz_installed):
+    _, evaluate = launch_description
+    _, rviz = evaluate(use_rviz="true", namespace="robot1", cameras="front, left",
+                       camera_topics="/cam_f/image_raw, /cam_l/image_raw")
+    assert {n: d["Topic"]["Value"] for n, d in rviz_displays(rviz).items()} == {
+        "Input": "/cam_f/image_raw", "Overlay": "/robot1/rns/front/overlay",
+        "Labels (colour)": "/robot1/rns/front/labels_color", "Labelled cloud": "/robot1/rns/front/points"}
+    _, rviz = evaluate(use_rviz="true", cameras="front, left")  # no topics: the camera reads front/image
+    assert rviz_displays(rviz)["Input"]["Topic"]["Value"] == "/front/image"
+    Node.created.clear()
+    with pytest.raises(ValueError, match="with cameras, each camera c reads c/depth/image"):
+        evaluate(cameras="front, left", depth_topic="/d/image")
+    assert Node.created == []  # nothing was started
+
+
 def launch_ros_command(node: Node, tmp_path: Path) -> list[str]:
     """The command line launch_ros builds for a Node action (dict parameters become a YAML file
     keyed by the node's full name)."""
