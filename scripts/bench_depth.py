@@ -23,6 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rns_ros.machine import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
                 arr = np.asarray(samples) * 1e3
                 rows.append((f"{w}x{h}", stride, count, name, float(np.median(arr)), float(np.percentile(arr, 95))))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"\nSemantic point cloud per frame ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"\nSemantic point cloud per frame ({cpu_model()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, numpy {np.__version__}; load average {load}; "
           f"{args.frames} repeats)\n")
     print("| depth size | stride | points | step | median ms | p95 ms |")

@@ -32,6 +32,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rns_ros.machine import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
         for name, samples in {**bench_conversions(h, w, args.frames), **bench_node(h, w, args.frames)}.items():
             med, p95 = stats_ms(samples)
             rows.append((f"{w}x{h}", name, med, p95, len(samples)))
-    print(f"\nROS overhead per frame, engine excluded ({platform.processor() or platform.machine()}, "
+    print(f"\nROS overhead per frame, engine excluded ({cpu_model()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}; load average "
           f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after)\n")
     print("| size | step | median ms | p95 ms | frames |")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
+from rns_ros.machine import cpu_model  # noqa: E402
 from rns_ros.core.memory.retrieval import InnerProductIndex, IvfSettings, faiss_has_gpu
 
 
@@ -127,7 +127,7 @@ def main(argv=None) -> None:
     queries = clustered_unit_vectors(args.queries, args.dim, centers, args.spread, gen)
     cpu = torch.device("cpu")
     devices = [cpu] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
     print(f"data: clustered unit vectors, d={args.dim}, {args.clusters} clusters, spread {args.spread}; "
           f"Q={args.queries}, k={args.k}; IVF nlist=sqrt(M), nprobe={args.nprobe}\n")
