@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="frames per batch for the batching option")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=None, help="feature noise (synthetic.py's default: 0.9)")
-    parser.add_argument("--visual-fraction", type=float, default=1.0, help="share of classes with exemplars")
-    parser.add_argument("--text-fraction", type=float, default=1.0, help="share of classes with text")
+    parser.add_argument("--visual-fraction", type=float, default=None, help="share of classes with exemplars (1.0)")
+    parser.add_argument("--text-fraction", type=float, default=None, help="share of classes with text (1.0)")
     parser.add_argument("--hard", action="store_true",
                         help="the hard scenario of issue 14: noise 1.5, visual 0.5, text 0.6 (explicit values win)")
     parser.add_argument("--skip", default="", help="comma list of solver-name substrings not to run (e.g. 'L-BFGS')")
@@ -104,13 +104,14 @@ def main() -> None:
     if args.sweep:
         return sweep(torch.device(args.device))
 
-    noise = args.noise if args.noise is not None else (1.5 if args.hard else SyntheticScenario.noise)
-    if args.hard:
-        args.visual_fraction = 0.5 if args.visual_fraction == 1.0 else args.visual_fraction
-        args.text_fraction = 0.6 if args.text_fraction == 1.0 else args.text_fraction
+    def given_or(value, hard, default):  # an explicit value wins, even one equal to the default
+        return value if value is not None else (hard if args.hard else default)
+
     spec = SyntheticScenario(num_classes=args.classes, dim=args.dim, num_queries=args.queries,
-                             support_per_class=args.support_per_class, seed=args.seed, noise=noise,
-                             visual_fraction=args.visual_fraction, text_fraction=args.text_fraction)
+                             support_per_class=args.support_per_class, seed=args.seed,
+                             noise=given_or(args.noise, 1.5, SyntheticScenario.noise),
+                             visual_fraction=given_or(args.visual_fraction, 0.5, 1.0),
+                             text_fraction=given_or(args.text_fraction, 0.6, 1.0))
     raw_queries, memory = build_scenario(spec, index_backend="auto")
     queries, problem = on_device(*TestTimeAdapter().build_problem(raw_queries, memory))
     skipped = [word for word in args.skip.split(",") if word]
