@@ -111,6 +111,9 @@ def _percent(x: float) -> float | None:
     return None if x != x else round(100.0 * float(x), 4)  # NaN -> None (JSON has no NaN)
 
 
+PARTITION_INPUT = "proposal_input"  # SAM 2 sees core.regions' proposal_input of the frame (the backbone's resize)
+
+
 def proposer_identity(proposer) -> str:
     ident = getattr(proposer, "identity", None)
     if isinstance(ident, str):
@@ -155,11 +158,16 @@ class DatasetRun:
                                 lambda: self.backbone.encode_image(
                                     image if image is not None else self.test.load_image(image_id)))
 
+    def partition_identity(self) -> str:
+        """What a cached partition depends on: the proposer and the image it was given (partitions
+        cached when SAM 2 got a PIL-resized copy must not be taken for these)."""
+        return f"{proposer_identity(self.proposer)}|input={PARTITION_INPUT}"
+
     def partition(self, image_id: str, dense) -> np.ndarray:
         """Region partition (H', W') of the resized test image (region mode); SAM 2 sees exactly the
         array the Segmenter gives it (`proposal_input`: the backbone's resize, not another one)."""
         return self.cache.partition(
-            proposer_identity(self.proposer), self.test.image_namespace, self._dense_key(image_id),
+            self.partition_identity(), self.test.image_namespace, self._dense_key(image_id),
             lambda: self.proposer.partition(proposal_input(self.test.load_image(image_id), dense)))
 
     def queries(self, image_id: str, labels: np.ndarray) -> QuerySet:
@@ -179,7 +187,7 @@ class DatasetRun:
             key = self._dense_key(image_id)
             have_dense = self.cache.exists("dense", self.test.image_namespace, key)
             have_regions = not region or self.cache.exists(
-                "regions", self.test.image_namespace, key, proposer_identity(self.proposer))
+                "regions", self.test.image_namespace, key, self.partition_identity())
             if have_dense and have_regions:
                 continue
             dense = self.dense(image_id)
@@ -225,7 +233,7 @@ class DatasetRun:
             "root": str(Path(self.config.root).resolve()), "test_ids": _digest(self.test_ids),
             "support_dataset": self.support.name, "support_root": str(Path(self.support.root).resolve()),
             "backbone": self.backbone.identity, "mode": self.config.mode,
-            "proposer": proposer_identity(self.proposer) if self.config.mode == "region" else None,
+            "proposer": self.partition_identity() if self.config.mode == "region" else None,
             "setting": setting.name, "shots": shots, "seed": seed, "method": method.describe(),
             "sampling": dataclasses.asdict(self.config.sampling),
         }

@@ -46,3 +46,33 @@ def test_harness_and_segmenter_feed_sam2_identical_arrays(tmp_path):
     np.testing.assert_array_equal(harness.seen[0], core.seen[0])
     pil = np.asarray(Image.fromarray(frame).resize((96, 64), Image.BILINEAR))
     assert np.abs(pil.astype(int) - core.seen[0].astype(int)).max() > 10  # the old resize really differed
+
+
+def test_partitions_cached_from_another_sam2_input_are_not_reused(tmp_path):
+    """A partition cached before SAM 2 got the backbone's resize (keyed by the proposer alone) is
+    recomputed, not taken for the current input."""
+    import torch
+
+    from rns_ros.eval.cache import FeatureCache
+
+    maps = {s: [np.random.default_rng(1).integers(0, 11, (100, 150)) for _ in range(n)]
+            for s, n in (("train", 2), ("test", 1))}
+    write_camvid(tmp_path / "camvid", maps)
+    backbone = build_backbone("test-tiny")
+
+    def run(out, proposer):
+        config = EvalConfig(datasets=("camvid",), root=str(tmp_path / "camvid"), out=str(tmp_path / out),
+                            cache_dir=str(tmp_path / "cache"), methods=("zero-shot",), shots=(1,), mode="region",
+                            progress=False, plots=False)
+        run_evaluation(config, backbone=backbone, proposer=proposer, log=lambda _: None)
+
+    run("first", RecordingProposer())
+    [entry] = (tmp_path / "cache" / "regions").rglob("*.pt")
+    stored = torch.load(entry, weights_only=True)
+    key, partition = stored["key"], stored["payload"]["partition"].numpy()
+    entry.unlink()
+    old = FeatureCache(tmp_path / "cache", backbone.identity)  # as the cache was keyed before: proposer only
+    old.partition(RecordingProposer.identity, key["namespace"], key["image_id"], lambda: np.zeros_like(partition))
+    again = RecordingProposer()
+    run("second", again)
+    assert len(again.seen) == 1  # partitioned anew, the stale entry ignored
