@@ -179,6 +179,14 @@ def _run_subspace_torch(state: _FastState, split: _Subspace, steps: int, refresh
             kernel(*adam_tensors, [numbers[step]], **hyper)
 
 
+def _pad_rows(matrix: torch.Tensor, padded: int) -> torch.Tensor:
+    """(rows, k) -> (padded, k), the added rows zero: the kernel's rows come in multiples of its
+    vector width, and zero rows with zero factors add nothing to the gradient."""
+    out = matrix.new_zeros(padded, matrix.shape[1])
+    out[:matrix.shape[0]] = matrix
+    return out
+
+
 def _run_subspace_native(state: _FastState, split: _Subspace, steps: int, refresh: int,
                          kernel: native.NativeKernel) -> None:
     """The same steps as `_run_subspace_torch`, each run by the compiled kernel in one call; the
@@ -188,19 +196,14 @@ def _run_subspace_native(state: _FastState, split: _Subspace, steps: int, refres
     rows, rank = split.coords.shape
     padded = -(-rows // native.LANES) * native.LANES
 
-    def pad_rows(matrix: torch.Tensor) -> torch.Tensor:  # (rows, k) -> (padded, k), zero-filled
-        out = matrix.new_zeros(padded, matrix.shape[1])
-        out[:rows] = matrix
-        return out
-
-    remainder = pad_rows(split.remainder)
+    remainder = _pad_rows(split.remainder, padded)
     remainder_t = remainder.T.contiguous()
     tensors = dict(
         params=state.params, exp_avg=state.exp_avg, exp_avg_sq=state.exp_avg_sq, basis=split.basis,
-        coords_t=pad_rows(split.coords).T.contiguous(),
+        coords_t=_pad_rows(split.coords, padded).T.contiguous(),
         held_logits=state.logits.new_zeros(classes, padded), held_grad=torch.zeros_like(state.grad),
-        neg_target=pad_rows(state.neg_target.T).T.contiguous(),
-        prob_scale=pad_rows(state.prob_scale.T).reshape(-1).contiguous(),
+        neg_target=_pad_rows(state.neg_target.T, padded).T.contiguous(),
+        prob_scale=_pad_rows(state.prob_scale.T, padded).reshape(-1).contiguous(),
         residual=state.logits.new_zeros(classes, padded),
         projected=state.params.new_zeros(classes, rank), coord_grad=state.params.new_zeros(classes, rank),
         scratch=state.params.new_zeros(max(classes * width, 2 * padded)))
@@ -310,15 +313,11 @@ def _run_exact_native(state: _FastState, steps: int, kernel: native.NativeKernel
     """`steps` exact steps: the two matmuls as torch (BLAS) calls, the softmax and residual between
     them in one call of the compiled kernel. Rows are padded to the kernel's vector width with zero
     rows and zero factors (their residual is exactly zero, so they add nothing to the gradient)."""
-    rows, width = state.inputs.shape
-    padded = -(-rows // native.LANES) * native.LANES
-    inputs = state.inputs.new_zeros(padded, width)
-    inputs[:rows] = state.inputs
+    padded = -(-state.inputs.shape[0] // native.LANES) * native.LANES
+    inputs = _pad_rows(state.inputs, padded)
     inputs_t = inputs.T.contiguous()
-    neg_target = state.neg_target.new_zeros(state.neg_target.shape[0], padded)
-    neg_target[:, :rows] = state.neg_target
-    prob_scale = state.prob_scale.new_zeros(padded)
-    prob_scale[:rows] = state.prob_scale[0]
+    neg_target = _pad_rows(state.neg_target.T, padded).T.contiguous()
+    prob_scale = _pad_rows(state.prob_scale.T, padded).reshape(-1).contiguous()
     logits = state.logits.new_zeros(state.logits.shape[0], padded)  # becomes the residual in place
     residual_in_place = kernel.softmax_residual_call(logits, prob_scale, neg_target)
     params, grad, mm = state.params, state.grad, torch.mm

@@ -71,18 +71,23 @@ def subspace_problem(tensors: dict, *, lr: float, betas: tuple[float, float], we
     if rows % LANES or width % LANES or min(classes, rank, rows, width) < 1:
         raise ValueError(f"subspace kernel: rows {rows} and width {width} must be positive multiples of "
                          f"{LANES}, classes {classes} and rank {rank} positive")
-    for name in _SUBSPACE_TENSORS:
-        tensor = tensors[name]
-        if not (tensor.dtype == torch.float32 and tensor.device.type == "cpu" and tensor.is_contiguous()
-                and tuple(tensor.shape) == shapes[name]):
-            raise ValueError(f"subspace kernel: {name} must be a contiguous float32 CPU tensor of shape "
-                             f"{shapes[name]}, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}")
+    _check_tensors("subspace kernel", {name: tensors[name] for name in _SUBSPACE_TENSORS}, shapes)
     problem = SubspaceProblem(classes=classes, rows=rows, width=width, rank=rank,
                               **{name: tensors[name].data_ptr() for name in _SUBSPACE_TENSORS},
                               lr=lr, beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps,
                               decoupled=int(decoupled))
     problem.tensors = dict(tensors)  # the struct holds raw pointers: keep what they point to alive
     return problem
+
+
+def _check_tensors(what: str, tensors: dict, shapes: dict) -> None:
+    """ValueError unless every tensor is contiguous float32 on the CPU with its shape in `shapes`
+    (the C functions get raw pointers: anything else would be read as garbage)."""
+    for name, tensor in tensors.items():
+        if not (tensor.dtype == torch.float32 and tensor.device.type == "cpu" and tensor.is_contiguous()
+                and tuple(tensor.shape) == shapes[name]):
+            raise ValueError(f"{what}: {name} must be a contiguous float32 CPU tensor of shape "
+                             f"{shapes[name]}, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}")
 
 
 class NativeKernel:
@@ -111,11 +116,7 @@ class NativeKernel:
         tensors = dict(logits=logits, prob_scale=prob_scale, neg_target=neg_target)
         if rows % LANES or min(classes, rows) < 1:
             raise ValueError(f"softmax residual: rows {rows} must be a positive multiple of {LANES}")
-        for name, tensor in tensors.items():
-            if not (tensor.dtype == torch.float32 and tensor.device.type == "cpu" and tensor.is_contiguous()
-                    and tuple(tensor.shape) == shapes[name]):
-                raise ValueError(f"softmax residual: {name} must be a contiguous float32 CPU tensor of shape "
-                                 f"{shapes[name]}, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}")
+        _check_tensors("softmax residual", tensors, shapes)
         scratch = logits.new_empty(2 * rows)
         return functools.partial(_call_keeping, self._softmax_residual, (logits, prob_scale, neg_target, scratch),
                                  classes, rows, *(t.data_ptr() for t in (logits, prob_scale, neg_target, scratch)))
