@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
-from rns_ros.eval.datasets.base import IGNORE_INDEX, SegmentationDataset
+from rns_ros.eval.datasets.base import SegmentationDataset, label_lut
 
 
 class RemappedSupport(SegmentationDataset):
@@ -16,12 +14,8 @@ class RemappedSupport(SegmentationDataset):
     def __init__(self, source: SegmentationDataset, class_names: Sequence[str], target_name: str) -> None:
         # No SegmentationDataset.__init__: the source already checked its root and split.
         wanted = {n.lower(): i for i, n in enumerate(class_names)}
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        shared = []
-        for i, n in enumerate(source.class_names):
-            if n.lower() in wanted:
-                lut[i] = wanted[n.lower()]
-                shared.append(n)
+        mapping = {i: wanted[n.lower()] for i, n in enumerate(source.class_names) if n.lower() in wanted}
+        shared = [source.class_names[i] for i in mapping]
         if not shared:
             raise ValueError(f"support dataset {source.name!r} shares no class name with {target_name!r}; "
                              "cross-dataset support needs the same class names")
@@ -31,7 +25,7 @@ class RemappedSupport(SegmentationDataset):
         self.shared_classes = tuple(shared)
         self.root, self.split, self.image_namespace = source.root, source.split, source.image_namespace
         self._ids = None
-        self._lut = lut
+        self._lut = label_lut(mapping)
 
     def _list_ids(self):
         return list(self.source.ids)
