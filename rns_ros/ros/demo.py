@@ -189,8 +189,7 @@ def run(args: argparse.Namespace) -> int:
     context = Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
-    nodes, process, code = [], None, 0
-    spin = None
+    nodes, process, code, spin, recorder, camera = [], None, 0, None, None, None
     try:
         if args.processes == 1:
             node = RnsNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
@@ -229,8 +228,7 @@ def run(args: argparse.Namespace) -> int:
         code = 2
     finally:
         stop_executor(executor, spin)
-        summary = _finish(nodes, recorder if "recorder" in locals() else None, camera if "camera" in locals() else None,
-                          out, args)
+        summary = _finish(nodes, recorder, camera, out, args)
         for n in nodes:
             if hasattr(n, "close"):
                 n.close()
