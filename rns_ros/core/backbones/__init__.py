@@ -20,7 +20,7 @@ from rns_ros.core.advice import MissingWeightsError
 from rns_ros.core.backbones.base import DenseBackbone, DenseFeatures
 from rns_ros.core.backbones.sliding import ResolutionConfig
 
-from rns_ros.core.backbones.resolutions import (DINOTXT_RESOLUTION, DINOTXT_TINY_RESOLUTION,
+from rns_ros.core.backbones.resolutions import (DINOTXT_RESOLUTION, DINOTXT_TINY_RESOLUTION, OPENCLIP_RESOLUTION,
                                                SIGLIP2_RESOLUTION, TINY_RESOLUTION)
 
 OPENCLIP_PREFIX = "openclip:"
@@ -47,7 +47,8 @@ BACKBONE_PRESETS: dict[str, BackbonePreset] = {
     "openclip-vit-b16": BackbonePreset(
         family="openclip", model="ViT-B-16", pretrained="laion2b_s34b_b88k",
         hf_repo="laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
-        description="OpenCLIP ViT-B/16 (LAION-2B), RNS MaskCLIP dense features, d=512 (the paper's default)"),
+        description="OpenCLIP ViT-B/16 (LAION-2B), RNS MaskCLIP dense features, d=512 (the paper's default)",
+        resolution=OPENCLIP_RESOLUTION),
     "test-tiny": BackbonePreset(
         family="openclip", model="", pretrained=None, hf_repo=None, test_only=True,
         description="TEST-ONLY: ViT-B/16's architecture at a tiny size (2 layers, width 64, d=32) with "

@@ -23,13 +23,12 @@ import torch
 
 from rns_ros.core.backbones.dense import IMAGENET_MEAN, IMAGENET_STD, WindowedBackbone
 from rns_ros.core.backbones.dinotxt_model import DinoTxtConfig, DinoTxtHeads
-from rns_ros.core.backbones.resolutions import DINOTXT_RESOLUTION, DINOTXT_TINY_RESOLUTION
+from rns_ros.core.backbones.resolutions import DINOTXT_RESOLUTION
 from rns_ros.core.backbones.sliding import ResolutionConfig
 from rns_ros.core.backbones.templates import IMAGENET_TEMPLATES
+from rns_ros.core.backbones.weights import DINOTXT_BACKBONE_FILE, DINOTXT_HEADS_FILE
 
 TIMM_DINOV3_VITL16 = "vit_large_patch16_dinov3_qkvb"
-BACKBONE_FILE_HINT = "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth"
-HEADS_FILE_HINT = "dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth"
 
 # TEST-ONLY: the same layout at a tiny size (random weights; CLIP's full vocabulary so the real
 # tokenizer works).
@@ -54,7 +53,7 @@ def load_dinov3_backbone(vision: torch.nn.Module, state_dict: dict) -> None:
 
     if "storage_tokens" not in state_dict:
         raise ValueError("not a DINOv3 backbone checkpoint (no 'storage_tokens'); expected "
-                         f"{BACKBONE_FILE_HINT} or a file with the same names")
+                         f"{DINOTXT_BACKBONE_FILE} or a file with the same names")
     vision.load_state_dict(checkpoint_filter_fn(dict(state_dict), vision), strict=True)
 
 
@@ -64,7 +63,7 @@ def load_dinotxt_heads(heads: DinoTxtHeads, state_dict: dict) -> None:
     state = {k: v for k, v in state_dict.items() if not k.startswith("visual_model.backbone.")}
     if not any(k.startswith("text_model.") for k in state):
         raise ValueError("not a dino.txt heads checkpoint (no 'text_model.*' weights); expected "
-                         f"{HEADS_FILE_HINT}")
+                         f"{DINOTXT_HEADS_FILE}")
     heads.load_state_dict(state, strict=True)
 
 
@@ -97,15 +96,15 @@ def dinotxt_checkpoint_files(checkpoint: str | os.PathLike) -> tuple[Path, Path]
     if not folder.is_dir():
         raise FileNotFoundError(
             f"dino.txt checkpoint {text!r} is neither a folder nor 'BACKBONE.pth,DINOTXT.pth'; pass the "
-            f"folder holding {BACKBONE_FILE_HINT} and {HEADS_FILE_HINT}, or both paths separated by a comma")
+            f"folder holding {DINOTXT_BACKBONE_FILE} and {DINOTXT_HEADS_FILE}, or both paths separated by a comma")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".pth", ".pt", ".safetensors"))
     heads = [p for p in files if "dinotxt" in p.name]
     backbone = [p for p in files if "dinotxt" not in p.name and "pretrain" in p.name]
     if len(heads) != 1 or len(backbone) != 1:
         raise FileNotFoundError(
             f"folder {str(folder)!r} must hold exactly one backbone file (name containing 'pretrain', "
-            f"e.g. {BACKBONE_FILE_HINT}) and one heads file (name containing 'dinotxt', e.g. "
-            f"{HEADS_FILE_HINT}); found {[p.name for p in files]}")
+            f"e.g. {DINOTXT_BACKBONE_FILE}) and one heads file (name containing 'dinotxt', e.g. "
+            f"{DINOTXT_HEADS_FILE}); found {[p.name for p in files]}")
     return backbone[0], heads[0]
 
 
@@ -157,7 +156,7 @@ class DinoTxtBackbone(WindowedBackbone):
 
 
 def build_dinotxt(*, device: torch.device, checkpoint: str | None, precision: str,
-                  resolution: ResolutionConfig | None, seed: int, random_weights: bool,
+                  resolution: ResolutionConfig, seed: int, random_weights: bool,
                   tiny: bool = False) -> DinoTxtBackbone:
     """The DINOv3.txt backbone from its two weight files (see `dinotxt_checkpoint_files`), or with
     seeded random weights (`random_weights`, or the TEST-ONLY `tiny` layout)."""
@@ -181,7 +180,7 @@ def build_dinotxt(*, device: torch.device, checkpoint: str | None, precision: st
     name = "dinov3txt/test-tiny" if tiny else "dinov3txt/vitl16"
     return DinoTxtBackbone(vision.to(device), heads.to(device), _clip_tokenizer(cfg.context_length),
                            identity=f"{name}/{weights_id}",
-                           resolution=resolution or (DINOTXT_TINY_RESOLUTION if tiny else DINOTXT_RESOLUTION),
+                           resolution=resolution,
                            precision=precision)
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rns_ros.core.backbones.dense import WindowedBackbone
-from rns_ros.core.backbones.resolutions import SIGLIP2_RESOLUTION, TINY_RESOLUTION
+from rns_ros.core.backbones.resolutions import SIGLIP2_RESOLUTION
 from rns_ros.core.backbones.sliding import ResolutionConfig
 from rns_ros.core.backbones.templates import IMAGENET_TEMPLATES
 
@@ -151,7 +151,7 @@ def siglip2_files(checkpoint: str | os.PathLike | None, cache_dir: str | None) -
 
 
 def build_siglip2(*, device: torch.device, checkpoint: str | None, precision: str,
-                  resolution: ResolutionConfig | None, seed: int, random_weights: bool,
+                  resolution: ResolutionConfig, seed: int, random_weights: bool,
                   cache_dir: str | None, tiny: bool = False) -> Siglip2Backbone:
     """SigLIP2 ViT-L/16-512 from its weights (see `siglip2_files`), with seeded random weights
     (`random_weights`: compute-only; CLIP's tokenizer stands in), or the TEST-ONLY `tiny` layout."""
@@ -166,7 +166,7 @@ def build_siglip2(*, device: torch.device, checkpoint: str | None, precision: st
             parts.load_state_dict(torch.load(str(ckpt), map_location="cpu", weights_only=True), strict=True)
             weights_id = f"file:{checkpoint_fingerprint(ckpt)}"
         return Siglip2Backbone(parts.to(device), _clip_tokenizer(TINY_TEXT["context_length"]),
-                               identity=f"siglip2/test-tiny/{weights_id}", resolution=resolution or TINY_RESOLUTION,
+                               identity=f"siglip2/test-tiny/{weights_id}", resolution=resolution,
                                precision=precision)
     if random_weights and checkpoint is None:
         weights_file, tokenizer_source, weights_id = None, None, f"random-seed{seed}"
@@ -189,7 +189,7 @@ def build_siglip2(*, device: torch.device, checkpoint: str | None, precision: st
         tokenizer = _hf_tokenizer(tokenizer_source, cache_dir)
     return Siglip2Backbone(SiglipParts(model.visual.trunk, model.text).to(device), tokenizer,
                            identity=f"siglip2/{SIGLIP2_MODEL}/{weights_id}",
-                           resolution=resolution or SIGLIP2_RESOLUTION, precision=precision)
+                           resolution=resolution, precision=precision)
 
 
 def _hf_tokenizer(source: str, cache_dir: str | None):

@@ -139,14 +139,18 @@ def resolve_hub_weights(repo_id: str, filenames: tuple[str, ...] = OPENCLIP_HF_F
         repo_id, filenames, f"downloading {where} failed ({'; '.join(errors)})"))
 
 
+# DINOv3.txt's two official weight files (Meta's names), here because this module imports no model code
+DINOTXT_BACKBONE_FILE = "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth"
+DINOTXT_HEADS_FILE = "dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth"
+
+
 def dinotxt_how_to_provide() -> str:
     """The fix when DINOv3.txt has no checkpoint (an `AdvisedError` template, core/advice.py): its
     two official files are only distributed by Meta (a download form on
     github.com/facebookresearch/dinov3), never by a model hub."""
     return ("backbone 'dinov3txt-vitl16' needs its two official weight files, which no hub serves: "
             "request them from Meta (facebookresearch/dinov3 README, DINOv3 license) and download "
-            "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth (the ViT-L/16 backbone) and "
-            "dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth (dino.txt). Then pass "
+            f"{DINOTXT_BACKBONE_FILE} (the ViT-L/16 backbone) and {DINOTXT_HEADS_FILE} (dino.txt). Then pass "
             "the folder holding both, {checkpoint=DIR}, or both paths, {checkpoint=BACKBONE.pth,DINOTXT.pth}. "
             "For a smoke test without weights use {backbone=test-tiny-dinotxt} "
             "(random weights, meaningless predictions).")
