@@ -85,10 +85,9 @@ def decode_frame(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a camera frame; FrameError (with the reason) for a bad or too large one."""
     if isinstance(msg, CompressedImage):
         return compressed_to_rgb(msg, max_pixels)
-    rgb = image_to_rgb(msg)
-    if rgb.shape[0] * rgb.shape[1] > max_pixels:
-        raise FrameError(f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels {max_pixels}")
-    return rgb
+    if msg.width * msg.height > max_pixels:  # before converting: a huge frame is never copied
+        raise FrameError(f"{msg.width}x{msg.height} exceeds max_image_pixels {max_pixels}")
+    return image_to_rgb(msg)
 
 
 def teaching_image(msg: Image | CompressedImage | None, max_pixels: int | None = None) -> Image | None:
