@@ -186,18 +186,24 @@ def test_depth_gives_one_labelled_cloud_per_paired_frame(tmp_path, transport):
     assert meta["rns_bag.clouds"] == "3" and meta["rns_bag.depth_unpaired"] == "1"
 
 
+def write_colour_and_depth_bag(path, h: int, w: int, frames: int = 3) -> None:
+    """Colour frames, each followed 5 ms later by its 1.5 m depth frame (fx = fy = 40), and the
+    depth CameraInfo first."""
+    colour = camera_frames(frames, h=h, w=w)
+    info = CameraInfo(width=w, height=h)
+    info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
+    messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + colour
+    for _, _, t, _ in colour:
+        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000,
+                         depth_frame(t, np.full((h, w), 1500, np.uint16))))
+    write_bag(path, messages)
+
+
 def test_min_confidence_and_confidence_encoding_apply_as_in_the_node(tmp_path):
     """The node's min_confidence (ids below it -> 0) and confidence_encoding (mono8 = x 255,
     rounded) hold for the recorded outputs too, the cloud's labels included."""
     h, w = 24, 32
-    frames = camera_frames(3, h=h, w=w)
-    info = CameraInfo(width=w, height=h)
-    info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
-    messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + frames
-    for _, _, t, _ in frames:
-        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000,
-                         depth_frame(t, np.full((h, w), 1500, np.uint16))))
-    write_bag(tmp_path / "in", messages)
+    write_colour_and_depth_bag(tmp_path / "in", h, w)
     depth = ["--depth-topic", "/depth/image", "--camera-info-topic", "/depth/camera_info", "-p", "depth.stride:=1"]
     assert rns_bag(tmp_path / "in", tmp_path / "plain", *depth) == 0
     conf = [np.frombuffer(bytes(m.data), np.float32).reshape(h, w) for _, m in outputs(tmp_path / "plain", "/rns/confidence")]
@@ -224,14 +230,7 @@ def test_frames_waiting_for_depth_are_kept_when_the_input_breaks_off(tmp_path, m
     """A read error stops the run; the colour frames already read (waiting for their depth partner)
     are still segmented, as at the end of a recording."""
     h, w = 24, 32
-    frames = camera_frames(3, h=h, w=w)
-    info = CameraInfo(width=w, height=h)
-    info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
-    messages = [("/depth/camera_info", "sensor_msgs/msg/CameraInfo", 900_000_000, info)] + frames
-    for _, _, t, _ in frames:
-        messages.append(("/depth/image", "sensor_msgs/msg/Image", t + 5_000_000,
-                         depth_frame(t, np.full((h, w), 1500, np.uint16))))
-    write_bag(tmp_path / "in", messages)
+    write_colour_and_depth_bag(tmp_path / "in", h, w)
     original = bag_io.Reader.messages
 
     def breaks_after_the_third_colour_frame(self, *args, **kwargs):
