@@ -9,10 +9,13 @@
 - ``default``: the paper's protocol (the backbone preset's own resolution, fp32, 700 adapter steps).
 - ``cpu-fast``: for robots without a GPU. The full-size model, but one window at short side 224
   (640x480 -> one 224x304 window of 14x19 patches instead of three 448x448 windows of 28x38),
-  bf16 autocast where the CPU computes bf16 natively (AMX or AVX512-BF16; elsewhere fp32, which is
+  bf16 where the CPU computes bf16 natively (AMX or AVX512-BF16; elsewhere fp32, which is
   faster there), and 140 adapter steps at lr 0.01 (the same lr x steps as 700 x 0.002). Coarser
   labels (32-pixel patches of the original frame at 640x480) and an adapter that agrees with the
   700-step one only approximately (docs/adapter.md); measured in README / docs/backbones.md.
+  Its runtime is chosen per CPU when the engine starts (`Profile.runtime_for`, logged by the entry
+  points): OpenVINO in bf16 on CPUs with AMX, where it was measured faster than torch bf16 at the
+  same agreement; torch elsewhere (no measurement says another runtime wins there) and on CUDA.
 
 A profile only supplies values for settings left at their defaults: every entry point (the API
 through `Profile.apply`, `rns-segment --profile`, `rns-bench --profile`, the node's `profile`
@@ -20,6 +23,7 @@ parameter) lets an explicitly changed setting win over the profile.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,9 +31,11 @@ import torch
 
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.backbones.sliding import ResolutionConfig
+from rns_ros.core.runtimes import RUNTIME_PRECISIONS
 
 DEFAULT_PRECISION = "fp32"  # build_backbone's default; a profile's precision applies only over it
 NATIVE_BF16 = "bf16-if-native"  # bf16 where the device computes it natively, else fp32
+FASTEST_FOR_CPU = "fastest-for-this-cpu"  # the runtime measured fastest on this kind of CPU (runtime_for)
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,33 @@ class Profile:
     resolution: ResolutionConfig | None = None  # None: the backbone preset's own protocol
     precision: str = DEFAULT_PRECISION  # "fp32" | "bf16" | "fp16" | "bf16-if-native"
     adapter: dict[str, Any] = field(default_factory=dict)  # AdapterConfig fields and their values
+    runtime: str = "torch"  # what computes the image encoder (rns_ros.core.runtimes) | FASTEST_FOR_CPU
 
-    def precision_for(self, device: str | torch.device) -> str:
-        """The backbone precision on `device`: "bf16-if-native" becomes bf16 on CUDA and on CPUs
-        with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower)."""
+    def precision_for(self, device: str | torch.device, runtime: str = "torch") -> str:
+        """The backbone precision on `device` under `runtime`: "bf16-if-native" becomes bf16 on CUDA
+        and on CPUs with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower)
+        and under runtimes without bf16 (ONNX Runtime, TensorRT: there the precision is yours)."""
         if self.precision != NATIVE_BF16:
             return self.precision
-        return "bf16" if torch.device(device).type == "cuda" or cpu_has_native_bf16() else "fp32"
+        native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
+        return "bf16" if native and "bf16" in RUNTIME_PRECISIONS.get(runtime, {}) else "fp32"
+
+    def runtime_for(self, device: str | torch.device) -> tuple[str, str]:
+        """(runtime, why) on `device`: the profile's runtime, or for FASTEST_FOR_CPU the one measured
+        fastest on this kind of CPU. `why` is the line entry points log, so the choice is visible."""
+        if self.runtime != FASTEST_FOR_CPU:
+            return self.runtime, f"profile {self.name}: runtime {self.runtime}"
+        if torch.device(device).type != "cpu":
+            return "torch", f"profile {self.name}: runtime torch on {device} (the runtimes were measured on CPUs)"
+        if not cpu_has_amx():
+            return "torch", (f"profile {self.name}: runtime torch: this CPU has no AMX, and OpenVINO's gain over "
+                             "torch was measured on CPUs with AMX only")
+        missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            return "torch", (f"profile {self.name}: runtime torch, NOT the faster openvino this CPU (AMX) would "
+                             f"get: {', '.join(missing)} missing (pip install 'rns_ros[runtimes]')")
+        return "openvino", (f"profile {self.name}: runtime openvino: this CPU has AMX, where OpenVINO bf16 was "
+                            "measured faster than torch bf16 (docs/backbones.md, 'Runtimes')")
 
     def adapter_config(self, **changes: Any) -> AdapterConfig:
         """AdapterConfig with this profile's values, then `changes` on top."""
@@ -64,6 +90,12 @@ class Profile:
                      if getattr(adapter, name) == getattr(defaults, name)}
         chosen = self.precision_for(device) if precision == DEFAULT_PRECISION else precision
         return chosen, replace(adapter, **untouched)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), per torch."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return check is not None and bool(check())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -84,7 +116,8 @@ PROFILES: dict[str, Profile] = {
         resolution=ResolutionConfig(short_side=224, max_long_side=448, test_crop=448, test_stride=224,
                                     support_crops=(224, 112), support_stride=48),
         precision=NATIVE_BF16,
-        adapter={"steps": 140, "lr": 0.01}),
+        adapter={"steps": 140, "lr": 0.01},
+        runtime=FASTEST_FOR_CPU),
 }
 PROFILE_NAMES = tuple(PROFILES)
 
