@@ -89,13 +89,19 @@ def test_the_engine_imports_neither_ros_glue_nor_the_harness():
     assert not {m: d for m, d in offenders.items() if d}
 
 
+def stated_job(folder: Path) -> str:
+    """The docstring of `folder`'s __init__.py, which must say the folder's job and contract."""
+    init = folder / "__init__.py"
+    where = init.relative_to(ROOT)
+    assert init.exists(), f"{where.parent}/ needs an __init__.py with its docstring"
+    doc = ast.get_docstring(ast.parse(init.read_text()))
+    assert doc and len(doc.split()) >= 20, f"{where} must say the folder's job and contract"
+    return doc
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_folder_is_a_package_that_states_its_job(stage):
-    init = PACKAGE / "core" / stage / "__init__.py"
-    assert init.exists(), f"rns_ros/core/{stage}/ needs an __init__.py with its docstring"
-    doc = ast.get_docstring(ast.parse(init.read_text()))
-    assert doc and len(doc.split()) >= 20, f"rns_ros/core/{stage}/__init__.py must say the stage's job and contract"
-
+    stated_job(PACKAGE / "core" / stage)
 
 
 ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "bags", "demo")
@@ -111,10 +117,7 @@ def test_no_ros_glue_module_is_over_400_lines_and_the_node_only_wires():
 
 @pytest.mark.parametrize("room", ROS_ROOMS)
 def test_each_ros_room_is_a_package_that_states_its_job(room):
-    init = PACKAGE / "ros" / room / "__init__.py"
-    assert init.exists(), f"rns_ros/ros/{room}/ needs an __init__.py with its docstring"
-    doc = ast.get_docstring(ast.parse(init.read_text()))
-    assert doc and len(doc.split()) >= 20, f"rns_ros/ros/{room}/__init__.py must say the room's job and contract"
+    doc = stated_job(PACKAGE / "ros" / room)
     for module in (PACKAGE / "ros" / room).glob("*.py"):
         assert module.name == "__init__.py" or module.stem in doc, f"{module.name} missing from {room}'s map"
 
