@@ -12,6 +12,8 @@ Arguments (empty = keep the value of the params file):
   checkpoint   local backbone weights file                                               ['']
   mode         patch | region                                                           ['']
   memory_dir   support memory directory                                                  ['']
+  runtime      image encoder: auto | torch | onnxruntime | tensorrt | openvino             ['']
+  onnx_model   the runtime's exported encoder (rns-export's folder)                        ['']
   use_rviz     start RViz: rviz/rns.rviz with this launch's topics (input, overlay with its
                legend, colourised labels, labelled cloud)                              [false]
   log_level    debug | info | warn | error                                             [info]
@@ -42,7 +44,8 @@ from rns_ros.ros.demo.rviz_config import write_rviz_config
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
-PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras")
+PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras",
+                       "runtime", "onnx_model")
 RVIZ_MISSING = ("use_rviz:=true but rviz2 is not installed (ros-jazzy-ros-base has no RViz): "
                 "install it with `sudo apt install ros-jazzy-rviz2`, or launch without use_rviz")
 CAMERAS_DEPTH = ("depth_topic remaps the single camera's depth/image; with cameras, each camera c reads "
@@ -60,6 +63,9 @@ ARGUMENTS = {
     "mode": ("", "patch or region ('' = the params file's)"),
     "memory_dir": ("", "support memory directory ('' = the params file's; its default is "
                        "$ROS_HOME/rns_ros/<namespace>/<node name>)"),
+    "runtime": ("", "what computes the image encoder: auto, torch, onnxruntime, tensorrt, openvino "
+                    "('' = the params file's)"),
+    "onnx_model": ("", "the runtime's exported encoder, the folder rns-export wrote ('' = the params file's)"),
     "use_rviz": ("false", "start RViz showing the input, the overlay, the colourised labels and the labelled cloud"),
     "log_level": ("info", "log level of the node: debug, info, warn, error"),
     "depth_topic": ("", "aligned depth image topic (16UC1 mm / 32FC1 m): sets depth.enabled and publishes "

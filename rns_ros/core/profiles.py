@@ -36,6 +36,16 @@ from rns_ros.core.runtimes import RUNTIME_PRECISIONS
 DEFAULT_PRECISION = "fp32"  # build_backbone's default; a profile's precision applies only over it
 NATIVE_BF16 = "bf16-if-native"  # bf16 where the device computes it natively, else fp32
 FASTEST_FOR_CPU = "fastest-for-this-cpu"  # the runtime measured fastest on this kind of CPU (runtime_for)
+AUTO_RUNTIME = "auto"  # a runtime setting that leaves the choice to the profile
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The runtime an entry point uses, and the line it logs about the choice."""
+
+    runtime: str
+    reason: str
+    fallback: bool = False  # the profile's faster runtime is unavailable here: log it as a warning
 
 
 @dataclass(frozen=True)
@@ -58,37 +68,41 @@ class Profile:
         native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
         return "bf16" if native and "bf16" in RUNTIME_PRECISIONS.get(runtime, {}) else "fp32"
 
-    def runtime_for(self, device: str | torch.device) -> tuple[str, str]:
-        """(runtime, why) on `device`: the profile's runtime, or for FASTEST_FOR_CPU the one measured
-        fastest on this kind of CPU. `why` is the line entry points log, so the choice is visible."""
+    def runtime_for(self, device: str | torch.device, requested: str = AUTO_RUNTIME) -> RuntimeChoice:
+        """The runtime on `device`: `requested` when it names one, else the profile's (for
+        FASTEST_FOR_CPU the one measured fastest on this kind of CPU), with the line to log."""
+        if requested != AUTO_RUNTIME:
+            return RuntimeChoice(requested, f"runtime {requested} (as set)")
         if self.runtime != FASTEST_FOR_CPU:
-            return self.runtime, f"profile {self.name}: runtime {self.runtime}"
+            return RuntimeChoice(self.runtime, f"runtime {self.runtime} (profile {self.name})")
+        why = f"runtime torch (profile {self.name}"
         if torch.device(device).type != "cpu":
-            return "torch", f"profile {self.name}: runtime torch on {device} (the runtimes were measured on CPUs)"
+            return RuntimeChoice("torch", f"{why} on {device}: the other runtimes were measured on CPUs only)")
         if not cpu_has_amx():
-            return "torch", (f"profile {self.name}: runtime torch: this CPU has no AMX, and OpenVINO's gain over "
-                             "torch was measured on CPUs with AMX only")
+            return RuntimeChoice("torch", f"{why}: this CPU has no AMX, and OpenVINO's gain over torch was "
+                                          "measured on CPUs with AMX only)")
         missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
-            return "torch", (f"profile {self.name}: runtime torch, NOT the faster openvino this CPU (AMX) would "
-                             f"get: {', '.join(missing)} missing (pip install 'rns_ros[runtimes]')")
-        return "openvino", (f"profile {self.name}: runtime openvino: this CPU has AMX, where OpenVINO bf16 was "
-                            "measured faster than torch bf16 (docs/backbones.md, 'Runtimes')")
+            return RuntimeChoice("torch", f"{why}, NOT openvino, which this CPU (AMX) would get: "
+                                          f"{', '.join(missing)} missing; pip install 'rns_ros[runtimes]')",
+                                 fallback=True)
+        return RuntimeChoice("openvino", f"runtime openvino (profile {self.name}: this CPU has AMX, where "
+                                         "OpenVINO bf16 was measured faster than torch bf16; docs/backbones.md)")
 
     def adapter_config(self, **changes: Any) -> AdapterConfig:
         """AdapterConfig with this profile's values, then `changes` on top."""
         return AdapterConfig(**{**self.adapter, **changes})
 
     def apply(self, *, device: str | torch.device, precision: str = DEFAULT_PRECISION,
-              adapter: AdapterConfig | None = None) -> tuple[str, AdapterConfig]:
+              adapter: AdapterConfig | None = None, runtime: str = "torch") -> tuple[str, AdapterConfig]:
         """(precision, AdapterConfig) with this profile's value for every setting left at its
         default: a precision other than "fp32", and AdapterConfig fields that differ from
-        AdapterConfig(), are kept as given."""
+        AdapterConfig(), are kept as given. `runtime`: the one chosen (runtime_for)."""
         adapter = adapter if adapter is not None else AdapterConfig()
         defaults = AdapterConfig()
         untouched = {name: value for name, value in self.adapter.items()
                      if getattr(adapter, name) == getattr(defaults, name)}
-        chosen = self.precision_for(device) if precision == DEFAULT_PRECISION else precision
+        chosen = self.precision_for(device, runtime) if precision == DEFAULT_PRECISION else precision
         return chosen, replace(adapter, **untouched)
 
 

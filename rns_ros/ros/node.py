@@ -162,6 +162,7 @@ class RnsNode(LifecycleNode):
             self.get_logger().error(engine.device_warning)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
+        (self.get_logger().warning if engine.runtime_warning else self.get_logger().info)(engine.runtime_note)
         teacher = self._make_teacher(engine, memory_dir)
         try:
             teacher.restore(initial_classes=self.node_config.classes)

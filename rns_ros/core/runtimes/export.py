@@ -9,8 +9,9 @@ head's value path per patch), positional embeddings resized inside the graph.
 The graph: input "crops" (B, 3, H, W) float32 normalised crops, output "features"
 (B, H/p, W/p, d) float32 (not normalised; the backbone normalises, as for torch). Batch, H and W
 are dynamic (any multiple of the patch), so one file serves every window size of every resolution.
-It is traced from the fp32 torch model (torch.onnx.export with the dynamo exporter, opset 17: the
-newest TensorRT 8.6 of JetPack 6.0 reads); precisions below fp32 are made from that file:
+It is traced from the fp32 torch model (torch.onnx.export with the dynamo exporter, opset 18, the
+exporter's own: converted down to 17, DINOv3's RoPE split became an invalid graph; TensorRT reads
+opset 18 from 10.0 on, JetPack 6.1's 10.3 included); precisions below fp32 are made from that file:
 
 - "int8": ONNX Runtime's dynamic quantization (weights int8 per output channel, activations
   quantized per call; MatMulInteger runs on VNNI / AMX-INT8), for ONNX Runtime on a CPU.
@@ -40,7 +41,7 @@ from rns_ros.core.runtimes.exported import (FORMAT, INPUT_NAME, ONNX_NAME, OUTPU
 
 log = logging.getLogger("rns_ros.runtimes")
 
-OPSET = 17
+OPSET = 18
 FILE_PRECISIONS = ("fp32", "int8", "fp16")
 MAX_GRID = 256  # largest window side the export declares, in patches (4096 px at patch 16)
 

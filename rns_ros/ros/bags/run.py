@@ -53,6 +53,7 @@ def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
     for warning in (engine.device_warning, engine.adapter_warning):
         if warning:
             log(warning)
+    log(engine.runtime_note)
     if engine_config.backbone == "test-tiny":
         log("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, its labels are meaningless")
     if node_config.memory_dir:
