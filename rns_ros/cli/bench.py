@@ -183,14 +183,19 @@ def _runtime_specs(text: str) -> list[tuple[str, str | None]]:
     return specs
 
 
+def _resolve(args, profile, runtime: str, precision: str | None):
+    """(RuntimeChoice, precision) of a runtime spec under `profile`: a spec's own precision, else
+    --precision, else the profile's for that runtime (options given on the command line win)."""
+    choice = profile.runtime_for(args.device, runtime)
+    return choice, precision or args.precision or profile.apply(device=args.device, runtime=choice.runtime)[0]
+
+
 def _backbone(args, name: str, profile, runtime: str, precision: str | None, built: dict):
     """(backbone, precision, runtime) of backbone `name` under `profile` with `runtime` ("auto" = the
     profile's choice) in `precision` (None = the profile's, or --precision); built once per setting."""
     from rns_ros.core import build_backbone
 
-    choice = profile.runtime_for(args.device, runtime)
-    chosen, _ = profile.apply(device=args.device, runtime=choice.runtime)
-    precision = precision or args.precision or chosen  # options given on the command line win
+    choice, precision = _resolve(args, profile, runtime, precision)
     key = (profile.name, choice.runtime, precision)
     if key not in built:
         print(f"rns-bench: {name}, profile {profile.name}: {'WARNING: ' if choice.fallback else ''}"
@@ -256,9 +261,14 @@ def _run_backbone(args, name: str) -> list[dict]:
     from rns_ros.core.profiles import get_profile
 
     profiles = [get_profile(p.strip()) for p in args.profile.split(",")]
-    settings = [dict(profile=profile, runtime=runtime, precision=precision, classes=classes)
-                for profile in profiles for runtime, precision in _runtime_specs(args.runtime)
-                for classes in args.classes]
+    settings, seen = [], set()
+    for profile in profiles:
+        for runtime, precision in _runtime_specs(args.runtime):
+            choice, resolved = _resolve(args, profile, runtime, precision)
+            for classes in args.classes:  # e.g. torch and torch:bf16 under cpu-fast: one row
+                if (profile.name, choice.runtime, resolved, classes) not in seen:
+                    seen.add((profile.name, choice.runtime, resolved, classes))
+                    settings.append(dict(profile=profile, runtime=runtime, precision=precision, classes=classes))
     built: dict = {}
     codec = _ros_codec()
     cuda = str(args.device).startswith("cuda")
@@ -373,9 +383,9 @@ def format_table(rows: list[dict], args) -> str:
         rate = r["encoder_gflop"] / (_percentile(features, 50) / 1000.0) if features else float("nan")
         if peaks and not str(args.device).startswith("cuda"):
             ceiling = peaks["fp32"] if r["precision"] == "fp32" else peaks["bf16"]
-            rate_cell = f"{rate:.0f} ({100 * rate / ceiling:.0f} %)"
+            rate_cell = f"{rate:.3g} ({100 * rate / ceiling:.0f} %)"
         else:
-            rate_cell = f"{rate:.0f}"
+            rate_cell = f"{rate:.3g}"
         lines.append((f"| {r['runtime']} {r['precision']} " if runtimes else "") + (f"| {r['backbone']} " if several else "")
                      + f"| {mode} | {r['size']} | " + (f"{r['classes']} | " if counts else "") + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f}"
