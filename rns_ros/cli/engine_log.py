@@ -16,3 +16,4 @@ def show_engine_log(prog: str) -> None:
     handler.rns_prog = prog
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed here only (the exporter's libraries may configure the root logger)

@@ -97,8 +97,8 @@ def export_encoder(backbone, out_dir: str | os.PathLike, *, precision: str = "fp
             sha256=file_sha256(final), bytes=final.stat().st_size, versions=_versions())
         final.replace(out / ONNX_NAME)
         write_sidecar(exported, out)
-    log.info("exported the %s dense encoder of %s (%s) to %s in %.0f s", precision, preset,
-             backbone.model_identity, out, time.perf_counter() - started)
+    log.debug("exported the %s dense encoder of %s to %s in %.0f s", precision, preset, out,
+              time.perf_counter() - started)
     return read_export(out, verify=False)
 
 
@@ -114,8 +114,9 @@ def cached_export(backbone, precision: str, *, preset: str = "?") -> ExportedEnc
     folder = cache_dir() / "onnx" / f"{name}-{precision}-{key}"
     if (folder / ONNX_NAME).is_file():
         return read_export(folder)
-    log.info("no cached ONNX export of %s (%s, %s): exporting it once into %s", preset,
+    log.info("no cached ONNX export of %s (%s, %s): exporting it once into %s (ViT-B/16: ~20-40 s)", preset,
              backbone.model_identity, precision, folder)
+    started = time.perf_counter()
     folder.parent.mkdir(parents=True, exist_ok=True)
     # int8 / fp16 are lowered from the cached fp32 export (made first if need be): one trace per machine
     source = cached_export(backbone, "fp32", preset=preset) if precision != "fp32" else None
@@ -129,6 +130,7 @@ def cached_export(backbone, precision: str, *, preset: str = "?") -> ExportedEnc
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    log.info("exported in %.0f s", time.perf_counter() - started)
     return read_export(folder)
 
 

@@ -68,6 +68,7 @@ def test_a_missing_folder_or_file_names_the_fix_for_each_entry_point(tmp_path, t
 
 
 def test_a_corrupt_file_or_sidecar_is_refused(tmp_path, tiny_export):
+    pytest.importorskip("openvino")
     backbone = build_backbone("test-tiny")
     folder = copy_export(tiny_export, tmp_path)
     data = bytearray((folder / ONNX_NAME).read_bytes())

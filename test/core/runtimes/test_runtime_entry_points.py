@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rns_ros.cli import export as export_cli
@@ -33,6 +34,7 @@ def test_rns_segment_on_an_exported_encoder_labels_as_torch(tmp_path, capsys):
     onnx = tmp_path / "onnx"
     assert export_cli.main(["--backbone", "test-tiny", "--out", str(onnx)]) == 0
     labels = {}
+    pytest.importorskip("openvino")
     for runtime in ("torch", "onnxruntime", "openvino"):
         out = tmp_path / runtime
         extra = ["--onnx-model", str(onnx)] if runtime != "torch" else []

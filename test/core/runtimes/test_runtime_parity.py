@@ -47,6 +47,7 @@ def exports(tmp_path_factory):
 
 
 def with_runtime(name: str, runtime: str, precision: str, exports) -> object:
+    pytest.importorskip(runtime)  # the `runtimes` extra (scripts/setup.sh installs it); a GPU image may lack one
     backbone = build_backbone(name)
     attach_runtime(backbone, runtime, precision=precision,
                    onnx_model=str(exports[name, "int8" if precision == "int8" else "fp32"].folder))
