@@ -61,12 +61,17 @@ class Profile:
 
     def precision_for(self, device: str | torch.device, runtime: str = "torch") -> str:
         """The backbone precision on `device` under `runtime`: "bf16-if-native" becomes bf16 on CUDA
-        and on CPUs with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower)
-        and under runtimes without bf16 (ONNX Runtime, TensorRT: there the precision is yours)."""
-        if self.precision != NATIVE_BF16:
-            return self.precision
-        native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
-        return "bf16" if native and "bf16" in RUNTIME_PRECISIONS.get(runtime, {}) else "fp32"
+        and on CPUs with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower).
+        A runtime that does not compute that precision there gets its nearest: fp16 for a reduced
+        one on CUDA (TensorRT, ONNX Runtime), else fp32 (ONNX Runtime on a CPU: int8 is yours to ask)."""
+        wanted = self.precision
+        device_type = torch.device(device).type
+        if wanted == NATIVE_BF16:
+            wanted = "bf16" if device_type == "cuda" or cpu_has_native_bf16() else "fp32"
+        supported = RUNTIME_PRECISIONS.get(runtime, {})
+        if device_type in supported.get(wanted, ()):
+            return wanted
+        return "fp16" if wanted != "fp32" and device_type in supported.get("fp16", ()) else "fp32"
 
     def runtime_for(self, device: str | torch.device, requested: str = AUTO_RUNTIME) -> RuntimeChoice:
         """The runtime on `device`: `requested` when it names one, else the profile's (for

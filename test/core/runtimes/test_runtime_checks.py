@@ -189,3 +189,5 @@ def test_cpu_fast_picks_its_runtime_per_cpu_and_says_why(monkeypatch, amx, insta
     monkeypatch.setattr(profiles, "cpu_has_native_bf16", lambda: True)
     assert profile.apply(device="cpu", runtime="openvino")[0] == "bf16"
     assert profile.apply(device="cpu", runtime="onnxruntime")[0] == "fp32"
+    assert profile.apply(device="cuda", runtime="tensorrt")[0] == "fp16"  # TensorRT: fp16 for bf16
+    assert profiles.Profile("gpu", "bf16 on a GPU", precision="bf16").precision_for("cuda", "onnxruntime") == "fp16"
