@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["env", "gpu-tests", "adapter", "adapter-hard", "patch-fp32", "patch-bf16", "region-fp32",
-          "region-bf16", "core-tests"]
+STAGES = ["env", "gpu-tests", "adapter", "adapter-hard", "patch-fp32", "patch-bf16", "patch-runtimes",
+          "region-fp32", "region-bf16", "core-tests"]
 
 
 def load_check():
@@ -37,13 +37,31 @@ def test_cpu_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
     tests = {s["name"]: s["pytest"] for s in payload["stages"] if "pytest" in s}
     assert tests["gpu-tests"]["counts"].get("skipped", 0) >= 4 and not tests["gpu-tests"]["failed"]
     assert tests["core-tests"]["counts"].get("passed", 0) >= 1 and not tests["core-tests"]["failed"]
-    for name in STAGES[4:8]:
+    for name in STAGES[4:9]:
         rows = payload["results"][name]["rows"]
-        assert [r["size"] for r in rows] == ["640x480", "1280x720"] and all(r["totals"] for r in rows)
+        assert [r["size"] for r in rows[:2]] == ["640x480", "1280x720"] and all(r["totals"] for r in rows)
+    runtimes = payload["results"]["patch-runtimes"]["rows"]  # issue 26's rows, ONNX Runtime on the CPU here
+    assert [(r["runtime"], r["size"]) for r in runtimes] == [
+        ("torch", "640x480"), ("onnxruntime", "640x480"), ("torch", "1280x720"), ("onnxruntime", "1280x720")]
+    assert all(r["agreement"] >= 0.999 for r in runtimes)
     fast = next(r for r in payload["results"]["adapter"]["rows"] if r["solver"].startswith("fast (default"))
     assert fast["same_argmax_vs_plain"] == 1.0 and fast["max_dp_vs_plain"] <= 1e-4
     assert [g["met"] is not None for g in payload["goals"]] == [True] * 4
     assert {"report.md", "report.json", "check.log"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_the_runtime_rows_are_skipped_with_a_reason_without_a_gpu_provider(monkeypatch):
+    import sys
+    import types
+
+    check = load_check()
+    fake = types.SimpleNamespace(__version__="1.30.0", get_available_providers=lambda: ["CPUExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    runtimes, why = check.runtime_rows("cuda")
+    assert runtimes == "" and "no CUDA or TensorRT provider" in why and "docs/gpu.md" in why
+    fake.get_available_providers = lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert check.runtime_rows("cuda") == ("torch:fp16,onnxruntime:fp16,tensorrt:fp16", None)
+    assert check.runtime_rows("cpu") == ("torch,onnxruntime", None)
 
 
 def test_goals_name_the_stage_that_holds_a_frame_back():
