@@ -17,7 +17,8 @@ Every runtime but torch runs the ONNX export of the encoder (export.py): the fol
 `onnx_model` (made by `rns-export`), checked against the backbone (exported.py), or, when none is
 given, the backbone's own export, made once per machine into the cache (logged). Modules:
 errors.py (errors naming the fix), exported.py (the files and their checks), export.py (torch ->
-ONNX), onnxruntime_encoder.py, openvino_encoder.py, choice.py (the runtime a profile picks per CPU).
+ONNX), onnxruntime_encoder.py, openvino_encoder.py. Which runtime a profile picks on this CPU is
+the profile's business (core/profiles.py, `Profile.runtime_for`).
 """
 from __future__ import annotations
 
