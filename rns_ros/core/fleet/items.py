@@ -30,7 +30,12 @@ HASH_DOMAIN = b"rns_ros.fleet.exemplar.v1\n"  # versions the hash definition
 
 
 class Malformed(ValueError):
-    """A fleet message that must not reach the memory (wrong sizes, NaN, bad hash, too large...)."""
+    """A fleet message that must not reach the memory (wrong sizes, NaN, bad hash, too large...).
+    `kind` groups refusals in the statistics ("malformed", "too large")."""
+
+    def __init__(self, message: str, kind: str = "malformed"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -197,15 +202,20 @@ def _check_class(state: ClassState, dim: int, limits: FleetLimits) -> None:
         _check_rows(state.text[None], f"class {state.name!r}: text feature", dim)
 
 
+def check_size(nbytes: int, limits: FleetLimits) -> None:
+    """Malformed (kind "too large") when a message carries more than `limits` allows."""
+    if nbytes > limits.max_message_bytes:
+        raise Malformed(f"{nbytes} bytes of features and images, above the limit of {limits.max_message_bytes} "
+                        "(fleet.max_message_mb)", kind="too large")
+
+
 def check_update(update: FleetUpdate, *, dim: int, limits: FleetLimits = FleetLimits()) -> None:
     """Raise Malformed naming the first problem of `update` for a memory of `dim`-d features."""
     _check_name(update.robot_id, "robot_id", limits)
     _check_name(update.session, "session", limits)
     if not isinstance(update.sequence, int) or update.sequence < 0:
         raise Malformed(f"sequence must be an int >= 0, got {update.sequence!r}")
-    size = update.nbytes
-    if size > limits.max_message_bytes:
-        raise Malformed(f"{size} bytes of features and images, above the limit of {limits.max_message_bytes}")
+    check_size(update.nbytes, limits)
     names = [c.name for c in update.classes]
     for state in update.classes:
         _check_class(state, dim, limits)

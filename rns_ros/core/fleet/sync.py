@@ -260,13 +260,10 @@ class FleetSync:
         if update.backbone != ours or update.dim != memory.dim:
             return ("other backbone", f"features of backbone {update.backbone!r} ({update.dim}-d), "
                     f"not this robot's {ours!r} ({memory.dim}-d)")
-        if update.nbytes > self.limits.max_message_bytes:
-            return ("too large", f"{update.nbytes} bytes of features and images, above the limit of "
-                    f"{self.limits.max_message_bytes}")
         try:
             check_update(update, dim=memory.dim, limits=self.limits)
         except Malformed as exc:
-            return ("malformed", str(exc))
+            return (exc.kind, str(exc))
         if not update.snapshot:
             held = set(self._names(memory).values())
             unknown = [c.name for c in update.classes

@@ -38,6 +38,8 @@ class Teacher:
     latest_frame: () -> the latest camera Image the node received, or None.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
+    before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
+    the change, rns_ros/ros/fleet/link.py); an error inside it is logged, the change stands.
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
     """
 
@@ -58,6 +60,7 @@ class Teacher:
         self.log_info = log_info
         self.max_image_pixels = max_image_pixels
         self.processing_enabled = True
+        self.before_save: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -95,7 +98,13 @@ class Teacher:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
         if getattr(self.engine, "segmenter", None) is None:
             return None
-        return self.store.save(self.engine.segmenter.memory)
+        memory = self.engine.segmenter.memory
+        if self.before_save is not None:
+            try:
+                self.before_save(memory)
+            except Exception as exc:  # noqa: BLE001 - the change stands in the node and on disk
+                self.log_error(f"sharing the change with the fleet failed: {exc!r}")
+        return self.store.save(memory)
 
     def _applied(self, message: str, warning: str | None) -> str:
         try:
