@@ -320,3 +320,30 @@ def test_exemplars_of_nameless_classes_stay_local():
     assert a.changed() is None
     b.receive(a.sync.snapshot(a.memory))
     assert b.memory.classes == []
+
+
+def test_a_replaced_memory_is_diffed_like_any_local_change_and_keeps_both_ledgers(tmp_path):
+    """~/load_support without merge swaps the memory object: what the loaded one lacks is removed in
+    the fleet, what it adds is published, and the removals remembered by either survive."""
+    a, b = Robot("a"), Robot("b")
+    a.teach("mug")
+    a.teach("mug")
+    b.receive(a.changed())
+    a.memory.remove_exemplar(a.memory.exemplar_ids[0])
+    b.receive(a.changed())  # one removal known to both
+    backup = Robot("backup")
+    backup.teach("floor")
+    backup.teach("floor")
+    backup.changed()
+    backup.memory.remove_exemplar(backup.memory.exemplar_ids[0])
+    backup.changed()  # the backup remembers a removal of its own
+    save_memory(backup.memory, tmp_path / "backup")
+    loaded, _ = load_memory(tmp_path / "backup")
+    update = a.sync.local_changes(loaded)
+    assert [(s.name, s.removed) for s in update.classes] == [("floor", False), ("mug", True)]
+    assert len(update.exemplars_added) == 1 and len(update.exemplars_removed) == 1
+    # A's earlier removal, the backup's, and the one the load made
+    assert len(a.sync.ledger.removed_exemplars) == 3 and backup.sync.ledger.removed_exemplars < a.sync.ledger.removed_exemplars
+    b.receive(update)
+    a.memory = loaded
+    assert b.state() == a.state() and [c.name for c in b.memory.classes] == ["floor"]
