@@ -4,9 +4,12 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_fleet.py"
 
 
+@pytest.mark.slow
 def test_the_fleet_benchmark_runs_and_prints_every_row(capsys):
     spec = importlib.util.spec_from_file_location("bench_fleet", SCRIPT)
     bench = importlib.util.module_from_spec(spec)

@@ -8,6 +8,7 @@ import socket
 from collections import Counter
 
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 
 from messages import make_image, random_rgb
@@ -100,6 +101,7 @@ class Fleet:
             stop(proc)
 
 
+@pytest.mark.slow
 def test_teach_one_robot_and_the_fleet_knows(ros, tmp_path):
     fleet = Fleet(ros, tmp_path)
     try:
