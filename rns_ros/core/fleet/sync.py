@@ -24,7 +24,9 @@ The rules (docs/teaching.md, "Fleet"):
   from robots outside `accept_from` (when given), using this robot's id (a duplicate robot_id),
   malformed ones (items.check_update: wrong feature size, NaN, bad hashes, too large ...), a change
   that removes a class this robot never knew; exemplars of classes this robot does not hold are
-  skipped and counted as refused.
+  skipped and counted as refused. Exemplars whose hash this robot holds or removed already are
+  skipped unread (a snapshot that brings nothing new costs a lookup per exemplar); everything else
+  of a message is checked before any of it is merged.
 
 Contract: every method runs under the caller's lock around the memory (the node's engine lock); a
 refused message changes nothing; `receive` and `local_changes` leave `memory.ledger` describing the
@@ -34,14 +36,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from rns_ros.core.fleet.items import (ClassState, FleetLimits, FleetUpdate, Malformed, SharedExemplar,
-                                      check_update)
+                                      check_size, check_update)
 from rns_ros.core.fleet.ledger import ClassStamp, FleetLedger
 from rns_ros.core.memory.exemplars import Exemplar
 
@@ -252,8 +254,23 @@ class FleetSync:
         peer.messages += 1
         return peer
 
-    def _refusal(self, update: FleetUpdate, memory) -> tuple[str, str] | None:
-        """(kind, reason) when the whole message must be refused, else None."""
+    def _news(self, update: FleetUpdate, memory, receipt: Receipt) -> FleetUpdate:
+        """`update` without the exemplars this robot holds or removed already (counted as skipped):
+        only new ones are checked in full and merged, so a snapshot that brings nothing new costs a
+        set lookup per exemplar, not a hash of its features."""
+        held = set(self._held(memory)) if update.exemplars_added else set()
+        fresh = []
+        for ex in update.exemplars_added:
+            if ex.content_hash in self.ledger.removed_exemplars:
+                receipt.skipped["exemplar removed before"] += 1
+            elif ex.content_hash in held:
+                receipt.skipped["exemplar held"] += 1
+            else:
+                fresh.append(ex)
+        return replace(update, exemplars_added=tuple(fresh))
+
+    def _refusal(self, update: FleetUpdate, news: FleetUpdate, memory) -> tuple[str, str] | None:
+        """(kind, reason) when the whole message must be refused, else None. `news`: what of it is new."""
         if self.accept_from and update.robot_id not in self.accept_from:
             return ("not in accept_from", f"robot {update.robot_id!r} is not in fleet.accept_from")
         ours = memory.backbone_identity or ""
@@ -261,7 +278,8 @@ class FleetSync:
             return ("other backbone", f"features of backbone {update.backbone!r} ({update.dim}-d), "
                     f"not this robot's {ours!r} ({memory.dim}-d)")
         try:
-            check_update(update, dim=memory.dim, limits=self.limits)
+            check_size(update.nbytes, self.limits)
+            check_update(news, dim=memory.dim, limits=self.limits)
         except Malformed as exc:
             return (exc.kind, str(exc))
         if not update.snapshot:
@@ -286,14 +304,16 @@ class FleetSync:
                         f"{self.robot_id!r}; give each robot its own fleet.robot_id", receipt)
             return receipt
         peer = self._peer(update)
-        refusal = self._refusal(update, memory)
+        news = self._news(update, memory, receipt)
+        refusal = self._refusal(update, news, memory)
         if refusal is not None:
+            receipt.skipped.clear()
             self.refuse(update.robot_id, *refusal, receipt)
             return receipt
         tombstones, stamps = len(self.ledger.removed_exemplars), dict(self.ledger.classes)
-        self._apply_removals(update, memory, receipt)
-        names = self._apply_classes(update, memory, receipt)
-        self._apply_exemplars(update, memory, names, receipt)
+        self._apply_removals(news, memory, receipt)
+        names = self._apply_classes(news, memory, receipt)
+        self._apply_exemplars(news, memory, names, receipt)
         self._known_classes = set(names)
         self._known_exemplars = set(self._held(memory))
         self._write_ledger(memory)

@@ -270,6 +270,22 @@ def test_malformed_messages_are_refused_counted_and_never_reach_the_memory():
     assert b.receive(good).merged == 2  # the good message still merges afterwards
 
 
+def test_held_exemplars_are_skipped_unread_and_new_ones_checked_in_full():
+    a, b = Robot("a"), Robot("b")
+    a.teach("mug")
+    b.receive(a.changed())
+    snapshot = a.sync.snapshot(a.memory)
+    held = snapshot.exemplars_added[0]
+    garbled = dataclasses.replace(held, features=np.full_like(held.features, np.nan))  # its hash, not its content
+    version = b.memory.version
+    receipt = b.receive(dataclasses.replace(snapshot, exemplars_added=(garbled,)))
+    assert not receipt.refused and receipt.skipped["exemplar held"] == 1 and b.memory.version == version
+    a.teach("mug")
+    fresh = a.sync.snapshot(a.memory).exemplars_added[1]
+    bad = dataclasses.replace(snapshot, exemplars_added=(garbled, dataclasses.replace(fresh, features=-fresh.features)))
+    assert "hash" in _refused_without_change(b, bad, "malformed")
+
+
 def test_an_exemplar_of_a_class_the_receiver_does_not_hold_is_refused_and_counted():
     a, b = Robot("a"), Robot("b")
     a.teach("mug")
