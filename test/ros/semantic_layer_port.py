@@ -238,3 +238,31 @@ class SemanticLayerSource:
                                            and mean > params.mark_confidence) else params.base_cost
                 out[((ix + 0.5) * self.resolution, (iy + 0.5) * self.resolution)] = (cost, queue.dominant)
             return out
+
+
+def layer_from_costmap_yaml(path, global_from_cloud, plugin: str = "semantic_segmentation_layer"):
+    """(SemanticLayerSource, its four topics) for the first observation source of `plugin` in a
+    Nav2 costmap parameter file (`<ns>: <node>: ros__parameters:` or `<node>: ros__parameters:`), read
+    the way onInitialize reads it (the layer's defaults where the file says nothing)."""
+    import yaml
+
+    def parameters(tree):
+        return tree["ros__parameters"] if "ros__parameters" in tree else parameters(next(iter(tree.values())))
+
+    costmap = parameters(yaml.safe_load(open(path)))
+    layer = costmap[plugin]
+    name = layer["observation_sources"].split()[0]
+    source = layer[name]
+    class_types = {kind: (source[kind]["classes"], CostParams(**{k: source[kind].get(k, default) for k, default in (
+        ("base_cost", 0), ("max_cost", 0), ("mark_confidence", 0), ("samples_to_max_cost", 0),
+        ("dominant_priority", False))})) for kind in source["class_types"]}
+    built = SemanticLayerSource(
+        class_types, global_from_cloud, resolution=costmap.get("resolution", 0.1),
+        use_approximate_time_sync=layer.get("use_approximate_time_sync", True),
+        sensor_data_depth=layer.get("sensor_data_depth", 10),
+        max_obstacle_distance=source.get("max_obstacle_distance", 5.0),
+        min_obstacle_distance=source.get("min_obstacle_distance", 0.3),
+        tile_map_decay_time=source.get("tile_map_decay_time", 5.0),
+        use_cost_selection=source.get("use_cost_selection", True))
+    topics = {k: source[k] for k in ("segmentation_topic", "confidence_topic", "pointcloud_topic", "labels_topic")}
+    return built, topics
