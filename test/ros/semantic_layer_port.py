@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -249,7 +250,7 @@ def layer_from_costmap_yaml(path, global_from_cloud, plugin: str = "semantic_seg
     def parameters(tree):
         return tree["ros__parameters"] if "ros__parameters" in tree else parameters(next(iter(tree.values())))
 
-    costmap = parameters(yaml.safe_load(open(path)))
+    costmap = parameters(yaml.safe_load(Path(path).read_text()))
     layer = costmap[plugin]
     name = layer["observation_sources"].split()[0]
     source = layer[name]
