@@ -24,7 +24,8 @@ The rules (docs/teaching.md, "Fleet"):
   from robots outside `accept_from` (when given), using this robot's id (a duplicate robot_id),
   malformed ones (items.check_update: wrong feature size, NaN, bad hashes, too large ...), a change
   that removes a class this robot never knew; exemplars of classes this robot does not hold are
-  skipped and counted as refused. Exemplars whose hash this robot holds or removed already are
+  skipped and counted as refused, and so are classes whose new id this robot may not give
+  (`class_id_allowed`, e.g. ids that must fit a byte). Exemplars whose hash this robot holds or removed already are
   skipped unread (a snapshot that brings nothing new costs a lookup per exemplar); everything else
   of a message is checked before any of it is merged.
 
@@ -85,11 +86,13 @@ class FleetSync:
     robot_id: unique in the fleet (the node's fleet.robot_id). session: new for each start.
     accept_from: robot ids whose messages are merged (empty = every robot). share_masks: send the
     exemplars' images and label maps, and keep the ones received. limits: what a message may hold.
+    class_id_allowed: (id) -> whether a received class may be created under that new id.
     clock: wall time for the peers' last_seen.
     """
 
     def __init__(self, robot_id: str, session: str, *, accept_from: Sequence[str] = (),
                  share_masks: bool = False, limits: FleetLimits = FleetLimits(),
+                 class_id_allowed: Callable[[int], bool] = lambda class_id: True,
                  clock: Callable[[], float] = time.time):
         if not isinstance(robot_id, str) or not robot_id.strip():
             raise ValueError(f"robot_id must be a non-empty string, got {robot_id!r}")
@@ -98,6 +101,7 @@ class FleetSync:
         self.accept_from = frozenset(accept_from)
         self.share_masks = share_masks
         self.limits = limits
+        self.class_id_allowed = class_id_allowed
         self.clock = clock
         self.ledger = FleetLedger()
         self.sequence = 0  # of this robot's latest change message
@@ -336,6 +340,12 @@ class FleetSync:
         by_name = {name: cid for cid, name in self._names(memory).items()}
         for state in update.classes:
             self.ledger.witness(state.clock)
+            creates = not state.removed and state.name not in by_name
+            if creates and self.ledger.is_newer(state.name, state.stamp) and \
+                    not self.class_id_allowed(memory.next_class_id):
+                self.refuse(update.robot_id, "class id ceiling", f"class {state.name!r} would get id "
+                            f"{memory.next_class_id}, above what this robot may give", receipt)
+                continue
             if not self.ledger.is_newer(state.name, state.stamp):
                 receipt.skipped["class held" if self.ledger.classes[state.name].stamp == state.stamp
                                 else "class stale"] += 1

@@ -64,7 +64,8 @@ class FleetLink:
         self.log = node.get_logger()
         robot_id = robot_id_of(config, node.get_fully_qualified_name(), hostname or socket.gethostname())
         self.sync = FleetSync(robot_id, uuid.uuid4().hex, accept_from=config.accept_from,
-                              share_masks=config.share_masks, limits=config.limits(max_image_pixels))
+                              share_masks=config.share_masks, limits=config.limits(max_image_pixels),
+                              class_id_allowed=lambda class_id: not teacher.id_limit.over([class_id]))
         self.messages_published = {"change": 0, "snapshot": 0}
         self._snapshot_due = threading.Event()
         self._snapshot_due.set()  # the first snapshot goes out at the first tick

@@ -298,6 +298,19 @@ def test_an_exemplar_of_a_class_the_receiver_does_not_hold_is_refused_and_counte
     assert b.state() == a.state()
 
 
+def test_classes_past_the_receivers_id_ceiling_are_refused_with_their_exemplars():
+    a = Robot("a")
+    b = Robot("b", class_id_allowed=lambda class_id: class_id <= 2)
+    b.memory.add_class("wall")  # id 1
+    b.changed()
+    for name in ("mug", "floor"):
+        a.teach(name)
+    receipt = b.receive(a.changed())
+    assert [c.name for c in b.memory.classes] == ["wall", "mug"] and b.memory.num_exemplars == 1
+    assert b.sync.refusals == {"class id ceiling": 1, "unknown class": 1}
+    assert any("would get id 3" in r for r in receipt.refused)
+
+
 def test_missed_changes_are_counted_per_peer():
     a, b = Robot("a"), Robot("b")
     a.teach("mug")
