@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from rns_ros.core.fleet.items import (ClassState, FleetLimits, FleetUpdate, Malformed, SharedExemplar,
-                                      check_size, check_update)
+                                      check_size, check_update, content_hash)
 from rns_ros.core.fleet.ledger import ClassStamp, FleetLedger
 from rns_ros.core.memory.exemplars import Exemplar
 
@@ -131,8 +131,8 @@ class FleetSync:
                 continue  # a nameless class cannot be matched on another robot: kept local
             cached = self._hash_cache.get(eid)
             if cached is None or cached[0] != class_ids:
-                digest = self._shared(memory, eid, names).content_hash
-                cached = (class_ids, digest)
+                feats, _ = memory.exemplar_features(eid)
+                cached = (class_ids, content_hash([names[c] for c in class_ids], feats.detach().cpu().numpy()))
             cache[eid] = cached
             held.setdefault(cached[1], []).append(eid)
         self._hash_cache = cache
