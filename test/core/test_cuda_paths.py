@@ -30,10 +30,11 @@ TINY_SAM = ProposalConfig(model="test-tiny", points_per_side=4, pred_iou_thresh=
 def no_tf32():
     """Full fp32 on the GPU (cuDNN convolutions default to TF32), so CPU and GPU differ by
     float rounding only."""
-    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"  # torch's newer API (matmul_precision.py)
     yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    matmul.fp32_precision, conv.fp32_precision = before
 
 
 def test_pinned_upload_equals_the_cpu_conversion():
