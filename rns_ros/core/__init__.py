@@ -14,7 +14,7 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     memory/       exemplars, the support memory, its retrieval index, persistence, merging
     adapter/      test-time training of the per-image linear classifier
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
-    profiles.py   named sets of settings (default, cpu-fast)
+    profiles.py   named sets of settings (default, cuda, cpu-fast; auto picks cuda on a GPU)
     cli.py        `rns-segment`, the offline command line
 
 The names below are imported on first access, so `import rns_ros.core` stays cheap and never
@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "Profile": "profiles",
     "PROFILES": "profiles",
     "get_profile": "profiles",
+    "resolve_profile": "profiles",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """TF32 on CUDA: on for the models where the `cuda` profile asks for it, never inside the adapter.
 
-    allow_tf32()                      # process-wide: fp32 matmuls and convolutions may use TF32
+    allow_tf32()                      # process-wide: fp32 matmuls may use TF32
     with exact_fp32(queries.device):  # the adapter: full fp32 matmuls for the duration, then restored
         ...
 
@@ -29,17 +29,19 @@ _inside = 0  # adapter calls inside exact_fp32 now
 _saved: str | None = None  # the matmul setting before the first of them entered
 
 
-def allow_tf32() -> str:
-    """Let fp32 matmuls (cuBLAS) and convolutions (cuDNN) use TF32, process-wide; returns a line
-    for the log. Inside an `exact_fp32` block the matmul setting takes effect when it ends."""
+def allow_tf32(on: bool = True) -> str:
+    """Let fp32 matmuls on CUDA (cuBLAS) use TF32, process-wide (on=False: back to torch's default,
+    full fp32); returns a line for the log. Inside an `exact_fp32` block the change takes effect
+    when the block ends. (cuDNN convolutions use TF32 by torch's own default already.)"""
     global _saved
+    value = "tf32" if on else "none"
     with _lock:
         if _inside:
-            _saved = "tf32"
+            _saved = value
         else:
-            torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-    return "TF32 on for fp32 matmuls and convolutions (the adapter keeps full fp32)"
+            torch.backends.cuda.matmul.fp32_precision = value
+    return ("TF32 on for fp32 matmuls outside the adapter (which keeps full fp32)" if on
+            else "TF32 off for fp32 matmuls (torch's default)")
 
 
 def tf32_matmuls() -> bool:
