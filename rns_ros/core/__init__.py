@@ -15,7 +15,9 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     adapter/      test-time training of the per-image linear classifier
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
     profiles.py   named sets of settings (default, cuda, cpu-fast; auto picks cuda on a GPU)
-    cli.py        `rns-segment`, the offline command line
+    stage_clock.py, matmul_precision.py   seconds per stage without stalling a GPU; TF32 on/off
+
+Its command line, `rns-segment`, is rns_ros/cli/segment.py.
 
 The names below are imported on first access, so `import rns_ros.core` stays cheap and never
 pulls in open_clip, sam2 or faiss.

@@ -56,7 +56,7 @@ def table(device: str, quick: bool, scratch: Path) -> list[Stage]:
 
     def pipeline(mode: str, profile: str, cap: float, least: float, proves: str) -> Stage:
         name = f"{mode}-{profile}" if profile == "cuda" else f"{mode}-fp32"
-        return Stage(name, proves, (py, "-m", "rns_ros.bench", "--device", device, "--modes", mode, "--profile",
+        return Stage(name, proves, (py, "-m", "rns_ros.cli.bench", "--device", device, "--modes", mode, "--profile",
                                     profile, "--sizes", "640x480,1280x720", *bench, *repeats[mode],
                                     "--json", str(scratch / f"{name}.json")), cap, least, f"{name}.json")
 

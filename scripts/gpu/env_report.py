@@ -69,8 +69,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    import rns_ros.bench  # noqa: F401  (the benchmark and the engine, without ROS)
-    import rns_ros.core.cli  # noqa: F401
+    import rns_ros.cli.bench  # noqa: F401  (the benchmark and the engine, without ROS)
+    import rns_ros.cli.segment  # noqa: F401
     import rns_ros.ros.engine  # noqa: F401  (the node's engine wrapper: core only)
     from rns_ros.core.memory.retrieval import resolve_backend
     from rns_ros.core.profiles import cpu_has_native_bf16, resolve_profile
