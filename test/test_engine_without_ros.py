@@ -56,9 +56,16 @@ def check_frames(engine, ids: set[int]) -> None:
 
 def test_build_segment_batch_and_close_on_the_cpu():
     engine, ids = taught_engine("cpu")
+    assert engine.profile.name == "default" and engine.profile_note.startswith("profile auto -> default on cpu")
     check_frames(engine, ids)
     engine.close()
     assert engine.segmenter is None
+
+
+def test_a_named_profile_wins_over_auto():
+    engine = build_engine(EngineConfig(backbone="test-tiny", device="cpu", profile="cpu-fast",
+                                       adapter=AdapterConfig(steps=5)))
+    assert engine.profile.name == "cpu-fast" and engine.profile_note is None
 
 
 @pytest.mark.gpu
@@ -67,8 +74,15 @@ def test_build_segment_batch_and_close_on_cuda():
     from rns_ros.core.adapter import graphed_steps
 
     graphed_steps.reset_execution_record()
-    engine, ids = taught_engine("cuda")
+    before = torch.backends.cuda.matmul.fp32_precision
+    try:
+        engine, ids = taught_engine("cuda")
+        assert engine.profile.name == "cuda" and "TF32 on" in engine.profile_note
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
     assert engine.device == "cuda" and engine.segmenter.memory._index.backend == "torch"
+    assert engine.segmenter.backbone.precision == "bf16"
     check_frames(engine, ids)
     record = graphed_steps.execution_record()
     assert record.capture_failure is None and record.graph_solves >= 1, record
