@@ -244,12 +244,16 @@ class RnsEngine:
         return usage
 
     def close(self) -> None:
-        """Drop the models; on CUDA also hand the cached blocks back to the driver."""
+        """Drop the models; on CUDA also the adapter's graphs and buffers, and hand the cached
+        blocks back to the driver."""
         with self.lock:
             self.segmenter = None
         if self.device.startswith("cuda"):
             import torch
 
+            from rns_ros.core.adapter.graphed_steps import release_buffers
+
+            release_buffers()
             torch.cuda.empty_cache()
 
 

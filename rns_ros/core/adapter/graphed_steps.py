@@ -34,7 +34,7 @@ invalidate a capture in progress, so callers need no lock against other CUDA wor
 one shape serialise on the shape's lock (they share its buffers).
 
 Memory: per shape, 3 (B, M', W) and 5 (B, C, W) float32 buffers plus the graphs' small pools (at
-20 classes, 1024 padded rows and width 520: about 6 MB).
+20 classes, 1024 padded rows and width 520: about 6 MB); `release_buffers` drops them all.
 """
 from __future__ import annotations
 
@@ -289,6 +289,14 @@ class GraphCache:
 
 
 _cuda_caches = {"graph": GraphCache(CudaGraphs()), "eager": GraphCache(EagerSteps())}
+
+
+def release_buffers() -> None:
+    """Drop this process's buffers and graphs (an engine that closes hands its GPU memory back;
+    the next solve captures again)."""
+    for cache in _cuda_caches.values():
+        with cache.lock:
+            cache.entries.clear()
 
 
 def shape_key(problems: Sequence[TrainingProblem], config: AdapterConfig, rows: int | None = None) -> ShapeKey:
