@@ -290,12 +290,16 @@ def format_table(rows: list[dict], args) -> str:
         mode = r["mode"] if r["profile"] == "default" else f"{r['mode']}, {r['profile']} ({r['precision']}, {r['steps']} steps)"
         lines.append((f"| {r['backbone']} " if several else "") + f"| {mode} | {r['size']} | " + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f} | {peak} |")
+    from rns_ros.core import AdapterConfig
+    from rns_ros.core.adapter.fast import describe_execution
+
     device = args.device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(torch.device(device))
+    adapter = describe_execution(AdapterConfig(solver=args.solver), str(args.device))[0]  # what ran, on CUDA
     header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
-              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
-              f"{_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
+              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver} "
+              f"({adapter}), {_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
               f"device {device}; {cpu_model()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
               f"{''.join(n + '; ' for n in getattr(args, 'profile_notes', []))}load average "
