@@ -119,10 +119,19 @@ def reset_execution_record() -> None:
         _record, _warned_capture = ExecutionRecord(), False
 
 
-def _count(**changes) -> None:
+def _count(**increments: int) -> None:
     with _record_lock:
-        for name, value in changes.items():
-            setattr(_record, name, value if name == "capture_failure" else getattr(_record, name) + value)
+        for name, value in increments.items():
+            setattr(_record, name, getattr(_record, name) + value)
+
+
+def _record_failure(reason: str) -> bool:
+    """Record a failed capture; True the first time in this process (the one to warn about)."""
+    global _warned_capture
+    with _record_lock:
+        _record.capture_failure = reason
+        first, _warned_capture = not _warned_capture, True
+    return first
 
 
 class CudaGraphs:
@@ -230,7 +239,6 @@ class StepBuffers:
     def prepare(self, counts: set[int], backend) -> None:
         """Capture a graph for every step count in `counts` not captured yet (state is reloaded
         afterwards: the warm-up steps change it). A failure: recorded, warned once, eager from now."""
-        global _warned_capture
         for count in sorted(counts - set(self.graphs)):
             if self.capture_failure is not None:
                 return
@@ -238,10 +246,7 @@ class StepBuffers:
                 self.graphs[count] = backend.capture(lambda count=count: self.steps(count), self.params.device)
             except Exception as error:  # noqa: BLE001 - any failure to capture means: run eagerly
                 self.capture_failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-                _count(capture_failure=self.capture_failure)
-                with _record_lock:
-                    warn, _warned_capture = not _warned_capture, True
-                if warn:
+                if _record_failure(self.capture_failure):
                     warnings.warn(f"fast adapter: capturing its steps as a {backend.name} failed, so they run "
                                   f"eagerly (about 5x slower): {self.capture_failure}", RuntimeWarning, stacklevel=4)
                 return
