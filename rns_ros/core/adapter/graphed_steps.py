@@ -33,7 +33,7 @@ call from another thread (a SAM 2 prompt of the node's teaching service, say) ca
 invalidate a capture in progress, so callers need no lock against other CUDA work. Two solves of
 one shape serialise on the shape's lock (they share its buffers).
 
-Memory: per shape, 3 (B, M', W) and 5 (B, C, W) float32 buffers plus the graphs' small pools (at
+Memory: per shape, 4 (B, M', W) and 5 (B, C, W) float32 buffers plus the graphs' small pools (at
 20 classes, 1024 padded rows and width 520: about 6 MB); `release_buffers` drops them all.
 """
 from __future__ import annotations
@@ -180,6 +180,7 @@ class StepBuffers:
         self.key = key
         zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float32, device=device)  # noqa: E731
         self.inputs = zeros(batch, rows, width)  # X = [features | 1 | 0], zero rows as padding
+        self.inputs_t = zeros(batch, width, rows)  # X^T, contiguous (a transposed view is slower on a CPU)
         self.scaled = zeros(batch, rows, width)  # Xs = diag(a s_y) X
         self.constant_grad = zeros(batch, classes, width)  # G0 = -(a y)^T X
         self.params = zeros(batch, classes, width)  # P = [W | b | 0]
@@ -211,6 +212,7 @@ class StepBuffers:
             torch.mul(inputs, scale, out=self.scaled[i])
             torch.mm((-factor[:, None] * problem.targets).T, inputs[:rows], out=self.constant_grad[i])
             self.params[i].copy_(self._start(problem.num_classes, dim, config))
+        self.inputs_t.copy_(self.inputs.transpose(1, 2))
         self.exp_avg.zero_()
         self.exp_avg_sq.zero_()
         self.numbers.copy_(self.first_numbers)
@@ -227,7 +229,7 @@ class StepBuffers:
 
     def steps(self, count: int) -> None:
         """`count` exact steps (count <= STEPS_PER_GRAPH), then the step numbers advance by count."""
-        params, grad, logits, inputs_t = self.params, self.grad, self.logits, self.inputs.transpose(1, 2)
+        params, grad, logits, inputs_t = self.params, self.grad, self.logits, self.inputs_t
         constant_grad, scaled, kernel, hyper = self.constant_grad, self.scaled, self.kernel, self.hyper
         moments = ([params], [grad], [self.exp_avg], [self.exp_avg_sq], [])
         for number in self.number_views[:count]:
