@@ -164,6 +164,8 @@ class RnsNode(LifecycleNode):
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
+        if engine.profile_note:
+            self.get_logger().info(engine.profile_note)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
         teacher = self._make_teacher(engine, memory_dir)

@@ -224,7 +224,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "weights from the Hugging Face cache (downloaded when the hub is reachable)."),
     ParamSpec("precision", "engine", "precision",
               "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only). Left at fp32, the profile's "
-              "applies (cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
+              "applies (cuda: bf16; cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
     ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),
     ParamSpec("allow_cpu_fallback", "engine", "allow_cpu_fallback",
               "When device is cuda* and no CUDA device is visible: true = run on the CPU (logged as an "
@@ -233,9 +233,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "patch: every 16x16 patch is a query (fast). region: SAM 2 regions are the queries "
               "(sharper edges, seconds per frame, needs SAM 2 weights).", choices=MODES),
     ParamSpec("profile", "engine", "profile",
-              "Named settings: default (the paper's protocol) or cpu-fast (for CPUs: one window at short side "
-              "224, bf16 where the CPU has it natively, 140 adapter steps at lr 0.01; coarser, faster). Its values "
-              "apply to precision, adapter.steps and adapter.lr while they are left at their defaults.",
+              "Named settings: auto (cuda on a GPU, default elsewhere; the choice is logged), default (the "
+              "paper's protocol, fp32), cuda (bf16 backbone and SAM 2, TF32 outside the adapter, the adapter "
+              "in fp32) or cpu-fast (for CPUs: one window at short side 224, bf16 where the CPU has it "
+              "natively, 140 adapter steps at lr 0.01; coarser, faster). Its values apply to precision, "
+              "adapter.steps, adapter.lr and SAM 2's precision while they are left at their defaults.",
               choices=PROFILE_NAMES),
     # --- test-time adapter (rns_ros.core.adapter.AdapterConfig)
     ParamSpec("adapter.steps", "adapter", "steps",
@@ -261,7 +263,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("regions.points_per_side", "proposals", "points_per_side",
               "Automatic-mask point grid per side.", range=(1, 128)),
     ParamSpec("regions.points_per_batch", "proposals", "points_per_batch",
-              "Prompts per SAM 2 decoder call (memory vs speed only).", range=(1, 4096)),
+              "Prompts per SAM 2 decoder call (memory vs speed only); 0 = by device: 512 on CUDA (the "
+              "paper's), 64 on a CPU. Lower it on a small GPU.", range=(0, 4096)),
 )
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
 _DEFAULT_CONFIGS = {"node": NodeConfig(), "depth": DepthConfig(), "fleet": FleetConfig(), "engine": EngineConfig(),
