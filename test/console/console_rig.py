@@ -1,0 +1,123 @@
+"""A real rns node (tiny random engine, test-tiny SAM 2), a camera publishing distinct frames on a
+timer, and the console (its node and web server) in this process; plus a small HTTP client."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import numpy as np
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from messages import make_image
+from rns_ros.console.node import ConsoleNode
+from rns_ros.console.server import ConsoleServer
+from rns_ros.ros.node import RnsNode
+from teaching_helpers import tiny_engine
+
+
+def frame_pixels(index: int, h: int, w: int) -> np.ndarray:
+    """Frame `index` of the test camera: a gradient whose level says the index (each frame differs)."""
+    rng = np.random.default_rng(index)
+    base = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    base[: h // 2, : w // 2] = (index * 37) % 256
+    return base
+
+
+@dataclass
+class Camera:
+    """Publishes frame 0, 1, 2 ... on `image` at `rate_hz`, stamped with the frame index as seconds
+    (stamp sec = 1000 + index), frame_id "cam"; remembers every frame it sent."""
+
+    node: object
+    h: int
+    w: int
+    rate_hz: float
+    sent: dict = field(default_factory=dict)  # stamp sec -> pixels
+
+    def __post_init__(self):
+        self.pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self._index = 0
+        self._lock = threading.Lock()
+        self.timer = self.node.create_timer(1.0 / self.rate_hz, self.publish)
+
+    def publish(self):
+        with self._lock:
+            index = self._index
+            self._index += 1
+        pixels = frame_pixels(index, self.h, self.w)
+        self.sent[1000 + index] = pixels
+        self.pub.publish(make_image(pixels, "rgb8", stamp=(1000 + index, 0), frame_id="cam"))
+
+    def stop(self):
+        self.timer.cancel()
+
+
+class Http:
+    """Requests to the console: JSON in and out; `token=None` sends none."""
+
+    def __init__(self, base_url: str, token: str | None):
+        self.base_url, self.token = base_url, token
+
+    def request(self, method: str, path: str, body=None, *, token: str | None = "default", raw: bytes | None = None,
+                headers: dict | None = None, timeout: float = 60.0):
+        """(status, headers, parsed JSON or bytes)."""
+        token = self.token if token == "default" else token
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("content-type", "application/json")
+        if token:
+            req.add_header("authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                status, got, payload = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, got, payload = exc.code, exc.headers, exc.read()
+        if got.get("content-type", "").startswith("application/json"):
+            payload = json.loads(payload)
+        return status, got, payload
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+@dataclass
+class Rig:
+    rns: RnsNode
+    engine: object
+    camera: Camera
+    console: ConsoleNode
+    server: ConsoleServer
+    http: Http
+
+    def close(self):
+        self.camera.stop()
+        self.server.stop()
+
+
+def start_rig(ros, tmp_path, *, classes="a", size=(48, 64), rate_hz=10.0, **console_params) -> Rig:
+    engine = tiny_engine()
+    rns = ros.add(RnsNode(engine_factory=lambda cfg: engine, context=ros.context, parameter_overrides=[
+        Parameter("classes", value=classes), Parameter("memory_dir", value=str(tmp_path / "mem")),
+        Parameter("regions.model", value="test-tiny"), Parameter("device", value="cpu")]))
+    assert rns.autostart_error is None
+    camera = Camera(ros.node("camera"), *size, rate_hz)
+    params = {"port": 0, "snapshot_dir": str(tmp_path / "snapshots"), **console_params}
+    console = ros.add(ConsoleNode(context=ros.context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in params.items()]))
+    server = ConsoleServer(console)
+    server.start_in_thread()
+    return Rig(rns, engine, camera, console, server, Http(server.base_url, server.token))

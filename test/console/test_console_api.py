@@ -1,0 +1,197 @@
+"""The console's JSON API against a real rns node (test-tiny engine and SAM 2) over real DDS and
+real HTTP: the token, every endpoint's happy path and refusals, and each change visible in the
+node's ~/class_map."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from console_rig import start_rig
+
+LIVE_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def rig(ros, tmp_path):
+    rig = start_rig(ros, tmp_path)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def class_names(msg) -> list[str]:
+    return [c.name for c in msg.classes]
+
+
+def picture(rig, after=0, camera="default"):
+    """The next picture of the live feed (status, headers)."""
+    status, headers, body = rig.http.get(f"/api/cameras/{camera}/picture?after={after}&wait=10")
+    return status, headers, body
+
+
+def teachable_picture(ros, rig, camera="default"):
+    """Headers of a live picture whose raw camera frame the console holds."""
+    seq = 0
+
+    def next_teachable():
+        nonlocal seq
+        status, headers, _ = picture(rig, seq, camera)
+        if status == 200:
+            seq = int(headers["x-seq"])
+            return headers if headers["x-teachable"] == "1" else None
+        return None
+    return ros.wait_for(next_teachable, timeout=LIVE_TIMEOUT, what="a teachable picture")
+
+
+def test_every_request_needs_the_token_and_a_refused_one_changes_nothing(ros, rig):
+    ros.wait_for(lambda: rig.console.class_map is not None, what="the class map")
+    version = rig.console.class_map.support_version
+    for method, path, body in [("GET", "/api/classes", None), ("POST", "/api/classes", {"name": "intruder"}),
+                               ("DELETE", "/api/classes/1", None), ("GET", "/api/status", None),
+                               ("GET", "/static/console.js", None), ("GET", "/", None),
+                               ("POST", "/api/memory/save", {"snapshot": "x"})]:
+        for token in (None, "wrong-token-wrong-token"):
+            status, headers, payload = rig.http.request(method, path, body, token=token)
+            assert status == 401, (method, path, token, status)
+            if path.startswith("/api/"):
+                assert "token" in payload["error"]
+    assert class_names(rig.rns.teacher.class_map()) == ["a"]
+    assert rig.rns.teacher.class_map().support_version == version
+    assert not (rig.server.app.state.api.config.snapshot_root() / "x").exists()
+    # the right token, as a header: served
+    assert rig.http.get("/api/classes")[0] == 200
+
+
+def test_the_page_entrance_sets_an_httponly_strict_cookie_and_drops_the_token_from_the_address(rig):
+    status, headers, _ = rig.http.get(f"/?token={rig.server.token}", token=None)
+    # urllib follows the redirect without the cookie: the landing answer is 401, the redirect's cookie was set
+    assert status == 401
+    import http.client
+    conn = http.client.HTTPConnection(rig.server.host, rig.server.port, timeout=10)
+    conn.request("GET", f"/?token={rig.server.token}")
+    response = conn.getresponse()
+    cookie = response.getheader("set-cookie")
+    assert response.status == 303 and response.getheader("location") == "/"
+    assert f"rns_console_token={rig.server.token}" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    response.read()
+    conn.request("GET", "/?token=not-the-token-at-all")
+    response = conn.getresponse()
+    assert response.status == 401 and response.getheader("set-cookie") is None
+    response.read()
+    conn.request("GET", "/api/classes", headers={"cookie": f"rns_console_token={rig.server.token}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    response.read()
+    conn.close()
+
+
+def test_no_cors_and_cross_site_writes_are_refused(ros, rig):
+    status, headers, _ = rig.http.get("/api/classes", headers={"origin": "http://evil.example"})
+    assert status == 200 and "access-control-allow-origin" not in {k.lower() for k in headers.keys()}
+    status, _, payload = rig.http.post("/api/classes", {"name": "x"}, headers={"origin": "http://evil.example"})
+    assert status == 403 and "cross-site" in payload["error"]
+    for token in (None, "default"):  # a browser's preflight carries no credentials; either way: no CORS grant
+        status, headers, _ = rig.http.request("OPTIONS", "/api/classes", token=token, headers={
+            "origin": "http://evil.example", "access-control-request-method": "POST"})
+        assert status in (401, 403) and not [k for k in headers.keys() if k.lower().startswith("access-control")]
+    assert class_names(rig.rns.teacher.class_map()) == ["a"]
+
+
+def test_classes_add_list_remove_round_trip_through_the_class_map(ros, rig):
+    status, _, payload = rig.http.get("/api/classes")
+    assert status == 200 and [c["name"] for c in payload["classes"]] == ["a"]
+    first = payload["classes"][0]
+    assert set(first) >= {"id", "name", "color", "exemplar_count", "has_text"}
+    assert first["has_text"] is True and first["exemplar_count"] == 0
+    r, g, b = (round(v * 255) for v in (rig.rns.teacher.class_map().classes[0].color.r,
+                                        rig.rns.teacher.class_map().classes[0].color.g,
+                                        rig.rns.teacher.class_map().classes[0].color.b))
+    assert first["color"] == f"#{r:02x}{g:02x}{b:02x}"
+
+    status, _, payload = rig.http.post("/api/classes", {"name": "mug", "description": "a red mug"})
+    assert status == 201 and payload["class_ids"] == [2]
+    ros.wait_for(lambda: class_names(rig.console.class_map) == ["a", "mug"], what="class map with mug")
+    assert [c.description for c in rig.rns.teacher.class_map().classes] == ["", "a red mug"]
+    status, _, payload = rig.http.post("/api/classes", {"names": ["b", "c"]})
+    assert status == 201 and payload["class_ids"] == [3, 4]
+
+    # the node's refusal, verbatim, and nothing changed
+    version = rig.rns.teacher.class_map().support_version
+    status, _, payload = rig.http.post("/api/classes", {"name": "mug"})
+    assert status == 409 and payload["error"].startswith("refused:") and "mug" in payload["error"]
+    assert rig.rns.teacher.class_map().support_version == version
+
+    status, _, payload = rig.http.delete("/api/classes/2")
+    assert status == 200 and [c["name"] for c in payload["classes"]] == ["a", "b", "c"]
+    ros.wait_for(lambda: class_names(rig.console.class_map) == ["a", "b", "c"], what="class map without mug")
+    status, _, payload = rig.http.delete("/api/classes/2")
+    assert status == 404 and "no class with id 2" in payload["error"]
+    status, _, payload = rig.http.delete("/api/classes/abc")
+    assert status == 400
+
+
+@pytest.mark.parametrize("body, says", [
+    ("not json", "not JSON"),
+    ({}, 'give "name"'),
+    ({"name": ""}, "printable"),
+    ({"name": "x" * 101}, "1..100"),
+    ({"name": "bad\nname"}, "printable"),
+    ({"name": 3}, "must be a string"),
+    ({"name": "ok", "colour": "red"}, "unknown field"),
+    ({"names": ["a", "b"], "descriptions": ["one"]}, "one per name"),
+    (["a"], "JSON object"),
+])
+def test_bad_class_requests_are_refused_before_the_node_sees_them(rig, body, says):
+    version = rig.rns.teacher.class_map().support_version
+    if isinstance(body, str):
+        status, _, payload = rig.http.request("POST", "/api/classes", raw=body.encode())
+    else:
+        status, _, payload = rig.http.post("/api/classes", body)
+    assert status == 400 and says in payload["error"]
+    assert rig.rns.teacher.class_map().support_version == version
+
+
+def test_a_body_over_the_limit_is_refused_with_413(rig):
+    big = {"name": "a", "description": "x" * 70000}
+    status, _, payload = rig.http.post("/api/classes", big)
+    assert status == 413 and "error" in payload
+    assert class_names(rig.rns.teacher.class_map()) == ["a"]
+
+
+def test_the_live_feed_and_freeze_pin_the_exact_camera_frame_for_the_exemplar(ros, rig):
+    headers = teachable_picture(ros, rig)
+    seq = int(headers["x-seq"])
+    assert headers["x-frame-id"] == "cam" and (headers["x-frame-width"], headers["x-frame-height"]) == ("64", "48")
+    status, _, frozen = rig.http.post("/api/frames", {"camera": "default", "seq": seq})
+    assert status == 201 and frozen["stamp"] == headers["x-stamp"]
+    stamp_sec = int(frozen["stamp"].split(".")[0])
+    # the camera goes on: the node's latest frame is soon a newer one
+    ros.wait_for(lambda: rig.rns._latest_image.header.stamp.sec > stamp_sec + 2, what="newer camera frames")
+    status, _, added = rig.http.post("/api/exemplars", {"camera": "default", "frame": frozen["frame"], "class": "a",
+                                                        "box": [4, 4, 40, 30]})
+    assert status == 201, added
+    assert added["frame"]["stamp"] == frozen["stamp"]
+    stored = rig.engine.segmenter.memory.exemplar(added["exemplar_id"])
+    np.testing.assert_array_equal(stored.image, rig.camera.sent[stamp_sec])  # the frozen frame, pixel for pixel
+    ros.wait_for(lambda: rig.console.class_map.classes[0].exemplar_count == 1, what="the exemplar in ~/class_map")
+
+    # the frozen frame's own picture, then release it
+    status, got, body = rig.http.get(f"/api/frames/{frozen['frame']}/picture")
+    assert status == 200 and got["content-type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
+    assert rig.http.delete(f"/api/frames/{frozen['frame']}")[0] == 200
+    status, _, payload = rig.http.post("/api/exemplars", {"camera": "default", "frame": frozen["frame"], "class": "a",
+                                                          "box": [4, 4, 40, 30]})
+    assert status == 404 and "freeze the view again" in payload["error"]
+
+
+def test_freeze_refusals(ros, rig):
+    teachable_picture(ros, rig)
+    for body, status_wanted, says in [({"camera": "default", "seq": 10 ** 6}, 409, "no longer kept"),
+                                      ({"camera": "side", "seq": 1}, 404, "no camera 'side'"),
+                                      ({"camera": "default"}, 400, "needs the field"),
+                                      ({"camera": "default", "seq": -1}, 400, "non-negative"),
+                                      ({"camera": "default", "seq": True}, 400, "non-negative")]:
+        status, _, payload = rig.http.post("/api/frames", body)
+        assert status == status_wanted and says in payload["error"], (body, payload)
