@@ -26,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from std_srvs.srv import SetBool
 
 from rns_ros import srv
 from rns_ros.console import security
@@ -278,8 +277,8 @@ class ConsoleApi:
             raise BadRequest(f"frame {req.frame} was frozen on camera {frozen.camera!r}, not {req.camera!r}")
         header = frozen.msg.header
         ros = srv.AddExemplar.Request(class_name=req.class_name, create_class=req.create_class,
-                                      image=rgb_to_image(frozen.rgb, header), dry_run=req.preview,
-                                      return_mask=req.preview)
+                                      image=rgb_to_image(frozen.rgb, header), return_mask=req.preview)
+        ros.dry_run = req.preview  # an attribute, not a keyword: a type without the field fails here, loudly
         if req.kind == "box":
             ros.box = [float(v) for v in req.box]
         elif req.kind == "points":
@@ -342,13 +341,6 @@ class ConsoleApi:
         response = await self.answer("load_support", srv.LoadSupport.Request(directory=str(directory), merge=req.merge))
         return JSONResponse({"message": response.message, **class_map_json(response.class_map)})
 
-    async def enable(self, request: Request):
-        body = await self.body(request)
-        if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
-            raise BadRequest('give {"enabled": true} or {"enabled": false}')
-        response = await self.answer("enable", SetBool.Request(data=body["enabled"]))
-        return JSONResponse({"message": response.message})
-
 
 async def _refusal(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Refusal):
@@ -384,7 +376,6 @@ def build_app(node: ConsoleNode, token: str) -> Starlette:
         Route("/api/snapshots", api.snapshots),
         Route("/api/memory/save", api.save, methods=["POST"]),
         Route("/api/memory/load", api.load, methods=["POST"]),
-        Route("/api/enable", api.enable, methods=["POST"]),
     ]
     handlers = {cls: _refusal for cls in (Refusal, BadRequest, Unreachable, NoAnswer, HTTPException)}
     middleware = [Middleware(RequestGate, token=token, max_body_bytes=node.config.max_body_bytes),

@@ -71,18 +71,25 @@ class Notifier:
         with self._lock:
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
-            loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
+            try:
+                loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
+            except RuntimeError:  # that loop has closed: nobody waits there any more
+                pass
 
     async def wait(self, timeout: float) -> None:
         """Return when notified or after `timeout` seconds, whichever comes first."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        waiter = (loop, loop.create_future())
         with self._lock:
-            self._waiters.append((loop, future))
+            self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(future, timeout)
+            await asyncio.wait_for(waiter[1], timeout)
         except asyncio.TimeoutError:
             pass
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
 
 class RawFrames:

@@ -26,7 +26,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
-from std_srvs.srv import SetBool
 
 from rns_ros import msg as rns_msg
 from rns_ros import srv
@@ -39,7 +38,7 @@ DEFAULT_CAMERA = "default"  # API name of the single (unnamed) camera, whose ove
 SERVICES = {"add_classes": srv.AddClasses, "remove_classes": srv.RemoveClasses,
             "add_exemplar": srv.AddExemplar, "remove_exemplars": srv.RemoveExemplars,
             "list_classes": srv.ListClasses, "save_support": srv.SaveSupport,
-            "load_support": srv.LoadSupport, "enable": SetBool}
+            "load_support": srv.LoadSupport}
 IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OVERLAY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)

@@ -96,6 +96,7 @@ def config_from_parameters(values: Mapping[str, Any]) -> ConsoleConfig:
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not type(default):
-            raise ValueError(f"{name} must be a {type(default).__name__}, got {value!r}")
+            kind = {int: "an integer", float: "a number", str: "a string"}[type(default)]
+            raise ValueError(f"{name} must be {kind}, got {value!r}")
         typed[name] = value
     return ConsoleConfig(**typed)
