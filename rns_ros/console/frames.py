@@ -174,6 +174,16 @@ class CameraFeed:
             self.overlays_received += 1
         self.changed.notify()
 
+    def attach_raw(self, raw) -> None:
+        """The raw frame of an overlay that arrived before it (ROS thread)."""
+        key = frame_key(raw.header)
+        with self._lock:
+            if self._newest is not None and frame_key(self._newest[0].header) == key:
+                self._newest = (self._newest[0], raw, self._newest[2])
+            for picture in self._pictures:
+                if picture.key == key:
+                    picture.raw = raw
+
     def picture(self, seq: int) -> Picture | None:
         with self._lock:
             return next((p for p in self._pictures if p.seq == seq), None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -33,6 +34,7 @@ from rns_ros.console.frames import CameraFeed, Notifier, RawFrames, frame_key
 from rns_ros.console.settings import PARAMETERS, ConsoleConfig, config_from_parameters, defaults
 
 NODE_NAME = "rns_console"
+MAX_AWAITED = 32  # overlays that wait for their raw frame (one that never comes is forgotten)
 CAMERA_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")  # what the teaching services take
 DEFAULT_CAMERA = "default"  # API name of the single (unnamed) camera, whose overlay is <target>/overlay
 SERVICES = {"add_classes": srv.AddClasses, "remove_classes": srv.RemoveClasses,
@@ -87,6 +89,8 @@ class ConsoleNode(Node):
         self._not_cameras: set[str] = set()  # inputs that turned out to carry depth
         self._inputs: dict[str, tuple[RawFrames, object]] = {}  # subscribed inputs -> (frames, subscription)
         self._watched: dict[str, Watched] = {}
+        self._matching = threading.Lock()  # pairs overlays with raw frames, whichever comes first
+        self._awaited: OrderedDict[tuple, CameraFeed] = OrderedDict()  # overlays whose raw frame is still due
         self.graph_error = ""
         self.create_subscription(rns_msg.ClassMap, f"{config.target}/class_map", self._on_class_map, LATCHED,
                                  callback_group=self._group)
@@ -107,25 +111,30 @@ class ConsoleNode(Node):
 
     # ------------------------------------------------------------------ what the target offers
     def refresh_graph(self) -> None:
-        """Find the target's cameras (overlay publishers) and image inputs in the ROS graph."""
-        try:
-            published = self.get_publisher_names_and_types_by_node(self.target_name, self.target_namespace)
-            subscribed = self.get_subscriber_names_and_types_by_node(self.target_name, self.target_namespace)
-        except Exception as exc:  # NodeNameNonExistentError: not (yet) discovered
-            self.graph_error = f"node {self.config.target} not found in the ROS graph ({type(exc).__name__})"
-            return
-        self.graph_error = ""
+        """Find the target's cameras (its overlay publishers) and image inputs (its Image /
+        CompressedImage subscriptions) in the ROS graph, endpoint by endpoint (a node-level query
+        could answer for a stale node of the same name)."""
+        if (self.target_name, self.target_namespace) not in self.get_node_names_and_namespaces():
+            self.graph_error = f"node {self.config.target} not found in the ROS graph"
+        else:
+            self.graph_error = ""
         prefix = self.config.target.rstrip("/") + "/"
-        cameras = {}
-        for topic, types in published:
+        cameras, inputs = {}, {}
+        for topic, types in self.get_topic_names_and_types():
             if "sensor_msgs/msg/Image" in types and topic.startswith(prefix) and topic.endswith("/overlay"):
                 middle = topic[len(prefix):-len("/overlay")]
-                if "/" not in middle:
+                if "/" not in middle and self._targets(self.get_publishers_info_by_topic(topic)):
                     cameras[middle or DEFAULT_CAMERA] = topic
-        inputs = {topic: IMAGE_TYPES[t] for topic, types in subscribed for t in types
-                  if t in IMAGE_TYPES and not topic.endswith("/compressedDepth") and topic not in self._not_cameras}
+            image_types = [t for t in types if t in IMAGE_TYPES]
+            if (image_types and not topic.endswith("/compressedDepth") and topic not in self._not_cameras
+                    and self._targets(self.get_subscriptions_info_by_topic(topic))):
+                inputs[topic] = IMAGE_TYPES[image_types[0]]
         with self._lock:
             self.cameras, self.input_topics = cameras, inputs
+
+    def _targets(self, endpoints) -> bool:
+        """Whether one of these endpoints belongs to the target node."""
+        return any(e.node_name == self.target_name and e.node_namespace == self.target_namespace for e in endpoints)
 
     # ------------------------------------------------------------------ topics
     def _on_class_map(self, msg) -> None:
@@ -177,16 +186,28 @@ class ConsoleNode(Node):
             if entry is not None:
                 self.destroy_subscription(entry[1])
             return
-        entry[0].add(msg)
+        with self._matching:
+            feed = self._awaited.pop(frame_key(msg.header), None)
+            if feed is not None:  # its overlay came first (the two topics race): the pair is complete now
+                feed.attach_raw(msg)
+            else:
+                entry[0].add(msg)
 
     def _on_overlay(self, feed: CameraFeed, msg) -> None:
+        """Pair the overlay with its raw frame (same stamp and frame_id): taken from the buffers, or,
+        when the raw frame is still on its way, handed to the feed when it comes."""
         key = frame_key(msg.header)
-        raw = None
-        for frames, _ in list(self._inputs.values()):
-            raw = frames.take(key)
-            if raw is not None:
-                break
-        feed.on_overlay(msg, raw)
+        with self._matching:
+            raw = None
+            for frames, _ in list(self._inputs.values()):
+                raw = frames.take(key)
+                if raw is not None:
+                    break
+            if raw is None:
+                self._awaited[key] = feed
+                while len(self._awaited) > MAX_AWAITED:
+                    self._awaited.popitem(last=False)
+            feed.on_overlay(msg, raw)
 
     def feed(self, camera: str) -> CameraFeed | None:
         with self._lock:

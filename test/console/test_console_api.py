@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import Image
 
 from console_rig import start_rig
 
@@ -41,7 +42,16 @@ def teachable_picture(ros, rig, camera="default"):
             seq = int(headers["x-seq"])
             return headers if headers["x-teachable"] == "1" else None
         return None
-    return ros.wait_for(next_teachable, timeout=LIVE_TIMEOUT, what="a teachable picture")
+    try:
+        return ros.wait_for(next_teachable, timeout=LIVE_TIMEOUT, what="a teachable picture")
+    except AssertionError:
+        feed = rig.console.feed(camera)
+        raise AssertionError(f"no teachable picture: seq {seq}, subscribed {rig.console.subscribed()}, "
+                             f"inputs {rig.console.input_topics}, overlays {feed and feed.overlays_received}, "
+                             f"processed {rig.rns.stats.snapshot().processed}, graph {rig.console.graph_error!r} "
+                             f"{rig.console.cameras} {rig.console.get_node_names_and_namespaces()} "
+                             f"{rig.console.get_publisher_names_and_types_by_node('rns', '/')}, "
+                             f"answer {picture(rig, seq, camera)}") from None
 
 
 def test_every_request_needs_the_token_and_a_refused_one_changes_nothing(ros, rig):
@@ -195,3 +205,148 @@ def test_freeze_refusals(ros, rig):
                                       ({"camera": "default", "seq": True}, 400, "non-negative")]:
         status, _, payload = rig.http.post("/api/frames", body)
         assert status == status_wanted and says in payload["error"], (body, payload)
+
+
+def frozen_frame(ros, rig):
+    headers = teachable_picture(ros, rig)
+    status, _, frozen = rig.http.post("/api/frames", {"camera": "default", "seq": int(headers["x-seq"])})
+    assert status == 201
+    return frozen
+
+
+def test_points_and_scribbles_teach_and_exemplars_are_removed_by_id(ros, rig):
+    frozen = frozen_frame(ros, rig)
+    base = {"camera": "default", "frame": frozen["frame"]}
+    status, _, by_points = rig.http.post("/api/exemplars", {**base, "class": "a", "points": [
+        {"x": 20, "y": 20, "positive": True}, {"x": 60, "y": 40, "positive": False}]})
+    assert status == 201, by_points
+    status, _, by_scribble = rig.http.post("/api/exemplars", {**base, "class": "new thing", "create_class": True,
+                                                              "scribble": {"width": 4, "strokes": [[[5, 5], [30, 25]]]}})
+    assert status == 201, by_scribble
+    classes = {c["name"]: c for c in by_scribble["classes"]}
+    assert classes["a"]["exemplar_count"] == 1 and classes["new thing"]["exemplar_count"] == 1
+    assert classes["new thing"]["has_text"] is False
+    ros.wait_for(lambda: [c.exemplar_count for c in rig.console.class_map.classes] == [1, 1], what="class map")
+
+    status, _, payload = rig.http.post("/api/exemplars", {**base, "class": "unknown", "box": [1, 1, 20, 20]})
+    assert status == 409 and "unknown class 'unknown'" in payload["error"]  # the node's own reason
+    status, _, payload = rig.http.post("/api/exemplars", {**base, "camera": "side", "class": "a", "box": [1, 1, 20, 20]})
+    assert status == 400 and "frozen on camera 'default'" in payload["error"]
+    status, _, payload = rig.http.post("/api/exemplars", {**base, "class": "a", "preview_id": "p999"})
+    assert status == 404 and "preview again" in payload["error"]
+
+    status, _, payload = rig.http.delete(f"/api/exemplars/{by_points['exemplar_id']}")
+    assert status == 200 and {c["name"]: c["exemplar_count"] for c in payload["classes"]} == {"a": 0, "new thing": 1}
+    status, _, payload = rig.http.delete(f"/api/exemplars/{by_points['exemplar_id']}")
+    assert status == 409 and "unknown exemplar" in payload["error"]
+    assert rig.engine.segmenter.memory.num_exemplars == 1
+
+
+def test_snapshots_save_and_load_by_name_only(ros, rig, tmp_path):
+    assert rig.http.post("/api/classes", {"name": "mug"})[0] == 201
+    status, _, saved = rig.http.post("/api/memory/save", {"snapshot": "monday"})
+    assert status == 200 and saved["directory"] == str(tmp_path / "snapshots" / "monday")
+    assert (tmp_path / "snapshots" / "monday" / "memory.json").is_file()
+    status, _, listed = rig.http.get("/api/snapshots")
+    assert listed["snapshots"] == ["monday"]
+    status, _, saved = rig.http.post("/api/memory/save", {})  # the node's own memory_dir
+    assert status == 200 and saved["directory"] == str(tmp_path / "mem")
+
+    assert rig.http.delete("/api/classes/2")[0] == 200
+    status, _, loaded = rig.http.post("/api/memory/load", {"snapshot": "monday"})
+    assert status == 200 and [c["name"] for c in loaded["classes"]] == ["a", "mug"]
+    ros.wait_for(lambda: class_names(rig.console.class_map) == ["a", "mug"], what="the loaded class map")
+
+    version = rig.rns.teacher.class_map().support_version
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "snapshots" / "link").symlink_to(tmp_path / "outside")
+    for path, body, says in [("/api/memory/save", {"snapshot": "../escape"}, "snapshot names"),
+                             ("/api/memory/save", {"snapshot": "/tmp/x"}, "snapshot names"),
+                             ("/api/memory/save", {"directory": "/tmp/x"}, "unknown field"),
+                             ("/api/memory/save", {"snapshot": "link"}, "symbolic link"),
+                             ("/api/memory/load", {"snapshot": "link"}, "symbolic link"),
+                             ("/api/memory/load", {"snapshot": "tuesday"}, "no snapshot named 'tuesday'"),
+                             ("/api/memory/load", {}, "give the snapshot")]:
+        status, _, payload = rig.http.post(path, body)
+        assert status == 400 and says in payload["error"], (body, payload)
+    assert not (tmp_path / "escape").exists() and not list((tmp_path / "outside").iterdir())
+    assert rig.rns.teacher.class_map().support_version == version
+
+
+def test_nobody_watching_costs_the_node_no_overlay(ros, tmp_path):
+    rig = start_rig(ros, tmp_path, idle_s=1.0)
+    try:
+        overlay = rig.rns.outputs.publishers["overlay"]
+        assert overlay.get_subscription_count() == 0  # a console alone subscribes to no camera topic
+        teachable_picture(ros, rig)
+        assert overlay.get_subscription_count() == 1
+        assert rig.console.subscribed() == {"overlays": ["/rns/overlay"], "inputs": ["/image"]}
+        ros.wait_for(lambda: overlay.get_subscription_count() == 0, timeout=10, what="the overlay left alone")
+        assert rig.console.subscribed() == {"overlays": [], "inputs": []}
+    finally:
+        rig.close()
+
+
+def test_status_and_cameras_describe_the_node(ros, rig):
+    teachable_picture(ros, rig)
+    status, _, cameras = rig.http.get("/api/cameras")
+    assert cameras == {"cameras": [{"name": "default", "overlay_topic": "/rns/overlay"}], "inputs": ["/image"]}
+    ros.wait_for(lambda: "/rns: segmentation" in rig.http.get("/api/status")[2]["diagnostics"], what="diagnostics")
+    status, _, payload = rig.http.get("/api/status")
+    assert payload["reachable"] and payload["target"] == "/rns" and payload["cameras"] == ["default"]
+    assert payload["support_version"] == rig.rns.teacher.class_map().support_version
+    values = payload["diagnostics"]["/rns: segmentation"]["values"]
+    assert values["state"] == "active" and int(values["frames_processed"]) > 0
+
+
+def test_an_unreachable_node_is_named(ros, tmp_path):
+    from console_rig import Http
+    from rclpy.parameter import Parameter
+    from rns_ros.console.node import ConsoleNode
+    from rns_ros.console.server import ConsoleServer
+
+    console = ros.add(ConsoleNode(context=ros.context, parameter_overrides=[
+        Parameter("port", value=0), Parameter("target", value="/nobody"), Parameter("service_timeout_s", value=2.0)]))
+    server = ConsoleServer(console)
+    server.start_in_thread()
+    try:
+        http = Http(server.base_url, server.token)
+        status, _, payload = http.post("/api/classes", {"name": "x"})
+        assert status == 503 and "/nobody offers no add_classes service" in payload["error"]
+        status, _, payload = http.get("/api/cameras/default/picture?wait=0")
+        assert status == 404 and "node /nobody not found" in payload["error"]
+    finally:
+        server.stop()
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off(rig):
+    import http.client
+
+    conn = http.client.HTTPConnection(rig.server.host, rig.server.port, timeout=10)
+    chunks = (b'{"name": "' + b"x" * 4096 for _ in range(40))
+    conn.request("POST", "/api/classes", body=chunks, encode_chunked=True,
+                 headers={"authorization": f"Bearer {rig.server.token}", "content-type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 413 and b"error" in response.read()
+    conn.close()
+    assert class_names(rig.rns.teacher.class_map()) == ["a"]
+
+
+def test_an_overlay_and_its_raw_frame_are_paired_whichever_comes_first(ros, tmp_path):
+    """The overlay and the camera input are two topics: either may be delivered first."""
+    from messages import make_image, random_rgb
+    from rclpy.parameter import Parameter
+    from rns_ros.console.node import ConsoleNode
+
+    console = ros.add(ConsoleNode(context=ros.context, parameter_overrides=[Parameter("target", value="/nobody")]))
+    console.input_topics = {"/camera": Image}
+    console.cameras = {"default": "/nobody/overlay"}
+    feed = console.watch("default")
+    for i, overlay_first in enumerate([True, False, True]):
+        raw = make_image(random_rgb(6, 8, seed=i), "rgb8", stamp=(5000 + i, 7), frame_id="cam")
+        overlay = make_image(random_rgb(6, 8, seed=10 + i), "rgb8", stamp=(5000 + i, 7), frame_id="cam")
+        steps = [lambda: console._on_overlay(feed, overlay), lambda: console._on_input("/camera", raw)]
+        for step in steps if overlay_first else steps[::-1]:
+            step()
+        picture = feed._encode_newest()
+        assert picture.key == (5000 + i, 7, "cam") and picture.raw is raw
