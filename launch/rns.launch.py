@@ -38,7 +38,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from rns_ros.ros.rviz_config import write_rviz_config
+from rns_ros.ros.demo.rviz_config import write_rviz_config
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).

@@ -9,7 +9,7 @@ compressedDepth plugin sends it: a 12-byte header + a 16-bit PNG), projecting + 
 confidence and colour (depth.semantic_points; same-size colour frame, and a colour frame of twice
 the size resampled nearest-neighbour), packing the PointCloud2 (pointcloud.points_to_cloud), its
 CDR serialisation (what a publish or a bag write adds), and the whole per-frame step
-(depth_input.semantic_cloud). Prints a median/p95 table in milliseconds, with the machine and its
+(rns_ros.ros.depth.output.semantic_cloud). Prints a median/p95 table in milliseconds, with the machine and its
 load average (the development machines are shared: read ratios, not absolute times).
 """
 from __future__ import annotations
@@ -66,10 +66,10 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from rns_ros.ros.compressed_depth import compressed_depth_to_metres
-    from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
-    from rns_ros.ros.depth_input import semantic_cloud
-    from rns_ros.ros.pointcloud import points_to_cloud
+    from rns_ros.ros.depth.compressed import compressed_depth_to_metres
+    from rns_ros.ros.depth.projection import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+    from rns_ros.ros.depth.output import semantic_cloud
+    from rns_ros.ros.depth.pointcloud import points_to_cloud
 
     msgs, info = depth_messages(h, w)
     rng = np.random.default_rng(1)

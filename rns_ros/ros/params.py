@@ -20,7 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
-from rns_ros.ros.depth import DEPTH_TRANSPORTS, DepthConfig
+from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
@@ -146,7 +146,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("teach_class", "node", "teach_class",
               "Class that a click on ~/click (geometry_msgs/PointStamped) teaches through a SAM 2 point "
               "prompt on the latest frame; created if missing. '' = clicks are ignored.", runtime=True),
-    # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.DepthConfig)
+    # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.projection.DepthConfig)
     ParamSpec("depth.enabled", "depth", "enabled",
               "Subscribe to depth/image (16UC1 mm or 32FC1 m, registered to the colour image) and "
               "depth/camera_info, and publish ~/points (PointCloud2: x, y, z, rgb, label, confidence); "

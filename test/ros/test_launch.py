@@ -20,7 +20,7 @@ from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros import params
 from rns_ros.ros.node import INPUT_TOPIC, NODE_NAME
-from rns_ros.ros.rviz_config import resolve_topic, rviz_config
+from rns_ros.ros.demo.rviz_config import resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"

@@ -12,10 +12,10 @@ from compressed_depth_encoder import encode_compressed_depth
 from fakes import FakeEngine
 from messages import make_image, random_rgb
 from rns_ros.ros.conversions import labels_from_image
-from rns_ros.ros.depth import DepthConfig
-from rns_ros.ros.depth_input import NO_CLOUD_WARN_S, DepthInput
+from rns_ros.ros.depth.projection import DepthConfig
+from rns_ros.ros.depth.output import NO_CLOUD_WARN_S, DepthInput
 from rns_ros.ros.node import RnsNode
-from rns_ros.ros.pointcloud import cloud_to_array
+from rns_ros.ros.depth.pointcloud import cloud_to_array
 
 H, W = 24, 32
 FX, FY, CX, CY = 30.0, 30.0, 15.5, 11.5

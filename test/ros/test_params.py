@@ -9,7 +9,7 @@ import yaml
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros import params
-from rns_ros.ros.depth import DepthConfig
+from rns_ros.ros.depth.projection import DepthConfig
 from rns_ros.ros.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from std_srvs.srv import SetBool
 
 from messages import make_image, random_rgb
 from rns_ros.core.memory.persistence import load_memory
-from rns_ros.ros.teaching import Teacher
+from rns_ros.ros.teaching.teacher import Teacher
 from rns_ros.srv import (AddClasses, AddExemplar, ListClasses, LoadSupport, RemoveClasses, RemoveExemplars,
                          SaveSupport, Segment)
 from teaching_helpers import BoxMasker, exemplar_request, square, tiny_engine

@@ -6,7 +6,7 @@ stamp the colour frame's; fields in pointcloud.py).
 
 `DepthInput` pairs and counts (no ROS calls); `DepthOutput` is its ROS side for one colour camera:
 subscriptions to `depth/image` (or, with depth.transport compressedDepth, the resolved
-`depth/image` + `/compressedDepth`, decoded in compressed_depth.py) and `depth/camera_info`, the `~/points` publisher, and the
+`depth/image` + `/compressedDepth`, decoded in compressed.py) and `depth/camera_info`, the `~/points` publisher, and the
 per-frame hook `publish()` that the node calls after a frame's labels went out.
 Contract: the callbacks only store messages (microseconds); `cloud_for` and `publish` never raise:
 a colour frame without a depth partner within `max_time_diff_s`, without a CameraInfo yet, or with
@@ -23,13 +23,13 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
-from rns_ros.ros.compressed_depth import compressed_depth_to_metres, is_compressed_depth
+from rns_ros.ros.depth.compressed import compressed_depth_to_metres, is_compressed_depth
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.inputs import transport_topic
-from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
-from rns_ros.ros.outputs import OUTPUT_QOS
-from rns_ros.ros.pairing import StampRing, stamp_ns
-from rns_ros.ros.pointcloud import points_to_cloud
+from rns_ros.ros.inputs.qos import transport_topic
+from rns_ros.ros.depth.projection import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+from rns_ros.ros.outputs.frames import OUTPUT_QOS
+from rns_ros.ros.depth.pairing import StampRing, stamp_ns
+from rns_ros.ros.depth.pointcloud import points_to_cloud
 
 DEPTH_RING = 16  # depth frames kept for pairing (the worker looks up the partner as soon as it takes a frame)
 NO_CLOUD_WARN_S = 5.0  # /diagnostics warns when frames have found no usable depth partner for this long
@@ -37,7 +37,7 @@ NO_CLOUD_WARN_S = 5.0  # /diagnostics warns when frames have found no usable dep
 
 def semantic_cloud(depth_msg, info_msg, rgb: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
                    colour_header, config: DepthConfig):
-    """PointCloud2 of `depth_msg` labelled with the segmented colour frame (see depth.py for the
+    """PointCloud2 of `depth_msg` labelled with the segmented colour frame (see projection.py for the
     conventions). Raises FrameError when the depth image or CameraInfo cannot be used."""
     depth = compressed_depth_to_metres(depth_msg) if is_compressed_depth(depth_msg) else depth_to_metres(depth_msg)
     points = semantic_points(depth, Intrinsics.from_camera_info(info_msg), labels, confidence, rgb,

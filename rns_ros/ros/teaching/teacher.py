@@ -4,7 +4,7 @@ under the engine's lock -> automatic save -> response.
 No rclpy node logic lives here (only message types), so the handlers are unit-testable without
 DDS. `Teacher(engine, ...)` holds everything a handler needs; the node registers
 `teacher.add_classes`, `teacher.add_exemplar`, ... as service callbacks (services.py,
-docs/teaching.md). Request checks live in teaching_requests.py, SAM 2 prompting in prompting.py,
+docs/teaching.md). Request checks live in requests.py, SAM 2 prompting in prompting.py,
 saving and restoring the memory in memory_store.py.
 
 Contract of every handler: it never raises; a refused request answers success=false with the
@@ -16,17 +16,17 @@ it bumps the support version, is saved atomically to `memory_dir` before the ans
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from rns_ros.ros import interfaces
+from rns_ros.ros.outputs.class_map import class_map_message
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image
-from rns_ros.ros.memory_store import MemoryStore, describe_report, save_copy
-from rns_ros.ros.prompting import PromptMasks
-from rns_ros.ros.teaching_requests import (Refused, decode_request_image, describe_taught_frame, given,
+from rns_ros.ros.teaching.memory_store import MemoryStore, describe_report, save_copy
+from rns_ros.ros.teaching.prompting import PromptMasks
+from rns_ros.ros.teaching.requests import (Refused, decode_request_image, describe_taught_frame, given,
                                            parse_annotation, service_handler)
 from rns_ros.visual import Palette
 
@@ -70,7 +70,7 @@ class Teacher:
     def class_map(self):
         with self.engine.lock:
             entries, version = self.engine.classes(), self.engine.support_version()
-        return interfaces.class_map(entries, version, self.engine.backbone_identity,
+        return class_map_message(entries, version, self.engine.backbone_identity,
                                     self.stamp() if self.stamp else Time(), self.palette())
 
     def _class_ids_by_name(self) -> dict[str, int]:
@@ -264,16 +264,24 @@ class Teacher:
         memory.continue_version_after(old.version)  # support_version never goes back
         self._segmenter.memory = memory
 
-    def restore(self) -> None:
-        """Load memory_dir into the engine if a memory is stored there (on configure); what could
-        not be restored is in `store.load_problems` (the node logs it and shows it in /diagnostics)."""
+    def restore(self, initial_classes: Sequence[str] = ()) -> None:
+        """On configure: load memory_dir into the engine if a memory is stored there, then add the
+        `initial_classes` it lacks (in their order) and save. What could not be restored is logged
+        and kept in `store.load_problems` (shown in /diagnostics); an engine error is raised."""
         segmenter = getattr(self.engine, "segmenter", None)
-        if segmenter is None:
-            return
+        if segmenter is not None:
+            with self.engine.lock:
+                memory = self.store.load(segmenter.backbone, segmenter.memory.device)
+                if memory is not None:
+                    self.replace_memory(memory)
+        for problem in self.store.load_problems:
+            self.log_error(f"support memory: {problem}")
         with self.engine.lock:
-            memory = self.store.load(segmenter.backbone, segmenter.memory.device)
-            if memory is not None:
-                self.replace_memory(memory)
+            known = {e.name for e in self.engine.classes()}
+            missing = [n for n in initial_classes if n not in known]
+            if missing:
+                self.engine.add_classes(missing)
+                self.save()
 
     # ------------------------------------------------------------------ segment + enable
     @service_handler
