@@ -160,7 +160,7 @@ def test_the_visual_package_stands_alone():
             assert not [n for n in names if n.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "torch")], path
 
 
-CONSOLE_MAY_USE = ("rns_ros.console", "rns_ros.ros.conversions", "rns_ros.ros.compressed")
+CONSOLE_MAY_USE = ("rns_ros.console", "rns_ros.ros.conversions", "rns_ros.ros.inputs.compressed")
 
 
 def test_the_console_speaks_only_the_public_interface():

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from rns_ros.ros.conversions import FrameError, image_to_rgb
-from rns_ros.ros.compressed import compressed_to_rgb
+from rns_ros.ros.inputs.compressed import compressed_to_rgb
 
 PICTURE_HISTORY = 16  # pictures per camera whose raw frame can still be frozen
 MAX_FROZEN = 16  # frozen frames kept (oldest forgotten first)

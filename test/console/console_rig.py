@@ -2,17 +2,20 @@
 timer, and the console (its node and web server) in this process; plus a small HTTP client."""
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+import rns_ros.ros.demo
 from messages import make_image
 from rns_ros.console.node import ConsoleNode
 from rns_ros.console.server import ConsoleServer
@@ -20,12 +23,23 @@ from rns_ros.ros.node import RnsNode
 from teaching_helpers import tiny_engine
 
 
-def frame_pixels(index: int, h: int, w: int) -> np.ndarray:
-    """Frame `index` of the test camera: a gradient whose level says the index (each frame differs)."""
-    rng = np.random.default_rng(index)
-    base = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    base[: h // 2, : w // 2] = (index * 37) % 256
+def frame_pixels(index: int, h: int, w: int, photos: bool = False) -> np.ndarray:
+    """Frame `index` of the test camera: random pixels, or (photos) one of the package's sample
+    photos; either way a corner block whose level says the index, so each frame differs."""
+    if photos:
+        base = sample_photos(h, w)[index % len(sample_photos(h, w))].copy()
+    else:
+        base = np.random.default_rng(index).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    base[:4, :4] = (index * 37) % 256
     return base
+
+
+@functools.lru_cache(maxsize=2)
+def sample_photos(h: int, w: int) -> list[np.ndarray]:
+    from PIL import Image as PILImage
+
+    folder = Path(rns_ros.ros.demo.__file__).parent / "sample_images"
+    return [np.asarray(PILImage.open(p).convert("RGB").resize((w, h))) for p in sorted(folder.glob("*.jpg"))]
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Camera:
     h: int
     w: int
     rate_hz: float
+    photos: bool = False
     sent: dict = field(default_factory=dict)  # stamp sec -> pixels
 
     def __post_init__(self):
@@ -49,7 +64,7 @@ class Camera:
         with self._lock:
             index = self._index
             self._index += 1
-        pixels = frame_pixels(index, self.h, self.w)
+        pixels = frame_pixels(index, self.h, self.w, self.photos)
         self.sent[1000 + index] = pixels
         self.pub.publish(make_image(pixels, "rgb8", stamp=(1000 + index, 0), frame_id="cam"))
 
@@ -108,13 +123,13 @@ class Rig:
         self.server.stop()
 
 
-def start_rig(ros, tmp_path, *, classes="a", size=(48, 64), rate_hz=10.0, **console_params) -> Rig:
+def start_rig(ros, tmp_path, *, classes="a", size=(48, 64), rate_hz=10.0, photos=False, **console_params) -> Rig:
     engine = tiny_engine()
     rns = ros.add(RnsNode(engine_factory=lambda cfg: engine, context=ros.context, parameter_overrides=[
         Parameter("classes", value=classes), Parameter("memory_dir", value=str(tmp_path / "mem")),
         Parameter("regions.model", value="test-tiny"), Parameter("device", value="cpu")]))
     assert rns.autostart_error is None
-    camera = Camera(ros.node("camera"), *size, rate_hz)
+    camera = Camera(ros.node("camera"), *size, rate_hz, photos)
     params = {"port": 0, "snapshot_dir": str(tmp_path / "snapshots"), **console_params}
     console = ros.add(ConsoleNode(context=ros.context, parameter_overrides=[
         Parameter(k, value=v) for k, v in params.items()]))

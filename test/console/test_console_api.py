@@ -178,7 +178,7 @@ def test_the_live_feed_and_freeze_pin_the_exact_camera_frame_for_the_exemplar(ro
     assert status == 201 and frozen["stamp"] == headers["x-stamp"]
     stamp_sec = int(frozen["stamp"].split(".")[0])
     # the camera goes on: the node's latest frame is soon a newer one
-    ros.wait_for(lambda: rig.rns._latest_image.header.stamp.sec > stamp_sec + 2, what="newer camera frames")
+    ros.wait_for(lambda: rig.rns.frame_loop.latest_image.header.stamp.sec > stamp_sec + 2, what="newer camera frames")
     status, _, added = rig.http.post("/api/exemplars", {"camera": "default", "frame": frozen["frame"], "class": "a",
                                                         "box": [4, 4, 40, 30]})
     assert status == 201, added

@@ -20,7 +20,7 @@ SIZE = (240, 320)  # camera frames (H, W)
 
 @pytest.fixture
 def rig(ros, tmp_path):
-    rig = start_rig(ros, tmp_path, size=SIZE, rate_hz=5.0)
+    rig = start_rig(ros, tmp_path, size=SIZE, rate_hz=5.0, photos=True)
     try:
         yield rig
     finally:

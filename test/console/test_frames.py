@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from messages import make_image, random_rgb
 from rns_ros.console.frames import (MAX_FROZEN, CameraFeed, FrozenFrames, RawFrames, frame_key, frame_rgb)
-from rns_ros.ros.compressed import encode_compressed
+from rns_ros.ros.inputs.compressed import encode_compressed
 from sensor_msgs.msg import CompressedImage
 
 

@@ -96,6 +96,7 @@ function draw() {
   if (canvas.width !== image.width || canvas.height !== image.height) {
     canvas.width = image.width;
     canvas.height = image.height;
+    canvas.style.setProperty("--aspect", String(image.width / image.height));
   }
   const ctx = canvas.getContext("2d");
   ctx.drawImage(image, 0, 0);
