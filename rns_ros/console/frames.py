@@ -76,14 +76,17 @@ class Notifier:
             except RuntimeError:  # that loop has closed: nobody waits there any more
                 pass
 
-    async def wait(self, timeout: float) -> None:
-        """Return when notified or after `timeout` seconds, whichever comes first."""
+    async def wait(self, timeout: float, unless=lambda: False) -> None:
+        """Return when notified or after `timeout` seconds, whichever comes first; at once if
+        `unless()` is true once the waiter is registered (so a notification between the caller's
+        own check and this wait is never lost)."""
         loop = asyncio.get_running_loop()
         waiter = (loop, loop.create_future())
         with self._lock:
             self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter[1], timeout)
+            if not unless():
+                await asyncio.wait_for(waiter[1], timeout)
         except asyncio.TimeoutError:
             pass
         finally:
@@ -174,6 +177,14 @@ class CameraFeed:
             self.overlays_received += 1
         self.changed.notify()
 
+    def forget(self) -> None:
+        """Drop the pictures and the newest overlay (the console stopped watching: they are stale
+        now); seq numbers keep counting up, so a page never mistakes a new picture for an old one."""
+        with self._lock:
+            self._newest = None
+            self._encoded_count = self._newest_count
+            self._pictures.clear()
+
     def attach_raw(self, raw) -> None:
         """The raw frame of an overlay that arrived before it (ROS thread)."""
         key = frame_key(raw.header)
@@ -215,6 +226,10 @@ class CameraFeed:
                 self._last_encode = time.monotonic()
             return picture
 
+    def _pending(self) -> bool:
+        """Whether an overlay came that is not encoded yet."""
+        return self._newest is not None and self._encoded_count < self._newest_count
+
     async def next_picture(self, after: int, timeout: float) -> Picture | None:
         """The first picture newer than `after` (a seq), waiting up to `timeout` s for one; new
         pictures are made at most every 1/fps seconds, whatever the node publishes."""
@@ -227,10 +242,10 @@ class CameraFeed:
             if remaining <= 0:
                 return None
             with self._lock:
-                pending = self._newest is not None and self._encoded_count < self._newest_count
+                pending = self._pending()
                 due = self._last_encode + self.min_interval
             if not pending:
-                await self.changed.wait(remaining)
+                await self.changed.wait(remaining, unless=self._pending)
             elif time.monotonic() < due:
                 await asyncio.sleep(min(due - time.monotonic(), remaining))  # the rate limit itself
             else:

@@ -160,6 +160,7 @@ class ConsoleNode(Node):
                 watched = self._watched[camera] = Watched(feed, time.monotonic())
             watched.last_request = time.monotonic()
             if watched.subscription is None:
+                watched.feed.forget()  # what it showed before the console let go is stale
                 watched.subscription = self.create_subscription(
                     Image, topic, lambda msg, f=watched.feed: self._on_overlay(f, msg), OVERLAY_QOS,
                     callback_group=self._group)

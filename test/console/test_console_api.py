@@ -278,11 +278,15 @@ def test_nobody_watching_costs_the_node_no_overlay(ros, tmp_path):
     try:
         overlay = rig.rns.outputs.publishers["overlay"]
         assert overlay.get_subscription_count() == 0  # a console alone subscribes to no camera topic
-        teachable_picture(ros, rig)
+        before = teachable_picture(ros, rig)
         assert overlay.get_subscription_count() == 1
         assert rig.console.subscribed() == {"overlays": ["/rns/overlay"], "inputs": ["/image"]}
         ros.wait_for(lambda: overlay.get_subscription_count() == 0, timeout=10, what="the overlay left alone")
         assert rig.console.subscribed() == {"overlays": [], "inputs": []}
+        # a page that comes later sees a new picture, never the stale one from before
+        status, headers, _ = picture(rig, 0)
+        assert status == 200 and float(headers["x-stamp"]) > float(before["x-stamp"])
+        assert int(headers["x-seq"]) > int(before["x-seq"])
     finally:
         rig.close()
 

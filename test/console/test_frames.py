@@ -83,3 +83,15 @@ def test_frozen_frames_and_previews_are_capped_and_released():
     assert store.preview(preview.id) is preview
     assert store.release(frozen[-1].id) and store.preview(preview.id) is None  # its previews go with it
     assert not store.release(frozen[-1].id)
+
+
+def test_a_forgotten_feed_shows_nothing_stale_and_keeps_counting():
+    feed = CameraFeed("default", "/rns/overlay", fps=30.0, max_width=40, quality=80)
+    feed.on_overlay(frame(1), None)
+    first = asyncio.run(feed.next_picture(0, timeout=5))
+    feed.on_overlay(frame(2), None)
+    feed.forget()  # the console let go of the overlay: picture 1 and overlay 2 are stale now
+    assert feed.latest() is None and asyncio.run(feed.next_picture(0, timeout=0.05)) is None
+    feed.on_overlay(frame(3), None)
+    fresh = asyncio.run(feed.next_picture(0, timeout=5))
+    assert fresh.key == (103, 5, "cam") and fresh.seq > first.seq
