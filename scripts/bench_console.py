@@ -99,10 +99,11 @@ def pct(values, q):
 def run_rate(args, rate: float, work: Path, driver, watcher) -> dict:
     procs = {
         "camera": start([str(BIN / "rns_image_folder_camera"), "--ros-args", "-p", f"folder:={work / 'frames'}",
-                         "-p", f"rate_hz:={rate}", "-p", "frame_id:=cam"], work / f"camera_{rate}.log"),
+                         "-p", f"rate_hz:={rate}", "-p", "frame_id:=cam", "-p", f"qos:={args.qos}"],
+                        work / f"camera_{rate}.log"),
         "node": start([str(BIN / "rns_node"), "--ros-args", "-p", f"backbone:={args.backbone}", "-p", "device:=cpu",
-                       "-p", f"memory_dir:={work / f'mem_{rate}'}", "-p", "classes:=floor, wall, person"],
-                      work / f"node_{rate}.log"),
+                       "-p", f"memory_dir:={work / f'mem_{rate}'}", "-p", "classes:=floor, wall, person",
+                       "-p", f"image_qos:={args.qos}"], work / f"node_{rate}.log"),
         "console": start([str(BIN / "rns_console"), "--ros-args", "-p", "port:=0", "-p", f"token:={TOKEN}",
                           "-p", "idle_s:=2.0", "-p", "fps:=5.0", "-p", f"max_width:={args.max_width}"],
                          work / f"console_{rate}.log"),
@@ -112,18 +113,24 @@ def run_rate(args, rate: float, work: Path, driver, watcher) -> dict:
                        60, "the console's URL").group(1)
         base = url.split("/?")[0]
         overlay_subscribers = lambda: watcher.count_subscribers("/rns/overlay")  # noqa: E731
+        node_value = lambda key: float(watcher.node_status.get(key, "nan"))  # noqa: E731 - its /diagnostics
         driver.get(url)
         wait_for(lambda: driver.execute_script("return window.rnsMetrics && window.rnsMetrics.firstPictureMs"),
                  120, "the first picture (node warm)")
         meter = CpuMeter(procs)
         rows = {"watched": [], "unwatched": []}
         latencies, shown_rates, cold_loads, node_rates = [], [], [], []
-        for _ in range(args.rounds):
+        for i in range(args.rounds):
+            print(f"[bench] {rate:g} Hz: round {i + 1} of {args.rounds}", file=sys.stderr, flush=True)
             driver.get("about:blank")  # unwatched: the console lets go of the overlay after idle_s
-            wait_for(lambda: overlay_subscribers() == 0, 30, "the console to unsubscribe")
+            try:
+                wait_for(lambda: overlay_subscribers() == 0, 30, "the console to unsubscribe")
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; the overlay's subscribers: "
+                                   f"{watcher.get_subscriptions_info_by_topic('/rns/overlay')}") from None
             meter.start()
             time.sleep(args.seconds)  # the measured interval
-            rows["unwatched"].append(meter.stop())
+            rows["unwatched"].append({**meter.stop(), "processing": node_value("processing_median_ms")})
             driver.get(base + "/")  # cold: the console subscribes again on the page's first request
             first = wait_for(lambda: driver.execute_script("return window.rnsMetrics.firstPictureMs"), 60,
                              "the first picture")
@@ -131,12 +138,12 @@ def run_rate(args, rate: float, work: Path, driver, watcher) -> dict:
                 "return performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"), first))
             meter.start()
             time.sleep(args.seconds)
-            rows["watched"].append(meter.stop())
+            rows["watched"].append({**meter.stop(), "processing": node_value("processing_median_ms")})
             shown = driver.execute_script("return window.rnsMetrics.shown")
             window = [s for s in shown if s["shownAt"] / 1000.0 >= time.time() - args.seconds]
             latencies += [s["shownAt"] - float(s["stamp"]) * 1000.0 for s in window]
             shown_rates.append(len(window) / args.seconds)
-            node_rates.append(tuple(float(watcher.node_status.get(k, "nan")) for k in ("input_rate_hz", "output_rate_hz")))
+            node_rates.append((node_value("input_rate_hz"), node_value("output_rate_hz")))
         warm_loads = []
         for _ in range(args.loads):
             driver.get(url)
@@ -144,7 +151,8 @@ def run_rate(args, rate: float, work: Path, driver, watcher) -> dict:
                              60, "the first picture")
             warm_loads.append((driver.execute_script(
                 "return performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"), first))
-        med = {phase: {k: statistics.median(r[k] for r in rs) for k in procs} for phase, rs in rows.items()}
+        med = {phase: {k: statistics.median(r[k] for r in rs) for k in [*procs, "processing"]}
+               for phase, rs in rows.items()}
         return {"rate": rate, "cpu": med, "latency": latencies, "shown_fps": statistics.median(shown_rates),
                 "cold": cold_loads, "warm": warm_loads,
                 "node_in": statistics.median(r[0] for r in node_rates), "node_out": statistics.median(r[1] for r in node_rates)}
@@ -167,6 +175,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved watched/unwatched rounds per rate")
     p.add_argument("--loads", type=int, default=5, help="warm page loads per rate")
     p.add_argument("--max-width", type=int, default=960, help="the console's max_width")
+    p.add_argument("--qos", default="reliable", choices=("reliable", "sensor_data"),
+                   help="camera and node image QoS (reliable: no frame lost between the processes on a busy "
+                        "machine, so the node sees the camera's rate)")
     args = p.parse_args(argv)
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -208,12 +219,14 @@ def main(argv=None) -> int:
     load_end = os.getloadavg()
     print(f"\n{cpu_model()}, {os.cpu_count()} CPUs; load average {load_start[0]:.1f} at the start, "
           f"{load_end[0]:.1f} at the end (a shared machine: read the ratios within a row); camera {args.size}, "
-          f"node backbone {args.backbone} (random weights), console fps 5, max_width {args.max_width}; "
+          f"node backbone {args.backbone} (random weights), image QoS {args.qos}, console fps 5, "
+          f"max_width {args.max_width}; "
           f"{args.rounds} interleaved rounds of {args.seconds:.0f} s, medians; headless Chromium on the same CPUs\n")
     print("| camera | node in / out (frames/s) | page load: DOMContentLoaded / first picture, warm (ms) | cold (ms) "
           "| pictures shown /s | overlay latency camera -> shown, median / p95 (ms) "
-          "| console CPU watched / unwatched (% of a core) | node CPU watched / unwatched | camera CPU watched / unwatched |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| console CPU watched / unwatched (% of a core) | node CPU watched / unwatched "
+          "| node processing per frame watched / unwatched (ms) | camera CPU watched / unwatched |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         warm = [statistics.median(v[i] for v in r["warm"]) for i in (0, 1)] if r["warm"] else [float("nan")] * 2
         cold = [statistics.median(v[i] for v in r["cold"]) for i in (0, 1)]
@@ -222,6 +235,7 @@ def main(argv=None) -> int:
               f"{r['shown_fps']:.1f} | {statistics.median(r['latency']):.0f} / {pct(r['latency'], 0.95):.0f} | "
               f"{c['watched']['console']:.1f} / {c['unwatched']['console']:.1f} | "
               f"{c['watched']['node']:.1f} / {c['unwatched']['node']:.1f} | "
+              f"{c['watched']['processing']:.1f} / {c['unwatched']['processing']:.1f} | "
               f"{c['watched']['camera']:.1f} / {c['unwatched']['camera']:.1f} |")
     return 0
 

@@ -11,6 +11,7 @@ node.py       ConsoleNode: the rns node's class map, diagnostics, cameras, raw i
 frames.py     live pictures (at most fps, downscaled JPEG), raw frames by header, frozen frames
 requests.py   the JSON bodies, checked field by field (scribbles rasterised here)
 security.py   the token (Bearer header or the page's cookie) and snapshot names
+gate.py       the middleware in front of every route: token, cross-site writes, body size, headers
 app.py        the Starlette app: the page, static files, the JSON API
 server.py     uvicorn on a socket bound first (the printed URL has the real port)
 static/       index.html, console.js, console.css: no build step, nothing from a CDN

@@ -5,8 +5,8 @@ interface through `ConsoleNode`; nothing here touches the engine.
 Contract of every API route: the body (at most max_body_bytes) is checked field by field before
 anything reaches the node (400 and the reason otherwise); a request the node refuses answers 409
 with the node's own `message`, and the node changed nothing; errors are JSON `{"error": ...}`.
-Without the token every request gets 401 and nothing happens (security.py); no CORS headers are
-ever sent, so other sites' scripts cannot read an answer.
+In front of every route, gate.py: without the token every request gets 401 and nothing happens;
+no CORS headers are ever sent, so other sites' scripts cannot read an answer.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from rns_ros import srv
 from rns_ros.console import security
 from rns_ros.console.frames import FrozenFrames, jpeg
+from rns_ros.console.gate import UNAUTHORIZED_PAGE, RequestGate
 from rns_ros.console.node import ConsoleNode, NoAnswer, Unreachable
 from rns_ros.console.requests import (BadRequest, parse_exemplar, parse_freeze, parse_memory,
                                       parse_new_classes)
@@ -38,67 +39,12 @@ from rns_ros.ros.conversions import mask_from_image, mask_image, rgb_to_image
 STATIC = Path(__file__).resolve().parent / "static"
 PREVIEW_RGBA = (0, 229, 255, 150)  # how a previewed mask is tinted on the frozen frame
 MAX_WAIT_S = 30.0  # longest long-poll of a picture
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; "
-                                 b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-]
-UNAUTHORIZED_PAGE = """<!doctype html><meta charset="utf-8"><title>rns console</title>
-<p>This console needs its access token. Open the URL that <code>rns_console</code> printed when it
-started (<code>http://HOST:PORT/?token=...</code>), or set the token with
-<code>-p token:=...</code>.</p>"""
-
-
 class Refusal(Exception):
     """An API error: HTTP status and the reason (sent as {"error": reason})."""
 
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
-
-
-class RequestGate:
-    """ASGI middleware in front of every route: 401 for any request without the token (the page's
-    `/?token=` entrance checks it itself), 403 for a cross-site write (an Origin header that names
-    another host; the SameSite=Strict cookie already keeps browsers from sending it), 413 for a
-    declared body over max_body_bytes (a body without a length is cut off by Starlette's
-    RequestBodyLimitMiddleware behind it), and security headers on every answer."""
-
-    def __init__(self, app, token: str, max_body_bytes: int):
-        self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
-            await send(message)
-
-        request = Request(scope)
-        entrance = scope["path"] == "/" and "token" in request.query_params
-        if not entrance and not security.token_matches(security.request_token(request.headers, request.cookies),
-                                                       self.token):
-            if scope["path"].startswith("/api/"):
-                response = JSONResponse({"error": "missing or wrong token: send 'Authorization: Bearer <token>'"},
-                                        401, headers={"www-authenticate": "Bearer"})
-            else:
-                response = HTMLResponse(UNAUTHORIZED_PAGE, 401)
-            return await response(scope, receive, send_with_headers)
-        origin = request.headers.get("origin")
-        if origin and request.method not in ("GET", "HEAD") and origin.split("://", 1)[-1] != request.headers.get("host"):
-            response = JSONResponse({"error": f"cross-site request from {origin} refused"}, 403)
-            return await response(scope, receive, send_with_headers)
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.max_body_bytes:
-            response = JSONResponse({"error": f"request body over {self.max_body_bytes} bytes (max_body_bytes)"}, 413)
-            return await response(scope, receive, send_with_headers)
-        await self.app(scope, receive, send_with_headers)
 
 
 def class_json(info) -> dict:
