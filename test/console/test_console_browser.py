@@ -107,3 +107,51 @@ def _alert(browser):
         return browser.switch_to.alert
     except NoAlertPresentException:
         return None
+
+
+def test_touch_on_a_phone_sized_page_draws_a_box_and_taps_points(ros, rig, browser, tmp_path):
+    """Pointer events of kind touch (a finger), in a 390x844 window: the same drawing as a mouse."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    browser.set_window_size(390, 844)
+    browser.get(rig.server.url)
+    ros.wait_for(lambda: browser.execute_script("return window.rnsMetrics.firstPictureMs"), timeout=60,
+                 what="the live view")
+    ros.wait_for(lambda: browser.find_element(By.ID, "freeze").is_enabled()
+                 and "not received" not in browser.find_element(By.ID, "stage-note").text, what="a teachable picture")
+    browser.find_element(By.ID, "freeze").click()
+    ros.wait_for(lambda: "frozen" in browser.find_element(By.TAG_NAME, "body").get_attribute("class"),
+                 what="the frozen view")
+    canvas = browser.find_element(By.ID, "canvas")
+    width, height = canvas.size["width"], canvas.size["height"]
+    assert width <= 390  # the view fits the phone's width
+
+    def finger():
+        return ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+
+    drag = finger()
+    (drag.pointer_action.move_to(canvas, -width * 0.3, -height * 0.3).pointer_down()
+     .move_to(canvas, 0, 0).move_to(canvas, width * 0.2, height * 0.2).pointer_up())
+    drag.perform()
+    box = browser.execute_script("return state.box")
+    assert box is not None and box[2] - box[0] > SIZE[1] * 0.3 and box[3] - box[1] > SIZE[0] * 0.3
+
+    browser.find_element(By.CSS_SELECTOR, "button[data-tool=positive]").click()
+    tap = finger()
+    tap.pointer_action.move_to(canvas, 0, 0).pointer_down().pointer_up()
+    tap.perform()
+    points = browser.execute_script("return state.points")
+    assert len(points) == 1 and points[0]["positive"] and browser.execute_script("return state.box") is None
+    assert abs(points[0]["x"] - SIZE[1] / 2) < SIZE[1] * 0.05 and abs(points[0]["y"] - SIZE[0] / 2) < SIZE[0] * 0.05
+
+    browser.find_element(By.ID, "class-input").send_keys("a")
+    browser.find_element(By.ID, "preview").click()
+    ros.wait_for(lambda: "preview:" in browser.find_element(By.ID, "message").text
+                 or "refused" in browser.find_element(By.ID, "message").text, timeout=60, what="the preview")
+    browser.save_screenshot(str(tmp_path / "console_phone.png"))
+    browser.find_element(By.ID, "cancel").click()
+    ros.wait_for(lambda: "frozen" not in browser.find_element(By.TAG_NAME, "body").get_attribute("class"),
+                 what="the live view again")
+    assert rig.engine.segmenter.memory.num_exemplars == 0  # previewed and cancelled: nothing stored
