@@ -15,7 +15,7 @@ The parts (docs/architecture.md shows a frame's and a teaching request's path th
   frame_loop.py             subscription callback -> mailboxes -> worker -> engine -> outputs
   outputs/frames.py         ~/labels, ~/confidence, ~/overlay, ~/labels_color (per camera)
   outputs/class_map.py      ~/class_map and ~/label_info (latched)
-  depth/output.py           depth input and ~/points (depth.enabled, per camera)
+  depth/output.py           depth input, ~/points and the aligned outputs (depth.*, per camera)
   teaching/teacher.py       the teaching handlers; teaching/services.py puts them on the node
   outputs/diagnostics.py    /diagnostics
 The console script's main (signals, executor) is rns_ros/cli/node.py.
@@ -31,6 +31,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.ros import params
+from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.frame_loop import FrameLoop
@@ -170,6 +171,11 @@ class RnsNode(LifecycleNode):
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine, self.teacher = engine, teacher
+        over = teacher.id_limit.over(e.id for e in engine.classes())
+        if over:  # a memory restored from before depth.aligned_outputs was on
+            self.get_logger().error(f"the support memory holds class ids {over[:8]} above {MAX_ALIGNED_CLASS_ID}: "
+                                    "frames labelled with them get no aligned outputs (aligned_invalid in "
+                                    "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
         self._build_parts()
         self._configured = True
         names = ", ".join(e.name for e in engine.classes()) or "none"
@@ -183,7 +189,8 @@ class RnsNode(LifecycleNode):
         for camera in self.cameras:
             camera.outputs = FrameOutputs(self, camera.prefix)
             if config.depth.enabled:
-                camera.depth = DepthOutput(self, config.depth, guard=self.guard, **camera.depth_topics())
+                camera.depth = DepthOutput(self, config.depth, guard=self.guard, **camera.depth_topics(),
+                                           warn=lambda text: self.frame_loop.warn(text), info=self.get_logger().info)
         self.class_map_output = ClassMapOutput(self, config.colors())
         self.frame_loop = FrameLoop(self.cameras, self.engine, self.class_map_output,
                                     settings=lambda: self.node_config,
@@ -252,7 +259,15 @@ class RnsNode(LifecycleNode):
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
-                       max_image_pixels=self.node_config.max_image_pixels)
+                       max_image_pixels=self.node_config.max_image_pixels,
+                       class_id_ceiling=self._class_id_ceiling)
+
+    def _class_id_ceiling(self) -> tuple[int, str] | None:
+        """With aligned outputs, class ids must fit their one byte (teaching refuses larger ones)."""
+        if not self.node_config.depth.aligned_outputs:
+            return None
+        return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
+                                      "Nav2's semantic costmap layer reads them")
 
     @property
     def outputs(self) -> FrameOutputs | None:

@@ -165,6 +165,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "raw: depth/image is a sensor_msgs/Image; compressedDepth: read sensor_msgs/CompressedImage "
               "on the resolved depth/image topic + /compressedDepth (image_transport's plugin, png codec).",
               choices=DEPTH_TRANSPORTS),
+    ParamSpec("depth.aligned_outputs", "depth", "aligned_outputs",
+              "Also publish ~/aligned/labels (mono8), ~/aligned/confidence (mono8) and ~/aligned/points (organised "
+              "PointCloud2, NaN where depth is missing) on the depth image's grid subsampled by depth.stride, with the "
+              "colour frame's stamp: one point per label pixel, what Nav2's semantic costmap layer needs. Needs "
+              "depth.enabled; class ids above 255 are then refused at teaching time."),
     ParamSpec("min_confidence", "node", "min_confidence",
               "Pixels whose winning class probability is below this get the unlabeled id 0 (\"none of the "
               "taught classes\"); 0 = off. ~/label_info carries it as its threshold.",
