@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -34,14 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
-os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test" / "console"))  # the browser tests' Chromium start-up
+sys.path.insert(0, str(ROOT / "test" / "ros"))  # and their polling helper
 
 from rns_ros.machine import cpu_model  # noqa: E402
+from ros_harness import RosHarness  # noqa: E402 - also: localhost discovery, a random ROS domain
+
+wait_for = RosHarness.wait_for  # poll a condition until true, or fail naming what was awaited
 
 BIN = Path(sys.prefix) / "bin"
 TOKEN = "bench-console-token-0123456789"
@@ -81,16 +81,6 @@ def start(cmd: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
@@ -125,7 +115,7 @@ def run_rate(args, rate: float, work: Path, driver, watcher) -> dict:
             driver.get("about:blank")  # unwatched: the console lets go of the overlay after idle_s
             try:
                 wait_for(lambda: overlay_subscribers() == 0, 30, "the console to unsubscribe")
-            except RuntimeError as exc:
+            except AssertionError as exc:
                 raise RuntimeError(f"{exc}; the overlay's subscribers: "
                                    f"{watcher.get_subscriptions_info_by_topic('/rns/overlay')}") from None
             meter.start()

@@ -283,11 +283,7 @@ class FrozenFrames:
     def freeze(self, camera: str, msg) -> Frozen:
         rgb = frame_rgb(msg)
         with self._lock:
-            frozen = Frozen(f"f{next(self._ids)}", camera, msg, rgb)
-            self._frames[frozen.id] = frozen
-            while len(self._frames) > MAX_FROZEN:
-                self._frames.popitem(last=False)
-        return frozen
+            return _kept(self._frames, Frozen(f"f{next(self._ids)}", camera, msg, rgb), MAX_FROZEN)
 
     def get(self, frame_id: str) -> Frozen | None:
         with self._lock:
@@ -302,11 +298,7 @@ class FrozenFrames:
 
     def add_preview(self, frame: str, class_name: str, mask: np.ndarray) -> Preview:
         with self._lock:
-            preview = Preview(f"p{next(self._ids)}", frame, class_name, mask)
-            self._previews[preview.id] = preview
-            while len(self._previews) > MAX_PREVIEWS:
-                self._previews.popitem(last=False)
-        return preview
+            return _kept(self._previews, Preview(f"p{next(self._ids)}", frame, class_name, mask), MAX_PREVIEWS)
 
     def preview(self, preview_id: str) -> Preview | None:
         with self._lock:
@@ -315,3 +307,11 @@ class FrozenFrames:
     def forget_preview(self, preview_id: str) -> None:
         with self._lock:
             self._previews.pop(preview_id, None)
+
+
+def _kept(items: OrderedDict, item, cap: int):
+    """Add `item` under its id, forgetting the oldest beyond `cap`; returns it."""
+    items[item.id] = item
+    while len(items) > cap:
+        items.popitem(last=False)
+    return item
