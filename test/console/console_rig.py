@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 import rns_ros.ros.demo
 from messages import make_image
 from rns_ros.console.node import ConsoleNode
 from rns_ros.console.server import ConsoleServer
+from rns_ros.ros.inputs.compressed import encode_compressed
 from rns_ros.ros.node import RnsNode
 from teaching_helpers import tiny_engine
 
@@ -44,18 +45,25 @@ def sample_photos(h: int, w: int) -> list[np.ndarray]:
 
 @dataclass
 class Camera:
-    """Publishes frame 0, 1, 2 ... on `image` at `rate_hz`, stamped with the frame index as seconds
-    (stamp sec = 1000 + index), frame_id "cam"; remembers every frame it sent."""
+    """Publishes frame 0, 1, 2 ... on `topic` at `rate_hz` (compressed: as a PNG CompressedImage on
+    `topic`/compressed), stamped with the frame index as seconds (stamp sec = 1000 + index) and
+    `frame_id`; remembers every frame it sent."""
 
     node: object
     h: int
     w: int
     rate_hz: float
     photos: bool = False
+    topic: str = "image"
+    frame_id: str = "cam"
+    compressed: bool = False
     sent: dict = field(default_factory=dict)  # stamp sec -> pixels
 
     def __post_init__(self):
-        self.pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        if self.compressed:
+            self.pub = self.node.create_publisher(CompressedImage, f"{self.topic}/compressed", qos_profile_sensor_data)
+        else:
+            self.pub = self.node.create_publisher(Image, self.topic, qos_profile_sensor_data)
         self._index = 0
         self._lock = threading.Lock()
         self.timer = self.node.create_timer(1.0 / self.rate_hz, self.publish)
@@ -66,7 +74,11 @@ class Camera:
             self._index += 1
         pixels = frame_pixels(index, self.h, self.w, self.photos)
         self.sent[1000 + index] = pixels
-        self.pub.publish(make_image(pixels, "rgb8", stamp=(1000 + index, 0), frame_id="cam"))
+        msg = make_image(pixels, "rgb8", stamp=(1000 + index, 0), frame_id=self.frame_id)
+        if self.compressed:
+            data, fmt = encode_compressed(pixels, "png")
+            msg = CompressedImage(header=msg.header, format=fmt, data=data)
+        self.pub.publish(msg)
 
     def stop(self):
         self.timer.cancel()
@@ -117,22 +129,29 @@ class Rig:
     console: ConsoleNode
     server: ConsoleServer
     http: Http
+    cameras: list = field(default_factory=list)  # every camera (the first is `camera`)
 
     def close(self):
-        self.camera.stop()
+        for camera in self.cameras:
+            camera.stop()
         self.server.stop()
 
 
-def start_rig(ros, tmp_path, *, classes="a", size=(48, 64), rate_hz=10.0, photos=False, **console_params) -> Rig:
+def start_rig(ros, tmp_path, *, classes="a", size=(48, 64), rate_hz=10.0, photos=False, node_params=None,
+              cameras=({},), **console_params) -> Rig:
+    """node_params: more rns node parameters; cameras: Camera keyword arguments, one dict per camera."""
     engine = tiny_engine()
     rns = ros.add(RnsNode(engine_factory=lambda cfg: engine, context=ros.context, parameter_overrides=[
         Parameter("classes", value=classes), Parameter("memory_dir", value=str(tmp_path / "mem")),
-        Parameter("regions.model", value="test-tiny"), Parameter("device", value="cpu")]))
+        Parameter("regions.model", value="test-tiny"), Parameter("device", value="cpu"),
+        *(Parameter(k, value=v) for k, v in (node_params or {}).items())]))
     assert rns.autostart_error is None
-    camera = Camera(ros.node("camera"), *size, rate_hz, photos)
+    helper = ros.node("camera")
+    all_cameras = [Camera(helper, *size, rate_hz, photos, **kw) for kw in cameras]
+    camera = all_cameras[0]
     params = {"port": 0, "snapshot_dir": str(tmp_path / "snapshots"), **console_params}
     console = ros.add(ConsoleNode(context=ros.context, parameter_overrides=[
         Parameter(k, value=v) for k, v in params.items()]))
     server = ConsoleServer(console)
     server.start_in_thread()
-    return Rig(rns, engine, camera, console, server, Http(server.base_url, server.token))
+    return Rig(rns, engine, camera, console, server, Http(server.base_url, server.token), all_cameras)

@@ -354,3 +354,38 @@ def test_an_overlay_and_its_raw_frame_are_paired_whichever_comes_first(ros, tmp_
             step()
         picture = feed._encode_newest()
         assert picture.key == (5000 + i, 7, "cam") and picture.raw is raw
+
+
+def test_several_cameras_each_teach_from_their_own_frames(ros, tmp_path):
+    rig = start_rig(ros, tmp_path, node_params={"cameras": "front, left"},
+                    cameras=({"topic": "front/image", "frame_id": "front"}, {"topic": "left/image", "frame_id": "left"}))
+    try:
+        status, _, cameras = rig.http.get("/api/cameras")
+        assert [c["name"] for c in cameras["cameras"]] == ["front", "left"]
+        assert [c["overlay_topic"] for c in cameras["cameras"]] == ["/rns/front/overlay", "/rns/left/overlay"]
+        for name, camera in zip(("front", "left"), rig.cameras):
+            headers = teachable_picture(ros, rig, name)
+            assert headers["x-frame-id"] == name
+            status, _, frozen = rig.http.post("/api/frames", {"camera": name, "seq": int(headers["x-seq"])})
+            status, _, added = rig.http.post("/api/exemplars", {"camera": name, "frame": frozen["frame"],
+                                                                "class": "a", "box": [2, 2, 40, 30]})
+            assert status == 201 and added["frame"]["frame_id"] == name, added
+            stored = rig.engine.segmenter.memory.exemplar(added["exemplar_id"])
+            np.testing.assert_array_equal(stored.image, camera.sent[int(frozen["stamp"].split(".")[0])])
+    finally:
+        rig.close()
+
+
+def test_a_compressed_camera_is_taught_from_its_decoded_frame(ros, tmp_path):
+    rig = start_rig(ros, tmp_path, node_params={"image_transport": "compressed"}, cameras=({"compressed": True},))
+    try:
+        headers = teachable_picture(ros, rig)
+        assert rig.console.subscribed()["inputs"] == ["/image/compressed"]
+        status, _, frozen = rig.http.post("/api/frames", {"camera": "default", "seq": int(headers["x-seq"])})
+        status, _, added = rig.http.post("/api/exemplars", {"camera": "default", "frame": frozen["frame"],
+                                                            "class": "a", "box": [2, 2, 40, 30]})
+        assert status == 201, added
+        stored = rig.engine.segmenter.memory.exemplar(added["exemplar_id"])  # PNG: lossless
+        np.testing.assert_array_equal(stored.image, rig.camera.sent[int(frozen["stamp"].split(".")[0])])
+    finally:
+        rig.close()

@@ -84,20 +84,24 @@ def test_teach_a_new_class_from_the_browser_then_remove_it(ros, rig, browser, tm
     # back to live, and the page lists the class with its exemplar
     ros.wait_for(lambda: "frozen" not in browser.find_element(By.TAG_NAME, "body").get_attribute("class"),
                  what="the live view again")
-    item = ros.wait_for(lambda: next((li for li in browser.find_elements(By.CSS_SELECTOR, "#classes li")
-                                      if "my mug" in li.text), None), what="my mug in the page's list")
-    assert "1 exemplar" in item.text
+    item = ros.wait_for(lambda: next((text for text in class_items(browser) if "my mug" in text), None),
+                        what="my mug in the page's list")
+    assert "1 exemplar" in item
     browser.save_screenshot(str(tmp_path / "console.png"))
     print(f"screenshots: {tmp_path / 'console_preview.png'} {tmp_path / 'console.png'}")
 
     # a second run: remove it from the page (with the confirmation dialog)
-    item.find_element(By.CSS_SELECTOR, "button.remove").click()
+    browser.find_element(By.CSS_SELECTOR, f'#classes li[data-class-id="{mug.id}"] button.remove').click()
     alert = ros.wait_for(lambda: _alert(browser), what="the confirmation dialog")
     assert "my mug" in alert.text
     alert.accept()
     ros.wait_for(lambda: [c.name for c in maps[-1].classes] == ["a"], timeout=30, what="my mug removed")
-    ros.wait_for(lambda: not [li for li in browser.find_elements(By.CSS_SELECTOR, "#classes li") if "my mug" in li.text],
-                 what="my mug gone from the page")
+    ros.wait_for(lambda: not [text for text in class_items(browser) if "my mug" in text], what="my mug gone from the page")
+
+
+def class_items(browser) -> list[str]:
+    """The texts of the page's class list, read in one go (the list is redrawn as classes change)."""
+    return browser.execute_script("return [...document.querySelectorAll('#classes li')].map(li => li.innerText)")
 
 
 def _alert(browser):
