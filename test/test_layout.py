@@ -104,7 +104,7 @@ def test_each_stage_folder_is_a_package_that_states_its_job(stage):
     stated_job(PACKAGE / "core" / stage)
 
 
-ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "bags", "demo")
+ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "fleet", "bags", "demo")
 
 
 def test_no_ros_glue_module_is_over_400_lines_and_the_node_only_wires():

@@ -13,6 +13,7 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     regions/      SAM 2 region proposals and prompt masks; pooling features over segments
     memory/       exemplars, the support memory, its retrieval index, persistence, merging
     adapter/      test-time training of the per-image linear classifier
+    fleet/        the memory shared between robots: what travels, the merge rules (no network here)
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
     profiles.py   named sets of settings (default, cpu-fast)
 

@@ -93,6 +93,7 @@ class ClassEntry:
     description: str  # prompt used instead of the name ('' = the name)
     has_text: bool
     exemplar_ids: tuple[int, ...]
+    exemplar_origins: tuple[str, ...] = ()  # robot each exemplar came from ('' = this one; fleet sync)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ class RnsEngine:
     def classes(self) -> list[ClassEntry]:
         with self.lock:
             return [ClassEntry(id=int(c.id), name=c.name or "", description=c.prompt or "",
-                               has_text=bool(c.has_text), exemplar_ids=tuple(int(e) for e in c.exemplar_ids))
+                               has_text=bool(c.has_text), exemplar_ids=tuple(int(e) for e in c.exemplar_ids),
+                               exemplar_origins=tuple(o or "" for o in c.exemplar_origins))
                     for c in self.segmenter.memory.classes]
 
     def support_version(self) -> int:

@@ -39,6 +39,8 @@ class Teacher:
     latest_frame: () -> the latest camera Image the node received, or None.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
+    before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
+    the change, rns_ros/ros/fleet/link.py); an error inside it is logged, the change stands.
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
     class_id_ceiling: () -> (largest class id allowed, why) or None: changes that would create a
     class above it are refused (class_ids.py; the node sets 255 with depth.aligned_outputs).
@@ -63,6 +65,7 @@ class Teacher:
         self.max_image_pixels = max_image_pixels
         self.processing_enabled = True
         self.id_limit = ClassIdLimit(class_id_ceiling)
+        self.before_save: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -100,7 +103,13 @@ class Teacher:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
         if getattr(self.engine, "segmenter", None) is None:
             return None
-        return self.store.save(self.engine.segmenter.memory)
+        memory = self.engine.segmenter.memory
+        if self.before_save is not None:
+            try:
+                self.before_save(memory)
+            except Exception as exc:  # noqa: BLE001 - the change stands in the node and on disk
+                self.log_error(f"sharing the change with the fleet failed: {exc!r}")
+        return self.store.save(memory)
 
     def _applied(self, message: str, warning: str | None) -> str:
         try:
