@@ -165,6 +165,8 @@ class Teacher:
 
     @service_handler
     def add_exemplar(self, request, response):
+        """Teach one exemplar; with `dry_run` run every step and check of a real add (SAM 2 for a
+        prompt, the backbone's encoding under the lock) and answer with the mask, storing nothing."""
         from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
         name = request.class_name
@@ -191,20 +193,29 @@ class Teacher:
             if not class_ids:
                 raise Refused("the marked area vanishes at the backbone's resolution; mark a larger area")
             created = cid is None
-            if created:
-                cid = memory.add_class(name)
-            try:
-                eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
-            except Exception:
+            if not request.dry_run:
                 if created:
-                    memory.remove_class(cid)
-                raise
-            warning = self.save()
+                    cid = memory.add_class(name)
+                try:
+                    eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
+                except Exception:
+                    if created:
+                        memory.remove_class(cid)
+                    raise
+                warning = self.save()
+        source = f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels"
+        if request.dry_run:  # the mask always comes back: it is what a dry run is for
+            response.class_id = int(cid or 0)
+            taught_on = describe_taught_frame(response, frame, mask, True)
+            what = "a new class" if created else f"id {cid}"
+            response.message = f"dry run, nothing stored: an exemplar of {name!r} ({what}) from {source}, {taught_on}"
+            response.class_map = self.class_map()
+            return
         response.exemplar_id, response.class_id = int(eid), int(cid)
         taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
-            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from "
-            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, {taught_on}", warning)
+            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from {source}, {taught_on}",
+            warning)
         response.class_map = self.class_map()
 
     @service_handler
