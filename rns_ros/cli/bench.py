@@ -12,20 +12,24 @@
 
 Stages: decode (sensor_msgs/Image -> RGB array), features (backbone, sliding window), proposals
 (SAM 2 partition + region pooling; region mode only), retrieval (k-NN of the frame's patch
-features in the support index, timed alone; the adapter runs it again inside), adapter (test-time training + prediction,
-retrieval included), upsample (probabilities -> label map), publish (label and confidence
-images encoded as messages). Median and p95 over `--repeats` frames after one warm-up frame;
+features in the support index, timed alone, synchronised on a GPU; the adapter runs it again inside), adapter (test-time
+training + prediction, retrieval included), upsample (probabilities -> label and confidence maps,
+copied to the host), publish (label and confidence images encoded as messages). On a GPU the
+segmenter's stages are timed with CUDA events (no synchronisation between them). Median and p95
+over `--repeats` frames after one warm-up frame;
 frames per second = 1 / median of the whole frame; peak memory = the process's peak RSS (and
 CUDA peak allocation on a GPU, per setting). `--profile` names one or more profiles
-(rns_ros.core.profiles; their values apply to settings left at their defaults); several are run
-with their frames interleaved, so a busy machine slows them alike; so are several `--runtime`s
-(what computes the image encoder, rns_ros.core.runtimes: `torch`, `onnxruntime`, `tensorrt`,
-`openvino`, or `auto` = the profile's choice, each optionally `:PRECISION`) and several
-`--classes` counts (the same support images). Every row also gets: `agree`, the share of pixels
-whose label equals that of the torch fp32 pipeline of the same profile on the same frames (the
-frames are the package's sample photos, resized: natural images), and the image encoder's
-GFLOP/s with its share of the CPU's peak (a torch matmul on the same threads, fp32 for fp32 rows,
-bf16 for the others; printed above the table). With `--random-weights` the numbers are compute cost only:
+(rns_ros.core.profiles; their values apply to settings left at their defaults; auto, the default,
+is cuda on a GPU); several are run with their frames interleaved, so a busy machine slows them
+alike, each frame under its own profile's TF32 setting. `--json` is rewritten after every row, so
+a run cut short keeps the rows it finished. So are several `--runtime`s (what computes the image
+encoder, rns_ros.core.runtimes: `torch`, `onnxruntime`, `tensorrt`, `openvino`, or `auto` = the
+profile's choice, each optionally `:PRECISION`) and several `--classes` counts (the same support
+images). Every row also gets: `agree`, the share of pixels whose label equals that of the torch
+fp32 pipeline of the same profile on the same frames (the frames are the package's sample photos,
+resized: natural images), and the image encoder's GFLOP/s with its share of the CPU's peak (a
+torch matmul on the same threads, fp32 for fp32 rows, bf16 for the others; printed above the
+table). With `--random-weights` the numbers are compute cost only:
 predictions from random weights mean nothing, and the class text features are random unit vectors
 (the text tower runs once per class name, never per frame).
 """
@@ -39,6 +43,7 @@ import resource
 import sys
 import time
 from dataclasses import replace
+from typing import Iterator
 
 # An entry point: OpenMP threads sleep instead of spinning while they wait, unless the caller chose
 # otherwise. Read when torch loads its OpenMP runtime, hence before `import torch`. With other
@@ -108,11 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-model", default="sam2.1-hiera-tiny", help="SAM 2 preset for region mode")
     p.add_argument("--sam-checkpoint", default=None, help="SAM 2 checkpoint (.pt)")
     p.add_argument("--points-per-side", type=int, default=16, help="SAM 2 point grid (paper: 32)")
-    p.add_argument("--points-per-batch", type=int, default=64, help="SAM 2 prompts per decoder call")
+    p.add_argument("--points-per-batch", type=int, default=0,
+                   help="SAM 2 prompts per decoder call (default 0: 512 on CUDA, 64 on a CPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default="default",
-                   help="profile, or a comma list run interleaved: default, cpu-fast (default %(default)s)")
+    p.add_argument("--profile", default="auto",
+                   help="profile, or a comma list run interleaved: auto (cuda on a GPU, else default), default, "
+                        "cuda, cpu-fast (default %(default)s)")
     p.add_argument("--json", default=None, help="also write every row (all samples) to this JSON file")
     return p
 
@@ -163,13 +170,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000.0
 
 
-def run(args) -> list[dict]:
-    """Rows of every backbone of the comma list in `args.backbone`, one model in memory at a time."""
+def run(args, on_row=None) -> list[dict]:
+    """Rows of every backbone of the comma list in `args.backbone`, one model in memory at a time;
+    `on_row(rows so far)` after every row."""
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for name in args.backbone.split(","):
-        rows.extend(dict(row, backbone=name) for row in _run_backbone(args, name.strip()))
+        for row in _run_backbone(args, name.strip()):
+            rows.append(dict(row, backbone=name))
+            if on_row is not None:
+                on_row(rows)
         gc.collect()  # the previous model's memory is freed before the next one is built
     return rows
 
@@ -257,37 +268,61 @@ def _encoder_gflop(backbone, frame: np.ndarray) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _run_backbone(args, name: str) -> list[dict]:
-    """One row per (mode, size, setting) of backbone `name`; the settings' frames interleaved.
-    A setting = (profile, runtime, precision, classes); each is compared with the torch fp32
-    pipeline of its profile and class count (built for that unless it is one of the rows)."""
-    from rns_ros.core import ProposalConfig, RegionProposer
-    from rns_ros.core.profiles import get_profile
+def resolve_profiles(args) -> list:
+    """The profiles of `--profile` on `--device`; "auto"'s choice is noted in args.profile_notes."""
+    from rns_ros.core.profiles import resolve_profile
 
-    profiles = [get_profile(p.strip()) for p in args.profile.split(",")]
-    settings, seen = [], set()
+    profiles, args.profile_notes = [], []
+    for name in args.profile.split(","):
+        profile, note = resolve_profile(name.strip(), args.device)
+        profiles.append(profile)
+        if note:
+            args.profile_notes.append(note)
+    return profiles
+
+
+def _proposers(args, profiles) -> list:
+    """One SAM 2 proposer per profile (its SAM 2 precision: --precision, else the profile's), all
+    sharing one model."""
+    from rns_ros.core import ProposalConfig, RegionProposer
+
+    base = ProposalConfig(model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
+                          random_weights=args.random_weights and args.sam_model != "test-tiny",
+                          points_per_side=args.points_per_side, points_per_batch=args.points_per_batch)
+    proposers = []
     for profile in profiles:
+        config = replace(profile.apply_proposals(base), **({"precision": args.precision} if args.precision else {}))
+        proposers.append(RegionProposer(config, model=proposers[0].model if proposers else None))
+    return proposers
+
+
+def _run_backbone(args, name: str) -> Iterator[dict]:
+    """One row per (mode, size, setting) of backbone `name`, each yielded as soon as it is measured;
+    the settings' frames interleaved. A setting = (profile, runtime, precision, classes); each is
+    compared with the torch fp32 pipeline of its profile and class count (built for that unless it
+    is one of the rows)."""
+    from rns_ros.core.matmul_precision import allow_tf32
+
+    profiles = resolve_profiles(args)
+    settings, seen = [], set()
+    for index, profile in enumerate(profiles):
         for runtime, precision in _runtime_specs(args.runtime):
             choice, resolved = _resolve(args, profile, runtime, precision)
             for classes in args.classes:  # e.g. torch and torch:bf16 under cpu-fast: one row
                 if (profile.name, choice.runtime, resolved, classes) not in seen:
                     seen.add((profile.name, choice.runtime, resolved, classes))
-                    settings.append(dict(profile=profile, runtime=runtime, precision=precision, classes=classes))
+                    settings.append(dict(profile=profile, profile_index=index, runtime=runtime, precision=precision,
+                                         classes=classes))
     built: dict = {}
     codec = _ros_codec()
     cuda = str(args.device).startswith("cuda")
-    rows = []
+    device = torch.device(args.device)
+    synchronize = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     for mode in args.modes.split(","):
-        proposer = None
-        if mode == "region":
-            proposer = RegionProposer(ProposalConfig(
-                model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
-                random_weights=args.random_weights and args.sam_model != "test-tiny",
-                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
-                precision=args.precision or "fp32"))
-        pipelines = [_pipeline(args, name, s, mode, proposer, built) for s in settings]
-        references = [_pipeline(args, name, dict(s, runtime="torch", precision="fp32"), mode, proposer, built)
-                      for s in settings]
+        proposers = _proposers(args, profiles) if mode == "region" else [None] * len(profiles)
+        pipelines = [_pipeline(args, name, s, mode, proposers[s["profile_index"]], built) for s in settings]
+        references = [_pipeline(args, name, dict(s, runtime="torch", precision="fp32"), mode,
+                                proposers[s["profile_index"]], built) for s in settings]
         for width, height in args.sizes:
             frames = _frames(width, height)
             messages = [codec[0](f) for f in frames] if codec else frames
@@ -296,12 +331,13 @@ def _run_backbone(args, name: str) -> list[dict]:
             totals: list[list[float]] = [[] for _ in settings]
             peaks = [0.0 for _ in settings]
             agree = [[0, 0] for _ in settings]  # pixels equal to the fp32 reference, pixels compared
-            reference_labels: dict = {}  # (id of the reference pipeline, frame index) -> labels
+            reference_labels: dict = {}  # (id of the reference segmenter, frame index) -> labels
             queries = [None for _ in settings]  # each setting's patch features of the frame
             for i in range(args.repeats + 1):  # frame 0 warms up caches and lazy model builds
                 f = i % len(frames)
                 for k, pipeline in enumerate(pipelines):
                     if cuda:
+                        allow_tf32(settings[k]["profile"].tf32)  # the frame under its profile's setting (process-wide)
                         torch.cuda.reset_peak_memory_stats()
                     t0 = time.perf_counter()
                     image = codec[1](messages[f]) if codec else frames[f]
@@ -310,13 +346,14 @@ def _run_backbone(args, name: str) -> list[dict]:
                     t1 = time.perf_counter()
                     if i == 0:  # retrieval is timed alone on this frame's patch features
                         queries[k] = pipeline["backbone"].encode_image(image).flat()
+                    synchronize()  # the search alone: not the frame's work still queued
                     t_r = time.perf_counter()
                     pipeline["memory"].search(queries[k], pipeline["adapter"].k)
+                    synchronize()  # its kernels, not only their launches
                     t_retrieval = time.perf_counter() - t_r
                     t2 = time.perf_counter()
                     if codec:
-                        codec[2](out.labels, out.probabilities.max(0) if out.probabilities.size else
-                                 np.zeros(out.labels.shape, np.float32))
+                        codec[2](out.labels, out.confidence)
                     t_publish = time.perf_counter() - t2
                     if cuda:
                         peaks[k] = max(peaks[k], torch.cuda.max_memory_allocated() / 2**20)
@@ -338,17 +375,15 @@ def _run_backbone(args, name: str) -> list[dict]:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             for k, setting in enumerate(settings):
                 p = pipelines[k]
-                rows.append({"mode": mode, "size": f"{width}x{height}", "profile": setting["profile"].name,
-                             "runtime": p["runtime"], "precision": p["precision"], "classes": setting["classes"],
-                             "encoder": p["backbone"].runtime.describe() if p["backbone"].runtime else
-                             f"torch {p['precision']}", "steps": p["adapter"].steps,
-                             "samples": samples[k], "totals": totals[k], "peak_rss_mb": peak,
-                             "agreement": agree[k][0] / max(agree[k][1], 1), "encoder_gflop": gflop[id(p["backbone"])],
-                             "peak_cuda_mb": peaks[k] if cuda else None})
-    return rows
+                yield {"mode": mode, "size": f"{width}x{height}", "profile": setting["profile"].name,
+                       "runtime": p["runtime"], "precision": p["precision"], "classes": setting["classes"],
+                       "encoder": p["backbone"].runtime.describe() if p["backbone"].runtime else f"torch {p['precision']}",
+                       "steps": p["adapter"].steps, "samples": samples[k], "totals": totals[k], "peak_rss_mb": peak,
+                       "agreement": agree[k][0] / max(agree[k][1], 1), "encoder_gflop": gflop[id(p["backbone"])],
+                       "peak_cuda_mb": peaks[k] if cuda else None}
 
 
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_gflops(dtype: torch.dtype, n: int = PEAK_N, repeats: int = 5) -> float:
     """GFLOP/s of an n x n matrix product in `dtype` on torch's threads (the best of `repeats`)."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b  # warm-up (oneDNN picks its kernel)
@@ -385,7 +420,7 @@ def format_table(rows: list[dict], args) -> str:
         mode = r["mode"] if r["profile"] == "default" else f"{r['mode']}, {r['profile']} ({r['precision']}, {r['steps']} steps)"
         features = [v for v in r["samples"]["features"] if v == v]
         rate = r["encoder_gflop"] / (_percentile(features, 50) / 1000.0) if features else float("nan")
-        if peaks and not str(args.device).startswith("cuda"):
+        if peaks:
             ceiling = peaks["fp32"] if r["precision"] == "fp32" else peaks["bf16"]
             rate_cell = f"{rate:.3g} ({100 * rate / ceiling:.0f} %)"
         else:
@@ -394,14 +429,19 @@ def format_table(rows: list[dict], args) -> str:
                      + f"| {mode} | {r['size']} | " + (f"{r['classes']} | " if counts else "") + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f}"
                      + f" | {100 * r['agreement']:.2f} % | {rate_cell} | {peak} |")
+    from rns_ros.core import AdapterConfig
+    from rns_ros.core.adapter.fast import describe_execution
+
     device = args.device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(torch.device(device))
+    adapter = describe_execution(AdapterConfig(solver=args.solver), str(args.device))[0]  # what ran, on CUDA
     header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
-              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
-              f"{_plain_rows_setting(rows)}; {','.join(str(c) for c in args.classes)} classes, {args.exemplars} "
-              f"support images; device {device}; {cpu_model()}, "
-              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average "
+              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver} "
+              f"({adapter}), {_plain_rows_setting(rows)}; {','.join(str(c) for c in args.classes)} classes, "
+              f"{args.exemplars} support images; device {device}; {cpu_model()}, "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+              f"{''.join(n + '; ' for n in getattr(args, 'profile_notes', []))}load average "
               f"{args.load_before:.1f} at the start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) "
               f"at the end; agree = pixels labelled as by torch fp32 of the same profile"
               + (f"; CPU peak (torch {PEAK_N}^3 matmul, same threads): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
@@ -421,17 +461,21 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.load_before = os.getloadavg()[0]
     args.peaks = None if str(args.device).startswith("cuda") else {
-        "fp32": matmul_peak_gflops(torch.float32, PEAK_N), "bf16": matmul_peak_gflops(torch.bfloat16, PEAK_N)}
+        "fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+
+    def write_json(rows: list[dict]) -> None:
+        if args.json:
+            with open(args.json + ".tmp", "w") as out:
+                json.dump({"table": format_table(rows, args), "rows": rows, "cpu_peak_gflops": args.peaks}, out,
+                          indent=1)
+            os.replace(args.json + ".tmp", args.json)
+
     try:
-        rows = run(args)
+        rows = run(args, on_row=write_json)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rns-bench: {explain(exc, CLI_SPELLING)}", file=sys.stderr)
         return 2
-    table = format_table(rows, args)
-    print(table)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"table": table, "rows": rows, "cpu_peak_gflops": args.peaks}, out, indent=1)
+    print(format_table(rows, args))
     return 0
 
 

@@ -15,8 +15,9 @@ The parts (docs/architecture.md shows a frame's and a teaching request's path th
   frame_loop.py             subscription callback -> mailboxes -> worker -> engine -> outputs
   outputs/frames.py         ~/labels, ~/confidence, ~/overlay, ~/labels_color (per camera)
   outputs/class_map.py      ~/class_map and ~/label_info (latched)
-  depth/output.py           depth input and ~/points (depth.enabled, per camera)
+  depth/output.py           depth input, ~/points and the aligned outputs (depth.*, per camera)
   teaching/teacher.py       the teaching handlers; teaching/services.py puts them on the node
+  fleet/link.py             the memory shared with other robots (fleet.enabled)
   outputs/diagnostics.py    /diagnostics
 The console script's main (signals, executor) is rns_ros/cli/node.py.
 """
@@ -31,8 +32,10 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.ros import params
+from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.fleet.link import FleetLink
 from rns_ros.ros.frame_loop import FrameLoop
 from rns_ros.ros.guard import CallbackGuard
 from rns_ros.ros.inputs.cameras import SINGLE_CAMERA_TOPIC, Camera, click_frames, make_cameras, teaching_image
@@ -74,6 +77,7 @@ class RnsNode(LifecycleNode):
         self.frame_loop: FrameLoop | None = None
         self.class_map_output: ClassMapOutput | None = None
         self._teaching: TeachingInterfaces | None = None
+        self.fleet: FleetLink | None = None  # fleet.enabled: the memory shared with other robots
         self._diagnostics: DiagnosticsOutput | None = None
         self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         self._configured = False
@@ -160,6 +164,8 @@ class RnsNode(LifecycleNode):
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
+        if engine.profile_note:
+            self.get_logger().info(engine.profile_note)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
         (self.get_logger().warning if engine.runtime_warning else self.get_logger().info)(engine.runtime_note)
@@ -171,6 +177,11 @@ class RnsNode(LifecycleNode):
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine, self.teacher = engine, teacher
+        over = teacher.id_limit.over(e.id for e in engine.classes())
+        if over:  # a memory restored from before depth.aligned_outputs was on
+            self.get_logger().error(f"the support memory holds class ids {over[:8]} above {MAX_ALIGNED_CLASS_ID}: "
+                                    "frames labelled with them get no aligned outputs (aligned_invalid in "
+                                    "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
         self._build_parts()
         self._configured = True
         names = ", ".join(e.name for e in engine.classes()) or "none"
@@ -178,13 +189,15 @@ class RnsNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _build_parts(self) -> None:
-        """Cameras with their outputs, the class map, the frame loop, teaching and diagnostics."""
+        """Cameras with their outputs, the class map, the frame loop, teaching, the fleet link and
+        diagnostics."""
         config = self.node_config
         self.cameras = make_cameras(config.cameras, self.stats)
         for camera in self.cameras:
             camera.outputs = FrameOutputs(self, camera.prefix)
             if config.depth.enabled:
-                camera.depth = DepthOutput(self, config.depth, guard=self.guard, **camera.depth_topics())
+                camera.depth = DepthOutput(self, config.depth, guard=self.guard, **camera.depth_topics(),
+                                           warn=lambda text: self.frame_loop.warn(text), info=self.get_logger().info)
         self.class_map_output = ClassMapOutput(self, config.colors())
         self.frame_loop = FrameLoop(self.cameras, self.engine, self.class_map_output,
                                     settings=lambda: self.node_config,
@@ -193,9 +206,14 @@ class RnsNode(LifecycleNode):
         clicks = click_frames(self.cameras, lambda: self.node_config.max_image_pixels)
         self._teaching = TeachingInterfaces(self, self.teacher, lambda: self.node_config.teach_class, self.guard,
                                             clicks)
+        if config.fleet.enabled:  # after the restore: what the memory holds then is not a change
+            self.fleet = FleetLink(self, config.fleet, self.engine, self.teacher, self.guard,
+                                   on_change=self.publish_class_map, max_image_pixels=config.max_image_pixels)
+            self.teacher.before_save = self.fleet.before_save
+        fleet_status = lambda: [self.fleet.status(self.get_fully_qualified_name())] if self.fleet else []  # noqa: E731
         self._diagnostics = DiagnosticsOutput(self, config.diagnostics_period_s,
-                                              lambda: [self.diagnostic_status()] + self.camera_statuses(),
-                                              self.guard.wrap)
+                                              lambda: [self.diagnostic_status()] + self.camera_statuses()
+                                              + fleet_status(), self.guard.wrap)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -253,7 +271,15 @@ class RnsNode(LifecycleNode):
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
-                       max_image_pixels=self.node_config.max_image_pixels)
+                       max_image_pixels=self.node_config.max_image_pixels,
+                       class_id_ceiling=self._class_id_ceiling)
+
+    def _class_id_ceiling(self) -> tuple[int, str] | None:
+        """With aligned outputs, class ids must fit their one byte (teaching refuses larger ones)."""
+        if not self.node_config.depth.aligned_outputs:
+            return None
+        return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
+                                      "Nav2's semantic costmap layer reads them")
 
     @property
     def outputs(self) -> FrameOutputs | None:
@@ -267,13 +293,14 @@ class RnsNode(LifecycleNode):
 
     def _release(self) -> None:
         """Destroy every part (publishers, services, timer), free the engine and the memory_dir."""
-        for part in [self._teaching, self._diagnostics, self.class_map_output] + \
+        for part in [self.fleet, self._teaching, self._diagnostics, self.class_map_output] + \
                 [o for c in self.cameras for o in (c.outputs, c.depth)]:
             if part is not None:
                 part.destroy()
         for camera in self.cameras:
             camera.outputs = camera.depth = None
         self._teaching = self._diagnostics = self.class_map_output = self.frame_loop = self.teacher = None
+        self.fleet = None
         if self._memory_lock is not None:
             self._memory_lock.release()  # another node may use this memory_dir now
         if self.engine is not None:

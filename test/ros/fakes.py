@@ -31,6 +31,7 @@ class FakeEngine:
         self.fail = fail  # callable(rgb) -> bool: raise on such frames
         self.device = device
         self.device_warning = device_warning
+        self.profile_note = None
         self.adapter_execution = "fake adapter"
         self.adapter_warning = adapter_warning
         self.runtime_note = runtime_warning or "image encoder: fake"
@@ -80,6 +81,9 @@ class FakeEngine:
 
     def support_version(self):
         return self._version
+
+    def next_class_id(self):
+        return self._next_id
 
     def num_exemplars(self):
         return 0

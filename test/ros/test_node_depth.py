@@ -158,7 +158,7 @@ def test_frames_without_usable_depth_for_a_while_are_a_diagnostics_warning():
     assert depth.cloud_for(header, rgb, labels, confidence) is None and depth.problem() is None
     now[0] += NO_CLOUD_WARN_S + 1
     assert depth.cloud_for(header, rgb, labels, confidence) is None
-    assert "no point cloud for 6 s" in depth.problem() and "no depth frame within" in depth.problem()
+    assert "no depth output for 6 s" in depth.problem() and "no depth frame within" in depth.problem()
     depth.on_depth(depth_msg(1))  # a paired depth frame whose CameraInfo does not fit it: invalid, still a warning
     wrong_size = info_msg()
     wrong_size.width = 64

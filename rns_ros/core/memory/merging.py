@@ -5,8 +5,9 @@ The policy:
 - A class of the source whose name the target already has *is* that class: its exemplars join
   it, the target's text feature and prompt stay. Nameless source classes, and names the target
   lacks, become new target classes (new ids; their text feature and prompt come along).
-- Every source exemplar becomes a new target exemplar (new id) with its features unchanged and
-  its raw label map renumbered to the target's class ids, so it can be re-encoded later.
+- Every source exemplar becomes a new target exemplar (new id) with its features unchanged, its
+  origin (the robot that taught it) kept, and its raw label map renumbered to the target's class
+  ids, so it can be re-encoded later.
 - Ids already in the target never change; source ids are mapped (returned).
 
 Both memories must hold features of the same backbone (`persistence.load_memory(...,
@@ -42,7 +43,7 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
                          "(load_memory re-encodes it)")
     existing = {record.name: record.id for record in target.classes if record.name is not None}
     joined = {record.id: existing[record.name] for record in source.classes if record.name in existing}
-    created = [record for record in source.classes if record.id not in joined]
+    created = classes_to_create(target, source)
     # the exemplars as they will be inserted, read and checked before anything changes
     source_class_ids = {record.id for record in source.classes}
     planned = []
@@ -52,7 +53,7 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
         stray = set() if raw is None else set(np.unique(raw.labels).tolist()) - {0} - source_class_ids
         if stray:
             raise ValueError(f"source exemplar {eid} annotates class ids {sorted(stray)} that the source lacks")
-        planned.append((eid, feats, class_ids, raw))
+        planned.append((eid, feats, class_ids, raw, source.exemplar_origin(eid)))
 
     mapping = dict(joined)
     new_class_ids: list[int] = []
@@ -64,9 +65,10 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
             new_class_ids.append(cid)
         source_ids = np.array(sorted(mapping), dtype=np.int64)
         target_ids = np.array([mapping[c] for c in source_ids], dtype=np.int64)
-        for eid, feats, class_ids, raw in planned:
+        for eid, feats, class_ids, raw, origin in planned:
             exemplar = None if raw is None else _renumbered(raw, source_ids, target_ids)
-            exemplar_ids[eid] = target.add_image_features(feats, [mapping[c] for c in class_ids], exemplar=exemplar)
+            exemplar_ids[eid] = target.add_image_features(feats, [mapping[c] for c in class_ids], exemplar=exemplar,
+                                                          origin=origin)
     except Exception:
         for new_eid in exemplar_ids.values():  # undo (only an internal error can get here)
             target.remove_exemplar(new_eid)
@@ -74,6 +76,14 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
             target.remove_class(cid)
         raise
     return MergeResult(mapping, new_class_ids, exemplar_ids)
+
+
+def classes_to_create(target: SupportMemory, source: SupportMemory) -> list:
+    """The source's class records that `merge_memory` adds to `target` as new classes, in the order
+    it adds them (they get target ids next_class_id, next_class_id + 1, ...): nameless ones and
+    names the target lacks."""
+    names = {record.name for record in target.classes if record.name is not None}
+    return [record for record in source.classes if record.name is None or record.name not in names]
 
 
 def _renumbered(exemplar: Exemplar, source_ids: np.ndarray, target_ids: np.ndarray) -> Exemplar:

@@ -53,11 +53,11 @@ class Camera:
             self.subscription = None
 
     def depth_topics(self) -> dict[str, str]:
-        """DepthOutput's topic arguments: depth/image ... ~/points for the single camera,
-        c/depth/image ... ~/c/points for camera c."""
+        """DepthOutput's topic arguments: depth/image ... ~/points, ~/aligned/... for the single camera,
+        c/depth/image ... ~/c/points, ~/c/aligned/... for camera c."""
         inputs = f"{self.name}/depth" if self.name else "depth"
         return {"depth_topic": f"{inputs}/image", "info_topic": f"{inputs}/camera_info",
-                "points_topic": f"{self.prefix}points"}
+                "points_topic": f"{self.prefix}points", "aligned_prefix": self.prefix}
 
     def publish(self, rgb, result, header, class_map, config) -> np.ndarray:
         """This camera's outputs of one segmented frame (config: the node's NodeConfig); returns the

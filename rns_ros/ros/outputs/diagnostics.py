@@ -69,7 +69,7 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
             problems.append("running on the CPU fallback")
         if engine.adapter_warning:
             level = DiagnosticStatus.WARN
-            problems.append("adapter on its slower torch fallback (no compiled kernel)")
+            problems.append("adapter on a slower fallback (see adapter)")
         if engine.runtime_warning:
             level = DiagnosticStatus.WARN
             problems.append("image encoder on torch, not the profile's faster runtime (packages missing)")

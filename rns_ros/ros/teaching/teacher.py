@@ -28,6 +28,7 @@ from rns_ros.ros.teaching.memory_store import MemoryStore, describe_report, save
 from rns_ros.ros.teaching.prompting import PromptMasks
 from rns_ros.ros.teaching.requests import (Refused, decode_request_image, describe_taught_frame, given,
                                            parse_annotation, service_handler)
+from rns_ros.ros.teaching.class_ids import Ceiling, ClassIdLimit
 from rns_ros.visual import Palette
 
 
@@ -38,7 +39,11 @@ class Teacher:
     latest_frame: () -> the latest camera Image the node received, or None.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
+    before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
+    the change, rns_ros/ros/fleet/link.py); an error inside it is logged, the change stands.
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
+    class_id_ceiling: () -> (largest class id allowed, why) or None: changes that would create a
+    class above it are refused (class_ids.py; the node sets 255 with depth.aligned_outputs).
     """
 
     def __init__(self, engine, *, memory_dir: str | Path | None = None,
@@ -46,7 +51,8 @@ class Teacher:
                  masker: Callable[[], object] | None = None, on_change: Callable[[], None] = lambda: None,
                  stamp: Callable[[], object] | None = None, palette: Callable[[], Palette] = Palette,
                  log_error: Callable[[str], None] = lambda s: None,
-                 log_info: Callable[[str], None] = lambda s: None, max_image_pixels: int = 16_777_216):
+                 log_info: Callable[[str], None] = lambda s: None, max_image_pixels: int = 16_777_216,
+                 class_id_ceiling: Callable[[], Ceiling | None] = lambda: None):
         self.engine = engine
         self.store = MemoryStore(memory_dir, log_error)
         self.latest_frame = latest_frame
@@ -58,6 +64,8 @@ class Teacher:
         self.log_info = log_info
         self.max_image_pixels = max_image_pixels
         self.processing_enabled = True
+        self.id_limit = ClassIdLimit(class_id_ceiling)
+        self.before_save: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -95,7 +103,13 @@ class Teacher:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
         if getattr(self.engine, "segmenter", None) is None:
             return None
-        return self.store.save(self.engine.segmenter.memory)
+        memory = self.engine.segmenter.memory
+        if self.before_save is not None:
+            try:
+                self.before_save(memory)
+            except Exception as exc:  # noqa: BLE001 - the change stands in the node and on disk
+                self.log_error(f"sharing the change with the fleet failed: {exc!r}")
+        return self.store.save(memory)
 
     def _applied(self, message: str, warning: str | None) -> str:
         try:
@@ -111,6 +125,7 @@ class Teacher:
         if not names:
             raise Refused("no class names given")
         with self.engine.lock:
+            self.id_limit.check_new(self.engine, len(names))
             ids = self.engine.add_classes(names, descriptions)
             warning = self.save()
         response.class_ids = [int(i) for i in ids]
@@ -150,6 +165,8 @@ class Teacher:
 
     @service_handler
     def add_exemplar(self, request, response):
+        """Teach one exemplar; with `dry_run` run every step and check of a real add (SAM 2 for a
+        prompt, the backbone's encoding under the lock) and answer with the mask, storing nothing."""
         from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
         name = request.class_name
@@ -168,26 +185,37 @@ class Teacher:
             cid = ids.get(name)
             if cid is None and not request.create_class:
                 raise Refused(f"class {name!r} was removed meanwhile")
+            if cid is None:
+                self.id_limit.check_new(self.engine, 1)
             # Encode before touching the memory, so a failure changes nothing.
             probe = Exemplar.from_mask(rgb, mask, cid or memory.next_class_id)
             feats, class_ids = encode_exemplar(segmenter.backbone, probe)
             if not class_ids:
                 raise Refused("the marked area vanishes at the backbone's resolution; mark a larger area")
             created = cid is None
-            if created:
-                cid = memory.add_class(name)
-            try:
-                eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
-            except Exception:
+            if not request.dry_run:
                 if created:
-                    memory.remove_class(cid)
-                raise
-            warning = self.save()
+                    cid = memory.add_class(name)
+                try:
+                    eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
+                except Exception:
+                    if created:
+                        memory.remove_class(cid)
+                    raise
+                warning = self.save()
+        source = f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels"
+        if request.dry_run:  # the mask always comes back: it is what a dry run is for
+            response.class_id = int(cid or 0)
+            taught_on = describe_taught_frame(response, frame, mask, True)
+            what = "a new class" if created else f"id {cid}"
+            response.message = f"dry run, nothing stored: an exemplar of {name!r} ({what}) from {source}, {taught_on}"
+            response.class_map = self.class_map()
+            return
         response.exemplar_id, response.class_id = int(eid), int(cid)
         taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
-            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from "
-            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, {taught_on}", warning)
+            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from {source}, {taught_on}",
+            warning)
         response.class_map = self.class_map()
 
     @service_handler
@@ -230,7 +258,7 @@ class Teacher:
 
     @service_handler
     def load_support(self, request, response):
-        from rns_ros.core.memory.merging import merge_memory
+        from rns_ros.core.memory.merging import classes_to_create, merge_memory
         from rns_ros.core.memory.persistence import load_memory
 
         if not request.directory:
@@ -244,6 +272,7 @@ class Teacher:
             except (OSError, ValueError) as exc:
                 raise Refused(f"cannot load {directory}: {exc}") from exc
             if request.merge:
+                self.id_limit.check_new(self.engine, len(classes_to_create(segmenter.memory, memory)))
                 try:
                     merged = merge_memory(segmenter.memory, memory)
                 except ValueError as exc:
@@ -251,6 +280,7 @@ class Teacher:
                 done = (f"merged {len(memory.class_ids)} classes ({len(merged.new_class_ids)} new) and "
                         f"{len(merged.exemplar_ids)} exemplars from {directory}")
             else:
+                self.id_limit.check_existing(memory.class_ids)
                 self.replace_memory(memory)
                 done = f"loaded {len(memory.class_ids)} classes, {memory.num_exemplars} exemplars from {directory}"
             warning = self.save()
@@ -280,6 +310,7 @@ class Teacher:
             known = {e.name for e in self.engine.classes()}
             missing = [n for n in initial_classes if n not in known]
             if missing:
+                self.id_limit.check_new(self.engine, len(missing))
                 self.engine.add_classes(missing)
                 self.save()
 
@@ -302,4 +333,7 @@ class Teacher:
         response.message = "processing enabled" if request.data else "processing paused (models stay loaded)"
 
     def diagnostics(self) -> dict[str, object]:
-        return {"processing_enabled": self.processing_enabled, **self.store.diagnostics()}
+        values = {"processing_enabled": self.processing_enabled, **self.store.diagnostics()}
+        if self.id_limit.active:
+            values["classes_refused_id_limit"] = self.id_limit.refusals
+        return values
