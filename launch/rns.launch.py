@@ -12,6 +12,8 @@ Arguments (empty = keep the value of the params file):
   checkpoint   local backbone weights file                                               ['']
   mode         patch | region                                                           ['']
   memory_dir   support memory directory                                                  ['']
+  runtime      image encoder: auto | torch | onnxruntime | tensorrt | openvino             ['']
+  onnx_model   the runtime's exported encoder (rns-export's folder)                        ['']
   use_rviz     start RViz: rviz/rns.rviz with this launch's topics (input, overlay with its
                legend, colourised labels, labelled cloud)                              [false]
   log_level    debug | info | warn | error                                             [info]
@@ -57,7 +59,7 @@ from rns_ros.ros.demo.rviz_config import write_rviz_config
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
 PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras",
-                       "confidence_encoding")
+                       "confidence_encoding", "runtime", "onnx_model")
 # nav2:=true: what Nav2's semantic costmap layer needs (it reads one byte per pixel, and a cloud
 # with one point per label pixel: the depth-aligned outputs)
 NAV2_PARAMETERS = {"depth.enabled": True, "depth.aligned_outputs": True, "confidence_encoding": "mono8"}
@@ -78,6 +80,9 @@ ARGUMENTS = {
     "mode": ("", "patch or region ('' = the params file's)"),
     "memory_dir": ("", "support memory directory ('' = the params file's; its default is "
                        "$ROS_HOME/rns_ros/<namespace>/<node name>)"),
+    "runtime": ("", "what computes the image encoder: auto, torch, onnxruntime, tensorrt, openvino "
+                    "('' = the params file's)"),
+    "onnx_model": ("", "the runtime's exported encoder, the folder rns-export wrote ('' = the params file's)"),
     "use_rviz": ("false", "start RViz showing the input, the overlay, the colourised labels and the labelled cloud"),
     "log_level": ("info", "log level of the node: debug, info, warn, error"),
     "depth_topic": ("", "aligned depth image topic (16UC1 mm / 32FC1 m): sets depth.enabled and publishes "

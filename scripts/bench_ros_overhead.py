@@ -48,6 +48,7 @@ class NullEngine:
 
     device, device_warning, profile_note, backbone_identity = "cpu", None, None, "null/engine"
     adapter_execution, adapter_warning = "none", None
+    runtime_note, runtime_warning = "image encoder: none", None
 
     def __init__(self):
         from rns_ros.ros.engine import ClassEntry

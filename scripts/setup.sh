@@ -30,7 +30,7 @@ import os, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = p["optional-dependencies"]
 reqs = (p["dependencies"] + extras["faiss-" + os.environ["FAISS"]] + extras["ros"] + extras["eval"]
-        + extras["siglip2"] + extras["console"] + extras["test"])
+        + extras["siglip2"] + extras["runtimes"] + extras["console"] + extras["test"])
 print("\n".join(r for r in reqs if not r.startswith("sam2")))
 PYEOF
 )

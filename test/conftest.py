@@ -13,3 +13,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory):
+    """Everything the engine caches (compiled kernel, ONNX exports of the tiny models) goes to one
+    folder per test session, not to ~/.cache: a test never sees a stale file from an earlier run,
+    and an export made by one test is reused by the next (rns_ros.core.cache). Subprocesses inherit it."""
+    import os
+
+    before = os.environ.get("RNS_ROS_CACHE_DIR")
+    os.environ["RNS_ROS_CACHE_DIR"] = str(tmp_path_factory.mktemp("rns_ros_cache"))
+    yield os.environ["RNS_ROS_CACHE_DIR"]
+    if before is None:
+        os.environ.pop("RNS_ROS_CACHE_DIR", None)
+    else:
+        os.environ["RNS_ROS_CACHE_DIR"] = before

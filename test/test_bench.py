@@ -11,8 +11,10 @@ def test_bench_prints_a_row_per_mode_and_size(capsys):
     assert [r.split("|")[2].strip() for r in rows] == ["64x48", "96x64"]
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 2 + len(bench.STAGES) + 3
-        assert float(cells[-2]) > 0  # frames per second
+        assert len(cells) == 2 + len(bench.STAGES) + 5
+        assert float(cells[-4]) > 0  # frames per second
+        assert cells[-3] == "100.00 %"  # torch fp32 is its own reference
+        assert float(cells[-2].split()[0]) > 0  # the encoder's GFLOP/s, with its share of the CPU's peak
 
 
 def test_bench_refuses_bad_sizes(capsys):
@@ -46,6 +48,35 @@ def test_bench_runs_several_profiles_interleaved_and_writes_json(capsys, tmp_pat
     rows = json.loads(out.read_text())["rows"]
     assert [(r["profile"], r["steps"]) for r in rows] == [("default", 700), ("cpu-fast", 140)]
     assert all(len(r["totals"]) == 2 for r in rows)
+
+
+def test_bench_runs_runtimes_and_class_counts_interleaved(capsys, tmp_path):
+    """One row per (runtime, class count), the runtime in the first column; fp32 runtimes label as
+    torch fp32 does, and the encoder's FLOPs are those of the same windows whatever computes them."""
+    import json
+
+    out = tmp_path / "bench.json"
+    code = bench.main(["--backbone", "test-tiny", "--sizes", "64x48", "--repeats", "2", "--steps", "3",
+                       "--classes", "1,4", "--exemplars", "1", "--runtime", "torch,onnxruntime:fp32",
+                       "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "CPU peak (torch 2048^3 matmul, same threads): fp32" in text
+    rows = [line for line in text.splitlines() if "| patch | 64x48 |" in line]
+    assert [(r.split("|")[1].strip(), r.split("|")[4].strip()) for r in rows] == [
+        ("torch fp32", "1"), ("torch fp32", "4"), ("onnxruntime fp32", "1"), ("onnxruntime fp32", "4")]
+    data = json.loads(out.read_text())
+    assert data["cpu_peak_gflops"]["bf16"] > 0
+    by = {(r["runtime"], r["classes"]): r for r in data["rows"]}
+    assert by["onnxruntime", 4]["agreement"] >= 0.999 and by["torch", 4]["agreement"] == 1.0
+    assert by["onnxruntime", 1]["encoder_gflop"] == by["torch", 1]["encoder_gflop"] > 0
+    assert all(len(r["totals"]) == 2 for r in data["rows"])
+
+
+def test_bench_refuses_a_runtime_where_it_does_not_run(capsys):
+    assert bench.main(["--backbone", "test-tiny", "--sizes", "64x48", "--repeats", "1",
+                       "--runtime", "tensorrt"]) == 2
+    assert "--device cuda" in capsys.readouterr().err
 
 
 def test_bench_json_holds_every_finished_row_as_it_goes(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["env", "gpu-tests", "adapter", "patch-cuda", "region-cuda", "patch-fp32", "adapter-hard", "region-fp32",
-          "core-tests"]
+          "patch-runtimes", "core-tests"]
 WRITE_DATA = ("import json, sys; print('UserWarning: noise on stdout'); print('noise on stderr', file=sys.stderr); "
               "json.dump({'rows': []}, open(sys.argv[1], 'w'))")
 
@@ -122,10 +122,35 @@ def test_cpu_dry_run_runs_every_stage_and_writes_the_report_despite_noise(tmp_pa
     for name in ("patch-cuda", "region-cuda", "patch-fp32", "region-fp32"):
         rows = payload["results"][name]["rows"]
         assert [r["size"] for r in rows] == ["640x480", "1280x720"] and all(r["totals"] for r in rows)
+    runtimes = payload["results"]["patch-runtimes"]["rows"]  # issue 26's rows, ONNX Runtime on the CPU here
+    assert [(r["runtime"], r["size"]) for r in runtimes] == [
+        ("torch", "640x480"), ("onnxruntime", "640x480"), ("torch", "1280x720"), ("onnxruntime", "1280x720")]
+    assert all(r["agreement"] >= 0.999 for r in runtimes)
     fast = next(r for r in payload["results"]["adapter"]["rows"] if r["solver"].startswith("fast (default"))
     assert fast["same_argmax_vs_plain"] == 1.0 and fast["max_dp_vs_plain"] <= 1e-4
     assert [g["met"] is not None for g in payload["goals"]] == [True] * 4
     assert {"report.md", "report.json", "check.log", "stages"} <= {p.name for p in out.iterdir()}
+
+
+def test_the_runtime_rows_are_skipped_with_a_reason_without_a_gpu_provider(monkeypatch, tmp_path):
+    """On a GPU machine whose onnxruntime has no CUDA/TensorRT provider (the lent ones: onnxruntime-gpu
+    does not fit the carry) the stage is reported as not run, with the reason, and fails nothing."""
+    import sys
+    import types
+
+    check = load_check()
+    check_stages = check.stage_table
+    fake = types.SimpleNamespace(__version__="1.30.0", get_available_providers=lambda: ["CPUExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    runtimes, why = check_stages.runtime_rows("cuda")
+    assert runtimes == "" and "no CUDA or TensorRT provider" in why and "docs/gpu.md" in why
+    stage = next(s for s in check_stages.table("cuda", False, tmp_path) if s.name == "patch-runtimes")
+    assert stage.skip == why
+    records = check.run_stages([stage], budget=60, out=tmp_path, scratch=tmp_path, device="cuda")
+    assert records[0]["status"] == f"not run: skipped here: {why}" and records[0]["seconds"] == 0
+    fake.get_available_providers = lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert check_stages.runtime_rows("cuda") == ("torch:fp16,onnxruntime:fp16,tensorrt:fp16", None)
+    assert check_stages.runtime_rows("cpu") == ("torch,onnxruntime", None)
 
 
 def test_goals_name_the_stage_that_holds_a_frame_back():

@@ -3,6 +3,7 @@ and exit codes, then one call into the library. The work itself lives in the roo
 
     rns-segment              segment.py              images -> label PNGs and overlays (rns_ros.core)
     rns-bench                bench.py                per-stage timings of the pipeline (rns_ros.core)
+    rns-export               export.py               a backbone's image encoder as ONNX, for the runtimes
     rns-eval                 eval.py                 the paper's evaluation protocol (rns_ros.eval)
     rns_node                 node.py                 the `rns` ROS 2 node (rns_ros.ros.node)
     rns-bag                  bag.py                  a rosbag2 recording segmented into a new bag (rns_ros.ros.bags)
@@ -11,5 +12,6 @@ and exit codes, then one call into the library. The work itself lives in the roo
     rns_console              console.py              the teaching console's web page (rns_ros.console)
 
 Registered in pyproject.toml ([project.scripts]) for pip and in CMakeLists.txt for `ros2 run`.
+engine_log.py shows the engine's log lines (a runtime's one-time export) on the scripts' stderr.
 Nothing here runs at import time.
 """

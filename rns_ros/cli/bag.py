@@ -27,10 +27,16 @@ import sys
 import time
 from pathlib import Path
 
+from rns_ros.core.advice import explain
+from rns_ros.core.runtimes.errors import ExportMissingError
 from rns_ros.ros.bags.io import IMAGE_TYPES, BagError, open_reader, storage_of
 from rns_ros.ros.bags.run import BagRun, Topics
+from rns_ros.ros.params import ERROR_SPELLING
 
 DEPTH_TYPES = IMAGE_TYPES  # raw depth, or image_transport's compressedDepth (told apart by type)
+# Errors name settings the node's way (-p name:=value), which rns-bag takes too; its flags where it has one.
+BAG_SPELLING = {**ERROR_SPELLING, "backbone": "--backbone {value}", "checkpoint": "--checkpoint {value}",
+                "device": "--device {value}", "runtime": "--runtime {value}", "onnx_model": "--onnx-model {value}"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", default=None, help="backbone preset (node parameter `backbone`)")
     p.add_argument("--checkpoint", default=None, help="local backbone weights file (node parameter `checkpoint`)")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (node parameter `device`)")
+    p.add_argument("--runtime", default=None, help="what computes the image encoder: auto, torch, onnxruntime, "
+                                                   "tensorrt, openvino (node parameter `runtime`)")
+    p.add_argument("--onnx-model", default=None, help="the runtime's exported encoder, rns-export's folder "
+                                                      "(node parameter `onnx_model`)")
     p.add_argument("--params-file", default=None, help="the node's parameter YAML (e.g. config/rns.yaml)")
     p.add_argument("-p", dest="params", action="append", default=[], metavar="NAME:=VALUE",
                    help="any node parameter, e.g. -p adapter.steps:=200 (repeatable; wins over --params-file)")
@@ -78,7 +88,8 @@ def parameter_values(args) -> dict:
             raise BagError(f"-p takes NAME:=VALUE, got {item!r}")
         values[name.strip()] = yaml.safe_load(text) if text else ""
     flags = {"classes": args.classes, "memory_dir": args.memory, "backbone": args.backbone,
-             "checkpoint": args.checkpoint, "device": args.device}
+             "checkpoint": args.checkpoint, "device": args.device, "runtime": args.runtime,
+             "onnx_model": args.onnx_model}
     values.update({k: v for k, v in flags.items() if v is not None})
     return values
 
@@ -154,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
         job = BagRun.start(reader, topics, values, out=args.out, storage=storage, namespace=args.namespace,
                            log=lambda text: print(f"rns-bag: {text}", file=sys.stderr, flush=True))
     except (BagError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"rns-bag: {exc}", file=sys.stderr)
-        if isinstance(exc, FileNotFoundError):
+        print(f"rns-bag: {explain(exc, BAG_SPELLING)}", file=sys.stderr)
+        if isinstance(exc, FileNotFoundError) and not isinstance(exc, ExportMissingError):
             print("rns-bag: weights: pass --checkpoint FILE, or --backbone test-tiny to check the plumbing only "
                   "(random weights, meaningless labels)", file=sys.stderr)
         reader.close()

@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from rns_ros.cli.engine_log import show_engine_log
 from rns_ros.core.advice import CLI_SPELLING, explain
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette, \
     render_overlay, to_hex
@@ -151,7 +152,8 @@ def save_labels(path: Path, labels: np.ndarray) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from rns_ros.core.backbones import BACKBONE_PRESETS
-    from rns_ros.core.profiles import PROFILE_NAMES
+    from rns_ros.core.profiles import AUTO_RUNTIME, PROFILE_NAMES
+    from rns_ros.core.runtimes import PRECISIONS, RUNTIMES
 
     p = argparse.ArgumentParser(prog="rns-segment", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -172,8 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "the folder holding its two files, or 'BACKBONE.pth,DINOTXT.pth'")
     p.add_argument("--pretrained", help="open_clip pretrained tag overriding the preset's")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                   help="backbone autocast precision (fp16: CUDA only; default: fp32, or the profile's)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="precision of the image encoder (fp16: CUDA only; int8: --runtime onnxruntime on a CPU; "
+                        "default: fp32, or the profile's)")
+    p.add_argument("--runtime", default=AUTO_RUNTIME, choices=(AUTO_RUNTIME,) + RUNTIMES,
+                   help="what computes the image encoder (default: the profile's; cpu-fast: OpenVINO on CPUs with "
+                        "AMX, else torch; docs/backbones.md 'Runtimes')")
+    p.add_argument("--onnx-model", help="the runtime's exported encoder, the folder rns-export wrote (default: "
+                                        "exported once into ~/.cache/rns_ros/onnx)")
     p.add_argument("--mode", default="patch", choices=("patch", "region"),
                    help="patch: per 16x16 patch; region: per SAM 2 region (slow on a CPU)")
     p.add_argument("--steps", type=int, help="test-time training steps (default: the adapter's, 700)")
@@ -271,7 +279,9 @@ def run(args) -> int:
                          "nothing to recognise classes by")
     images = collect_images(args.inputs)
     profile, note = resolve_profile(args.profile, args.device)
-    precision, adapter_config = profile.apply(device=args.device, adapter=AdapterConfig(seed=args.seed))
+    choice = profile.runtime_for(args.device, args.runtime)
+    precision, adapter_config = profile.apply(device=args.device, adapter=AdapterConfig(seed=args.seed),
+                                              runtime=choice.runtime)
     precision = args.precision or precision  # options given on the command line win over the profile
     if args.steps is not None:
         adapter_config = replace(adapter_config, steps=args.steps)
@@ -281,9 +291,10 @@ def run(args) -> int:
         if line:
             print(f"rns-segment: {line}", file=sys.stderr)
 
+    print(f"rns-segment: {'WARNING: ' if choice.fallback else ''}{choice.reason}", file=sys.stderr)
     backbone = build_backbone(args.backbone, device=args.device, checkpoint=args.checkpoint,
                               pretrained=args.pretrained, precision=precision,
-                              resolution=profile.resolution)
+                              resolution=profile.resolution, runtime=choice.runtime, onnx_model=args.onnx_model)
     memory = SupportMemory(dim=backbone.dim, device=backbone.device, backbone_identity=backbone.identity)
     proposer = None
     if args.mode == "region":
@@ -318,6 +329,7 @@ def run(args) -> int:
         records.append({"input": str(path), "labels": labels_path.name, "overlay": overlay_path.name,
                         "seconds": round(elapsed, 4), "timings": {k: round(v, 4) for k, v in result.timings.items()}})
     meta = {"backbone": backbone.identity, "mode": args.mode, "profile": profile.name, "precision": precision,
+            "runtime": choice.runtime,
             "steps": adapter_config.steps,
             "palette": palette.describe(),
             "classes": [{"id": cid, "name": name, "color": list(palette.color(cid)), "hex": to_hex(palette.color(cid))}
@@ -331,6 +343,7 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
+    show_engine_log("rns-segment")
     try:
         return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -13,6 +13,8 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     regions/      SAM 2 region proposals and prompt masks; pooling features over segments
     memory/       exemplars, the support memory, its retrieval index, persistence, merging
     adapter/      test-time training of the per-image linear classifier
+    runtimes/     who computes the backbone's image encoder: torch, or its ONNX export under
+                  ONNX Runtime, TensorRT or OpenVINO (one setting; identity and memory unchanged)
     fleet/        the memory shared between robots: what travels, the merge rules (no network here)
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
     profiles.py   named sets of settings (default, cuda, cpu-fast; auto picks cuda on a GPU)
@@ -50,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "PromptMasker": "regions.prompts",
     "Segmenter": "segmenter",
     "Segmentation": "segmenter",
+    "attach_runtime": "runtimes",
     "Profile": "profiles",
     "PROFILES": "profiles",
     "get_profile": "profiles",

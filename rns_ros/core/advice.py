@@ -18,11 +18,19 @@ API_SPELLING: dict[str, str] = {
     "backbone": "build_backbone('{value}', ...)",
     "checkpoint": "build_backbone(..., checkpoint='{value}')",
     "regions.checkpoint": "checkpoint='{value}' (ProposalConfig, PromptMasker or build_sam2_model)",
+    "device": "build_backbone(..., device='{value}')",
+    "precision": "build_backbone(..., precision='{value}')",
+    "runtime": "build_backbone(..., runtime='{value}')",
+    "onnx_model": "build_backbone(..., onnx_model='{value}')",
 }
 CLI_SPELLING: dict[str, str] = {
     "backbone": "--backbone {value}",
     "checkpoint": "--checkpoint {value}",
     "regions.checkpoint": "--sam-checkpoint {value}",
+    "device": "--device {value}",
+    "precision": "--precision {value}",
+    "runtime": "--runtime {value}",
+    "onnx_model": "--onnx-model {value}",
 }
 
 

@@ -15,10 +15,13 @@
   (``default`` for the paper's fp32 protocol on a GPU) always wins.
 - ``cpu-fast``: for robots without a GPU. The full-size model, but one window at short side 224
   (640x480 -> one 224x304 window of 14x19 patches instead of three 448x448 windows of 28x38),
-  bf16 autocast where the CPU computes bf16 natively (AMX or AVX512-BF16; elsewhere fp32, which is
+  bf16 where the CPU computes bf16 natively (AMX or AVX512-BF16; elsewhere fp32, which is
   faster there), and 140 adapter steps at lr 0.01 (the same lr x steps as 700 x 0.002). Coarser
   labels (32-pixel patches of the original frame at 640x480) and an adapter that agrees with the
   700-step one only approximately (docs/adapter.md); measured in README / docs/backbones.md.
+  Its runtime is chosen per CPU when the engine starts (`Profile.runtime_for`, logged by the entry
+  points): OpenVINO in bf16 on CPUs with AMX, where it was measured faster than torch bf16 at the
+  same agreement; torch elsewhere (no measurement says another runtime wins there) and on CUDA.
 
 A profile only supplies values for settings left at their defaults: every entry point (the API
 through `Profile.apply` and `Profile.apply_proposals`, `rns-segment --profile`, `rns-bench
@@ -27,6 +30,7 @@ TF32 is a process-wide switch (`Profile.apply_device_settings`, called by the en
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,10 +40,22 @@ from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.backbones.sliding import ResolutionConfig
 from rns_ros.core.matmul_precision import allow_tf32
 from rns_ros.core.regions.proposals import ProposalConfig
+from rns_ros.core.runtimes import RUNTIME_PRECISIONS
 
 DEFAULT_PRECISION = "fp32"  # build_backbone's default; a profile's precision applies only over it
 NATIVE_BF16 = "bf16-if-native"  # bf16 where the device computes it natively, else fp32
 AUTO = "auto"  # the entry points' default: "cuda" on a CUDA device, "default" elsewhere
+FASTEST_FOR_CPU = "fastest-for-this-cpu"  # the runtime measured fastest on this kind of CPU (runtime_for)
+AUTO_RUNTIME = "auto"  # a runtime setting that leaves the choice to the profile
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The runtime an entry point uses, and the line it logs about the choice."""
+
+    runtime: str
+    reason: str
+    fallback: bool = False  # the profile's faster runtime is unavailable here: log it as a warning
 
 
 @dataclass(frozen=True)
@@ -53,28 +69,57 @@ class Profile:
     adapter: dict[str, Any] = field(default_factory=dict)  # AdapterConfig fields and their values
     proposals: dict[str, Any] = field(default_factory=dict)  # ProposalConfig fields (SAM 2) and their values
     tf32: bool = False  # CUDA: fp32 matmuls outside the adapter may use TF32 (process-wide)
+    runtime: str = "torch"  # what computes the image encoder (rns_ros.core.runtimes) | FASTEST_FOR_CPU
 
-    def precision_for(self, device: str | torch.device) -> str:
-        """The backbone precision on `device`: "bf16-if-native" becomes bf16 on CUDA and on CPUs
-        with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower)."""
-        if self.precision != NATIVE_BF16:
-            return self.precision
-        return "bf16" if torch.device(device).type == "cuda" or cpu_has_native_bf16() else "fp32"
+    def precision_for(self, device: str | torch.device, runtime: str = "torch") -> str:
+        """The backbone precision on `device` under `runtime`: "bf16-if-native" becomes bf16 on CUDA
+        and on CPUs with AMX or AVX512-BF16, fp32 on other CPUs (where bf16 is emulated and slower).
+        A runtime that does not compute that precision there gets its nearest: fp16 for a reduced
+        one on CUDA (TensorRT, ONNX Runtime), else fp32 (ONNX Runtime on a CPU: int8 is yours to ask)."""
+        wanted = self.precision
+        device_type = torch.device(device).type
+        if wanted == NATIVE_BF16:
+            wanted = "bf16" if device_type == "cuda" or cpu_has_native_bf16() else "fp32"
+        supported = RUNTIME_PRECISIONS.get(runtime, {})
+        if device_type in supported.get(wanted, ()):
+            return wanted
+        return "fp16" if wanted != "fp32" and device_type in supported.get("fp16", ()) else "fp32"
+
+    def runtime_for(self, device: str | torch.device, requested: str = AUTO_RUNTIME) -> RuntimeChoice:
+        """The runtime on `device`: `requested` when it names one, else the profile's (for
+        FASTEST_FOR_CPU the one measured fastest on this kind of CPU), with the line to log."""
+        if requested != AUTO_RUNTIME:
+            return RuntimeChoice(requested, f"runtime {requested} (as set)")
+        if self.runtime != FASTEST_FOR_CPU:
+            return RuntimeChoice(self.runtime, f"runtime {self.runtime} (profile {self.name})")
+        why = f"runtime torch (profile {self.name}"
+        if torch.device(device).type != "cpu":
+            return RuntimeChoice("torch", f"{why} on {device}: the other runtimes were measured on CPUs only)")
+        if not cpu_has_amx():
+            return RuntimeChoice("torch", f"{why}: this CPU has no AMX, and OpenVINO's gain over torch was "
+                                          "measured on CPUs with AMX only)")
+        missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            return RuntimeChoice("torch", f"{why}, NOT openvino, which this CPU (AMX) would get: "
+                                          f"{', '.join(missing)} missing; pip install 'rns_ros[runtimes]')",
+                                 fallback=True)
+        return RuntimeChoice("openvino", f"runtime openvino (profile {self.name}: this CPU has AMX, where "
+                                         "OpenVINO bf16 was measured faster than torch bf16; docs/backbones.md)")
 
     def adapter_config(self, **changes: Any) -> AdapterConfig:
         """AdapterConfig with this profile's values, then `changes` on top."""
         return AdapterConfig(**{**self.adapter, **changes})
 
     def apply(self, *, device: str | torch.device, precision: str = DEFAULT_PRECISION,
-              adapter: AdapterConfig | None = None) -> tuple[str, AdapterConfig]:
+              adapter: AdapterConfig | None = None, runtime: str = "torch") -> tuple[str, AdapterConfig]:
         """(precision, AdapterConfig) with this profile's value for every setting left at its
         default: a precision other than "fp32", and AdapterConfig fields that differ from
-        AdapterConfig(), are kept as given."""
+        AdapterConfig(), are kept as given. `runtime`: the one chosen (runtime_for)."""
         adapter = adapter if adapter is not None else AdapterConfig()
         defaults = AdapterConfig()
         untouched = {name: value for name, value in self.adapter.items()
                      if getattr(adapter, name) == getattr(defaults, name)}
-        chosen = self.precision_for(device) if precision == DEFAULT_PRECISION else precision
+        chosen = self.precision_for(device, runtime) if precision == DEFAULT_PRECISION else precision
         return chosen, replace(adapter, **untouched)
 
     def apply_proposals(self, proposals: ProposalConfig) -> ProposalConfig:
@@ -89,6 +134,12 @@ class Profile:
         if self.tf32 and torch.device(device).type == "cuda":
             return allow_tf32()
         return None
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), per torch."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return check is not None and bool(check())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -116,7 +167,8 @@ PROFILES: dict[str, Profile] = {
         resolution=ResolutionConfig(short_side=224, max_long_side=448, test_crop=448, test_stride=224,
                                     support_crops=(224, 112), support_stride=48),
         precision=NATIVE_BF16,
-        adapter={"steps": 140, "lr": 0.01}),
+        adapter={"steps": 140, "lr": 0.01},
+        runtime=FASTEST_FOR_CPU),
 }
 PROFILE_NAMES = (AUTO, *PROFILES)  # what the entry points accept
 

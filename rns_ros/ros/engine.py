@@ -28,9 +28,11 @@ from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.adapter.fast import describe_execution
 from rns_ros.core.profiles import AUTO, PROFILE_NAMES, get_profile, resolve_profile
 from rns_ros.core.regions.proposals import ProposalConfig
+from rns_ros.core.runtimes import RUNTIMES
 
 MODES = ("patch", "region")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: ONNX Runtime on a CPU (rns_ros.core.runtimes)
+RUNTIME_CHOICES = ("auto",) + RUNTIMES
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -40,7 +42,9 @@ class EngineConfig:
 
     backbone: str = "openclip-vit-b16"  # backbone preset; "test-tiny*" = random weights, tests only
     checkpoint: str = ""  # local backbone weights: a file, or for dinov3txt-vitl16 a folder / "a.pth,b.pth"
-    precision: str = "fp32"  # autocast dtype of the backbone: fp32 | bf16 | fp16 (CUDA only)
+    precision: str = "fp32"  # the backbone's image encoder: fp32 | bf16 | fp16 (CUDA) | int8 (onnxruntime, CPU)
+    runtime: str = "auto"  # what computes the image encoder: auto (the profile's) | torch | onnxruntime | tensorrt | openvino
+    onnx_model: str = ""  # the runtime's exported encoder (rns-export's folder); '' = exported once into the cache
     device: str = "cuda"  # cuda | cuda:N | cpu
     allow_cpu_fallback: bool = True  # device cuda* but no CUDA: run on the CPU (logged loudly) or fail
     mode: str = "patch"  # "patch" (patch features) | "region" (SAM 2 regions, much slower)
@@ -55,6 +59,8 @@ class EngineConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.runtime not in RUNTIME_CHOICES:
+            raise ValueError(f"runtime must be one of {list(RUNTIME_CHOICES)}, got {self.runtime!r}")
         if self.profile not in PROFILE_NAMES:
             raise ValueError(f"profile must be one of {list(PROFILE_NAMES)}, got {self.profile!r}")
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -121,6 +127,8 @@ class Engine(Protocol):
     profile_note: str | None  # which profile "auto" chose (and TF32), for the log
     adapter_execution: str  # what runs the test-time adapter's steps (on CUDA: what ran so far)
     adapter_warning: str | None  # why that is a slower fallback, if it is
+    runtime_note: str  # what computes the image encoder, and why that runtime
+    runtime_warning: str | None  # the profile's faster runtime is unavailable here, and why
     backbone_identity: str
 
     def segment(self, rgb: np.ndarray) -> EngineResult: ...
@@ -159,13 +167,15 @@ class RnsEngine:
     """The real engine: a `rns_ros.core.segmenter.Segmenter` and its support memory."""
 
     def __init__(self, segmenter, device: str, device_warning: str | None = None, profile: str = "default",
-                 profile_note: str | None = None):
+                 profile_note: str | None = None, runtime_note: str = "", runtime_warning: str | None = None):
         self.segmenter = segmenter
         self.profile = get_profile(profile)
         self.profile_note = profile_note
         self.device = device
         self.device_warning = device_warning
         self._adapter_config = segmenter.adapter.config
+        self.runtime_note = runtime_note  # what computes the image encoder, and why
+        self.runtime_warning = runtime_warning  # the profile's faster runtime is missing here
         self.backbone_identity = segmenter.backbone.identity
         self.lock = threading.RLock()
 
@@ -287,11 +297,16 @@ def build_engine(config: EngineConfig) -> RnsEngine:
         check_checkpoint(config.proposals.model, config.proposals.checkpoint,
                          random_weights=config.proposals.random_weights)
     profile, note = resolve_profile(config.profile, device)
-    precision, adapter_config = profile.apply(device=device, precision=config.precision, adapter=config.adapter)
+    choice = profile.runtime_for(device, config.runtime)
+    precision, adapter_config = profile.apply(device=device, precision=config.precision, adapter=config.adapter,
+                                              runtime=choice.runtime)
     describe_execution(adapter_config, device)  # on a CPU: builds the compiled kernel now, not on a frame
     note = "; ".join(n for n in (note, profile.apply_device_settings(device)) if n) or None
     backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
-                              precision=precision, resolution=profile.resolution)
+                              precision=precision, resolution=profile.resolution, runtime=choice.runtime,
+                              onnx_model=config.onnx_model or None)
+    runtime_note = (f"image encoder: {backbone.runtime.describe() if backbone.runtime else f'torch {precision}'}; "
+                    f"{choice.reason}")
     memory = SupportMemory(dim=backbone.dim, device=device, backbone_identity=backbone.identity)
     proposer = None
     if config.mode == "region":
@@ -299,7 +314,8 @@ def build_engine(config: EngineConfig) -> RnsEngine:
 
         proposer = RegionProposer(proposal_config(config.proposals, profile, device))
     segmenter = Segmenter(backbone, memory, TestTimeAdapter(adapter_config), proposer=proposer, mode=config.mode)
-    return RnsEngine(segmenter, device, warning, profile.name, note)
+    return RnsEngine(segmenter, device, warning, profile.name, note, runtime_note,
+                     runtime_note if choice.fallback else None)
 
 
 def proposal_config(proposals: ProposalConfig, profile, device: str) -> ProposalConfig:

@@ -168,6 +168,10 @@ class RnsNode(LifecycleNode):
             self.get_logger().info(engine.profile_note)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
+        if engine.runtime_warning:  # the profile's faster runtime is not installed here
+            self.get_logger().warning(engine.runtime_warning)
+        else:
+            self.get_logger().info(engine.runtime_note)
         teacher = self._make_teacher(engine, memory_dir)
         try:
             teacher.restore(initial_classes=self.node_config.classes)

@@ -23,7 +23,7 @@ from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.fleet.config import FleetConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
-from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
+from rns_ros.ros.engine import MODES, PRECISIONS, RUNTIME_CHOICES, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
 IMAGE_QOS = ("sensor_data", "reliable")
@@ -223,8 +223,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "folder holding its two official files or 'BACKBONE.pth,DINOTXT.pth'. '' = the preset's "
               "weights from the Hugging Face cache (downloaded when the hub is reachable)."),
     ParamSpec("precision", "engine", "precision",
-              "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only). Left at fp32, the profile's "
-              "applies (cuda: bf16; cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
+              "Precision of the backbone's image encoder: fp32, bf16, fp16 (CUDA only), int8 (runtime "
+              "onnxruntime on a CPU); each runtime has its own set (docs/backbones.md, 'Runtimes'). Left at "
+              "fp32, the profile's applies (cuda: bf16; cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
+    ParamSpec("runtime", "engine", "runtime",
+              "What computes the image encoder: auto (the profile's: torch, or under cpu-fast OpenVINO on CPUs "
+              "with AMX), torch, onnxruntime (CPU; CUDA), tensorrt (CUDA, fp16 engines cached on disk), "
+              "openvino (CPU). The backbone identity, and so the memory, stay the same.", choices=RUNTIME_CHOICES),
+    ParamSpec("onnx_model", "engine", "onnx_model",
+              "The folder rns-export wrote for a runtime other than torch (checked against the backbone); "
+              "'' = export the backbone once into ~/.cache/rns_ros/onnx and use that."),
     ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),
     ParamSpec("allow_cpu_fallback", "engine", "allow_cpu_fallback",
               "When device is cuda* and no CUDA device is visible: true = run on the CPU (logged as an "

@@ -28,6 +28,7 @@ class Stage:
     least: float  # seconds it needs at least: with less of the budget left it does not start
     data: str | None = None  # file in the scratch folder that the stage writes
     kind: str = "bench"  # how `data` is read: "env" (JSON), "tests" (junit XML), "bench" (JSON)
+    skip: str | None = None  # why it cannot run on this machine (reported as not run, not as a failure)
 
 
 def table(device: str, quick: bool, scratch: Path) -> list[Stage]:
@@ -77,9 +78,41 @@ def table(device: str, quick: bool, scratch: Path) -> list[Stage]:
         adapter_stage("adapter-hard", ("--hard",), "torch ops,subspace,L-BFGS,batched,steps", 25, 15,
                       "the same on the noisy partial-support problem"),
         pipeline("region", "default", 60, 40, "region mode in fp32"),
+        runtimes_stage(py, device, bench, repeats["patch"], scratch),
         Stage("core-tests", "the CPU-side core tests on this machine's Python and torch",
               (*pytest, *core, *junit("core-tests")), 300, 30, "core-tests.xml", "tests"),
     ]
+
+
+def runtimes_stage(py: str, device: str, bench: tuple[str, ...], repeats: tuple[str, ...], scratch: Path) -> Stage:
+    """Issue 26's rows: the image encoder under ONNX Runtime CUDA and TensorRT fp16 next to PyTorch
+    eager fp16, interleaved, with their agreement against fp32 labels; skipped, saying why, where
+    onnxruntime has neither provider (onnxruntime-gpu does not fit the carry: docs/gpu.md). The CPU
+    dry run proves the plumbing with ONNX Runtime's CPU provider."""
+    runtimes, why_not = runtime_rows(device)
+    return Stage("patch-runtimes", "the image encoder under ONNX Runtime CUDA and TensorRT fp16 (engine cached "
+                                   "on disk) next to PyTorch eager, agreement with fp32 labels",
+                 (py, "-m", "rns_ros.cli.bench", "--device", device, "--modes", "patch", "--runtime", runtimes,
+                  "--sizes", "640x480,1280x720", *bench, *repeats, "--json", str(scratch / "patch-runtimes.json")),
+                 90, 40, "patch-runtimes.json", skip=why_not)
+
+
+def runtime_rows(device: str) -> tuple[str, str | None]:
+    """rns-bench's --runtime list for `patch-runtimes` on `device`, and why it cannot run (None: it can)."""
+    if device != "cuda":
+        return "torch,onnxruntime", None
+    try:
+        import onnxruntime
+    except ImportError:
+        return "", "no onnxruntime here"
+    providers = onnxruntime.get_available_providers()
+    rows = ["torch:fp16"] + [name for name, provider in (("onnxruntime:fp16", "CUDAExecutionProvider"),
+                                                         ("tensorrt:fp16", "TensorrtExecutionProvider"))
+                             if provider in providers]
+    if len(rows) == 1:
+        return "", (f"onnxruntime {onnxruntime.__version__} here has no CUDA or TensorRT provider "
+                    f"({', '.join(providers)}); onnxruntime-gpu (255 MB) does not fit the 64 MiB carry: docs/gpu.md")
+    return ",".join(rows), None
 
 
 def _has(module: str) -> bool:

@@ -9,6 +9,10 @@
 # set). Not carried: transformers (13 MB; the image has 5.17, our pin is 5.23; only the SigLIP2
 # family's CPU-side tests use it). sam2, antlr4 and iopath ship only sources: their wheels are built
 # here, pure Python (SAM2_BUILD_CUDA=0: no CUDA extension), so they install on any Python 3.
+# Not carried either, so the patch-runtimes stage (issue 26: ONNX Runtime CUDA, TensorRT) is skipped
+# there with that reason: onnxruntime-gpu 1.31.1 for Python 3.12 is a 255 MB wheel (over the 64 MiB
+# carry; the image's onnxruntime 1.30 has the CPU provider only), and TensorRT's tensorrt-cu13-libs is a
+# source stub that downloads >1 GB from NVIDIA's index at install time (docs/gpu.md).
 # Idempotent: a wheel already present is kept; wheels of other versions are removed. Prints the
 # total size, which travels with the working tree (the device tool carries at most 64 MiB).
 #   scripts/gpu/prepare.sh            then: run(command="scripts/gpu/check.sh", carry=[".gpu-wheels"])
@@ -65,3 +69,4 @@ for f in "$DEST"/*.whl; do  # a wheel built here must be pure Python, or it woul
 done
 ls -1 "$DEST"
 echo "total: $(du -ch "$DEST"/*.whl | tail -1 | cut -f1) in $DEST (the device tool carries at most 64 MiB)"
+echo "not carried: onnxruntime-gpu (255 MB) and TensorRT (>1 GB): the patch-runtimes stage is skipped, saying why"

@@ -24,7 +24,8 @@ def expected_labels(rgb: np.ndarray, class_ids: list[int]) -> np.ndarray:
 
 class FakeEngine:
     def __init__(self, config=None, *, delay_s: float = 0.0, fail=None, first_id: int = 1,
-                 device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None):
+                 device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None,
+                 runtime_warning: str | None = None):
         self.config = config
         self.delay_s = delay_s
         self.fail = fail  # callable(rgb) -> bool: raise on such frames
@@ -33,6 +34,8 @@ class FakeEngine:
         self.profile_note = None
         self.adapter_execution = "fake adapter"
         self.adapter_warning = adapter_warning
+        self.runtime_note = runtime_warning or "image encoder: fake"
+        self.runtime_warning = runtime_warning
         self.backbone_identity = "fake/engine"
         self.lock = threading.RLock()
         self._classes: dict[int, ClassEntry] = {}

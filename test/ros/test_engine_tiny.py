@@ -78,6 +78,24 @@ def test_a_profile_sets_resolution_and_the_adapter_settings_left_at_their_defaul
     assert engine.segment(random_rgb(48, 64)).labels.shape == (48, 64)
 
 
+def test_the_runtime_setting_builds_the_encoder_and_the_engine_says_which(engine):
+    """runtime: onnxruntime gives the torch engine's identity (the memory serves both) and labels;
+    `auto` under cpu-fast takes the profile's per-CPU choice, and the note the node logs says why."""
+    from rns_ros.core.profiles import get_profile
+
+    onnx = build_engine(replace(TINY, runtime="onnxruntime"))
+    assert onnx.backbone_identity == engine.backbone_identity
+    assert "image encoder: onnxruntime fp32 (CPU" in onnx.runtime_note and "(as set)" in onnx.runtime_note
+    assert onnx.runtime_warning is None
+    onnx.add_classes(["cat", "dog"])
+    assert onnx.segment(random_rgb(48, 64)).labels.shape == (48, 64)
+    fast = build_engine(replace(TINY, profile="cpu-fast"))
+    choice = get_profile("cpu-fast").runtime_for("cpu")
+    assert choice.reason in fast.runtime_note and f"image encoder: {choice.runtime}" in fast.runtime_note
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        replace(TINY, runtime="tensorflow")
+
+
 def test_adapter_settings_change_between_frames(engine):
     engine.set_adapter_config(replace(TINY.adapter, steps=2))
     assert engine.segmenter.adapter.config.steps == 2

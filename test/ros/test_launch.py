@@ -25,6 +25,7 @@ from rns_ros.ros.demo.rviz_config import resolve_topic, rviz_config
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
 EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
+                      "runtime", "onnx_model",
                       "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
                       "image_transport", "depth_transport", "cameras", "camera_topics", "confidence_encoding", "nav2",
                       "console", "console_host", "console_port", "console_token"}

@@ -190,6 +190,14 @@ def test_every_transition_and_a_manual_start_are_logged(ros, capfd):
         assert line in err, line
 
 
+def test_a_missing_onnx_model_fails_the_configure_naming_the_node_parameter(ros, tmp_path):
+    node = manual_node(ros, build_engine, device="cpu", classes="a", backbone="test-tiny",
+                       runtime="onnxruntime", onnx_model=str(tmp_path / "nowhere"))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    error = node._last_transition_error
+    assert "does not exist" in error and "-p onnx_model:=DIR" in error and "--onnx-model" not in error
+
+
 def test_missing_weights_name_the_node_parameters_not_the_cli_or_the_api(ros, tmp_path, monkeypatch):
     import huggingface_hub.constants
 

@@ -162,6 +162,14 @@ def test_cpu_fallback_is_flagged_in_diagnostics(ros):
     assert status.level == status.WARN and "CPU fallback" in status.message
 
 
+def test_a_profile_runtime_fallback_is_flagged_in_diagnostics(ros):
+    note = "image encoder: torch bf16; runtime torch (profile cpu-fast, NOT openvino ...)"
+    node, _ = start(ros, engine=FakeEngine(runtime_warning=note))
+    status = node.diagnostic_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == status.WARN and "faster runtime" in status.message and values["runtime"] == note
+
+
 def test_adapter_fallback_is_flagged_in_diagnostics(ros):
     node, _ = start(ros, engine=FakeEngine(adapter_warning="no C compiler"))
     status = node.diagnostic_status()

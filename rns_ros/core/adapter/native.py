@@ -7,7 +7,7 @@ along the class axis of the class-major logits, plus the residual's addcmul, cos
 one of the step's two matmuls) in one pass. It is compiled on first use with the system C compiler (the one that
 building the package's ROS interfaces already needs: `$CC`, else `cc`, `gcc` or `clang`) for this
 machine's CPU (-march=native), and cached as a shared library under
-`$RNS_ROS_CACHE_DIR` (default `$XDG_CACHE_HOME/rns_ros`, i.e. ~/.cache/rns_ros), keyed by the
+`$RNS_ROS_CACHE_DIR` (default `$XDG_CACHE_HOME/rns_ros`, i.e. ~/.cache/rns_ros: core/cache.py), keyed by the
 source, the flags, the compiler's version and the CPU, so an edit, a new compiler or a home
 directory shared with another machine never loads a stale or foreign build. The library is
 written to a temporary name and renamed into place: concurrent first uses are safe.
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from rns_ros.core.cache import cache_dir
 
 SOURCE = Path(__file__).resolve().parent / "native" / "subspace_steps.c"
 LANES = 8  # the kernel's vector width: rows and width are padded to multiples of it
@@ -125,12 +127,6 @@ class NativeKernel:
 def _call_keeping(function, tensors: tuple, *arguments) -> None:
     """function(*arguments); `tensors` rides along so that the raw pointers in `arguments` stay valid."""
     function(*arguments)
-
-
-def cache_dir() -> Path:
-    if os.environ.get("RNS_ROS_CACHE_DIR"):
-        return Path(os.environ["RNS_ROS_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "rns_ros"
 
 
 def find_compiler() -> str | None:

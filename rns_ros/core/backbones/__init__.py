@@ -80,7 +80,8 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
                    checkpoint: str | None = None, pretrained: str | None = None,
                    precision: str = "fp32", seed: int = 0,
                    resolution: ResolutionConfig | None = None,
-                   cache_dir: str | None = None, random_weights: bool = False) -> DenseBackbone:
+                   cache_dir: str | None = None, random_weights: bool = False,
+                   runtime: str = "torch", onnx_model: str | None = None) -> DenseBackbone:
     """Build a dense backbone from a preset name (see `BACKBONE_PRESETS`) or `"openclip:<ARCH>"`.
 
     Args:
@@ -92,34 +93,46 @@ def build_backbone(name: str = "openclip-vit-b16", *, device: str | torch.device
             repo (weights + tokenizer files).
         pretrained: open_clip pretrained tag overriding the preset's default (fetched from the
             Hugging Face cache, or downloaded when the hub is reachable); OpenCLIP only.
-        precision: "fp32" (default), "bf16" (CPU or CUDA) or "fp16" (CUDA only): autocast dtype.
+        precision: "fp32" (default), "bf16" (CPU or CUDA) or "fp16" (CUDA only): autocast dtype
+            of the torch runtime; with another runtime, what that runtime computes in (see
+            rns_ros.core.runtimes: e.g. openvino bf16, onnxruntime int8, tensorrt fp16).
         seed: seed of random weights (test-only presets, or random_weights=True).
         resolution: preprocessing protocol overriding the preset's.
         cache_dir: Hugging Face cache directory (default: the hub's own default).
         random_weights: build a weights-needing preset untrained (seeded by `seed`), for
             compute-only benchmarks; its predictions are meaningless.
+        runtime: what computes the dense image encoder: "torch" (default), "onnxruntime",
+            "tensorrt" or "openvino" (rns_ros.core.runtimes). The identity does not change.
+        onnx_model: for a runtime other than torch, the folder `rns-export` wrote; None = export
+            the backbone once into the cache (logged) and use that.
 
     Raises:
-        ValueError: unknown name/tag/precision; MissingWeightsError (a ValueError) when an
+        ValueError: unknown name/tag/precision/runtime; MissingWeightsError (a ValueError) when an
             architecture without default weights gets neither checkpoint nor pretrained.
             FileNotFoundError: missing checkpoint file.
         WeightsUnavailableError (a FileNotFoundError): weights neither cached nor downloadable;
             raised within seconds, with instructions, before anything heavy is loaded.
+        ExportMissingError / ExportMismatchError / RuntimeUnavailableError (rns_ros.core.runtimes):
+            the runtime's ONNX file or package is missing, mismatching or cannot run here.
     """
-    from rns_ros.core.backbones.dense import PRECISIONS
+    from rns_ros.core.runtimes import attach_runtime, check_runtime
 
     preset = _preset_for(name)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_runtime(runtime, precision, device)
     device = torch.device(device)
     resolution = resolution or preset.resolution
+    # Another runtime computes the image tower in `precision`; the torch model (text tower, and the
+    # image tower the export is made from and checked against) stays fp32.
+    torch_precision = precision if runtime == "torch" else "fp32"
+    settings = dict(device=device, checkpoint=checkpoint, pretrained=pretrained, precision=torch_precision,
+                    seed=seed, resolution=resolution, cache_dir=cache_dir, random_weights=random_weights)
     if preset.family != "openclip":
-        return _build_other_family(name, preset, device=device, checkpoint=checkpoint, pretrained=pretrained,
-                                   precision=precision, seed=seed, resolution=resolution,
-                                   cache_dir=cache_dir, random_weights=random_weights)
-    return _build_openclip(name, preset, device=device, checkpoint=checkpoint, pretrained=pretrained,
-                           precision=precision, seed=seed, resolution=resolution, cache_dir=cache_dir,
-                           random_weights=random_weights)
+        backbone = _build_other_family(name, preset, **settings)
+    else:
+        backbone = _build_openclip(name, preset, **settings)
+    if runtime != "torch":
+        attach_runtime(backbone, runtime, precision=precision, onnx_model=onnx_model, preset=name)
+    return backbone
 
 
 def _build_openclip(name, preset, *, device, checkpoint, pretrained, precision, seed, resolution,

@@ -57,7 +57,12 @@ class WindowedBackbone:
         self.patch_size = int(patch_size)
         self.dim = int(dim)
         self.resolution = resolution
+        self.model_identity = identity  # the weights alone; `identity` adds the preprocessing
         self.identity = f"{identity}/{resolution.describe()}"
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        # A runtime's dense encoder (rns_ros.core.runtimes) that encodes the crops instead of the
+        # torch image tower; None = torch. Nothing else changes: same identity, windows and text.
+        self.runtime = None
         self.templates = tuple(templates)
         self.text_batch = int(text_batch)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(3, 1, 1)
@@ -65,11 +70,17 @@ class WindowedBackbone:
         self._text_cache: dict[str, torch.Tensor] = {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.identity!r}, device={self.device}, precision={self.precision})"
+        compute = self.runtime.describe() if self.runtime is not None else f"precision={self.precision}"
+        return f"{type(self).__name__}({self.identity!r}, device={self.device}, {compute})"
 
     # -- what a family provides ----------------------------------------------------------------
     def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised crops -> (B, H/p, W/p, d) patch features (any norm)."""
+        raise NotImplementedError
+
+    @property
+    def image_tower(self) -> torch.nn.Module:
+        """The module holding every weight `crop_features` uses (what an ONNX export carries)."""
         raise NotImplementedError
 
     def sentence_features(self, sentences: list[str]) -> torch.Tensor:
@@ -85,7 +96,10 @@ class WindowedBackbone:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised crops -> (B, H/p, W/p, d) float32 unit-norm patch features."""
+        """(B, 3, H, W) normalised crops -> (B, H/p, W/p, d) float32 unit-norm patch features,
+        from the runtime's encoder when one is attached, else from the torch image tower."""
+        if self.runtime is not None:
+            return F.normalize(self.runtime(crops).float(), dim=-1)
         with torch.no_grad(), self.autocast():
             feats = self.crop_features(crops)
         return F.normalize(feats.float(), dim=-1)

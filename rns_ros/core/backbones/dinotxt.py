@@ -137,6 +137,10 @@ class DinoTxtBackbone(WindowedBackbone):
         """(B, 3, H, W) -> (B, 1 + registers + H/p * W/p, 1024) last-layer tokens after the final norm."""
         return self.vision.forward_features(crops.to(self.vision.patch_embed.proj.weight.dtype))
 
+    @property
+    def image_tower(self) -> torch.nn.Module:
+        return self.vision
+
     def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
         b, _, h, w = crops.shape
         patches = self.backbone_tokens(crops)[:, self.vision.num_prefix_tokens:]

@@ -131,6 +131,10 @@ class OpenClipBackbone(WindowedBackbone):
                          device=next(model.parameters()).device, resolution=resolution,
                          precision=precision, mean=mean, std=std, templates=templates, text_batch=text_batch)
 
+    @property
+    def image_tower(self) -> torch.nn.Module:
+        return self.model.visual
+
     def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
         return dense_patch_tokens(self.model.visual, crops)
 

@@ -93,6 +93,10 @@ class Siglip2Backbone(WindowedBackbone):
                          device=next(parts.parameters()).device, resolution=resolution, precision=precision,
                          mean=SIGLIP_MEAN, std=SIGLIP_STD, templates=templates, text_batch=text_batch)
 
+    @property
+    def image_tower(self) -> torch.nn.Module:
+        return self.parts.trunk
+
     def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
         return dense_siglip_tokens(self.parts.trunk, crops)
 

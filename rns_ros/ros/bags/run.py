@@ -53,6 +53,7 @@ def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
     for line in (engine.device_warning, engine.profile_note, engine.adapter_warning):
         if line:
             log(line)
+    log(engine.runtime_note)
     if engine_config.backbone == "test-tiny":
         log("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, its labels are meaningless")
     if node_config.memory_dir:

@@ -60,7 +60,7 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
         problems.append(f"{callback_errors[0]} error(s) inside callbacks (see last_callback_error)")
     if engine is not None:
         extra.update({"device": engine.device, "backbone": engine.backbone_identity,
-                      "adapter": engine.adapter_execution,
+                      "adapter": engine.adapter_execution, "runtime": engine.runtime_note,
                       "classes": len(engine.classes()), "exemplars": engine.num_exemplars(),
                       "support_version": engine.support_version()})
         extra.update({k: round(v, 1) for k, v in engine.memory_usage_mb().items()})
@@ -70,6 +70,9 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
         if engine.adapter_warning:
             level = DiagnosticStatus.WARN
             problems.append("adapter on a slower fallback (see adapter)")
+        if engine.runtime_warning:
+            level = DiagnosticStatus.WARN
+            problems.append("image encoder on torch, not the profile's faster runtime (packages missing)")
     if teacher is not None:
         extra.update(teacher.diagnostics())
         if teacher.store.load_problems or teacher.store.last_save_error:
