@@ -21,6 +21,13 @@ Arguments (empty = keep the value of the params file):
   depth_transport  raw | compressedDepth (reads <depth topic>/compressedDepth)              ['']
   cameras      comma-separated camera names: several cameras on one node               ['']
   camera_topics    comma-separated input topics, one per camera ('' = <camera>/image)      ['']
+  confidence_encoding  32FC1 | mono8 (~/confidence as probability x 255)                  ['']
+  nav2         true: depth on, the depth-aligned outputs on, confidence_encoding mono8, and
+               the topics to give Nav2's semantic costmap layer printed                 [false]
+
+Nav2's semantic costmap layer (docs/ros.md, "Nav2 semantic costmap"):
+    ros2 launch rns_ros rns.launch.py nav2:=true image_topic:=/camera/color/image_raw \
+        depth_topic:=/camera/aligned_depth_to_color/image_raw
 
 use_rviz:=true checks that rviz2 is installed before anything starts (ros-base has none), so a
 missing RViz ends the launch with the install command instead of leaving the node running alone.
@@ -34,15 +41,19 @@ import os
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from rns_ros.ros.rviz_config import write_rviz_config
+from rns_ros.ros.demo.rviz_config import write_rviz_config
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
-PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras")
+PARAMETER_ARGUMENTS = ("device", "classes", "backbone", "checkpoint", "mode", "memory_dir", "image_transport", "cameras",
+                       "confidence_encoding")
+# nav2:=true: what Nav2's semantic costmap layer needs (it reads one byte per pixel, and a cloud
+# with one point per label pixel: the depth-aligned outputs)
+NAV2_PARAMETERS = {"depth.enabled": True, "depth.aligned_outputs": True, "confidence_encoding": "mono8"}
 RVIZ_MISSING = ("use_rviz:=true but rviz2 is not installed (ros-jazzy-ros-base has no RViz): "
                 "install it with `sudo apt install ros-jazzy-rviz2`, or launch without use_rviz")
 CAMERAS_DEPTH = ("depth_topic remaps the single camera's depth/image; with cameras, each camera c reads "
@@ -70,6 +81,9 @@ ARGUMENTS = {
                             "('' = the params file's depth.transport)"),
     "cameras": ("", "comma-separated camera names, several cameras on one node ('' = one camera on image_topic)"),
     "camera_topics": ("", "comma-separated camera topics, one per name in `cameras` ('' = <camera>/image)"),
+    "confidence_encoding": ("", "32FC1 (probability) or mono8 (probability x 255) ('' = the params file's)"),
+    "nav2": ("false", "for Nav2's semantic costmap layer: turns on depth, the depth-aligned outputs and "
+                      "confidence_encoding mono8, and prints the topics to give the layer"),
 }
 
 
@@ -83,6 +97,28 @@ def _rviz_installed() -> bool:
         return True
     except PackageNotFoundError:
         return False
+
+
+def _true(text: str) -> bool:
+    return text.strip().lower() in ("true", "1", "yes", "on")
+
+
+def nav2_topics(namespace: str, cameras: list[str], depth_remapped: bool) -> str:
+    """What nav2:=true prints: the node's topics for each observation source of the layer."""
+    ns = namespace.strip("/")
+    node = f"/{ns}/rns" if ns else "/rns"
+    lines = ["nav2:=true: give Nav2's semantic costmap layer (semantic_segmentation_layer, branch jazzy; "
+             "example: share/rns_ros/config/nav2_semantic_costmap.yaml) these topics"]
+    for camera in cameras or [""]:
+        prefix = f"{node}/{camera}" if camera else node
+        lines.append(f"  {'observation source ' + camera if camera else 'observation source'}: "
+                     f"segmentation_topic: {prefix}/aligned/labels, confidence_topic: {prefix}/aligned/confidence, "
+                     f"pointcloud_topic: {prefix}/aligned/points, labels_topic: {node}/label_info")
+    if not depth_remapped:
+        inputs = ", ".join(f"{c}/depth/image" for c in cameras) if cameras else "depth/image"
+        lines.append(f"  the depth image is read from {inputs} (and camera_info next to it): "
+                     + ("remap them in a launch file of your own" if cameras else "give depth_topic:=..."))
+    return "\n".join(lines)
 
 
 def _names(text: str) -> list[str]:
@@ -100,7 +136,7 @@ def _camera_remappings(value: dict) -> list[tuple[str, str]]:
 
 def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    use_rviz = value["use_rviz"].strip().lower() in ("true", "1", "yes", "on")
+    use_rviz = _true(value["use_rviz"])
     if use_rviz and not _rviz_installed():  # before any process starts: nothing is left running
         raise RuntimeError(RVIZ_MISSING)
     overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
@@ -115,6 +151,13 @@ def _nodes(context, *args, **kwargs):
         overrides["depth.enabled"] = True
     if value["depth_transport"].strip():
         overrides["depth.transport"] = value["depth_transport"].strip()
+    notes = []
+    if _true(value["nav2"]):
+        if overrides.get("confidence_encoding", "mono8") != "mono8":
+            raise ValueError("nav2:=true sets confidence_encoding mono8 (Nav2's semantic layer reads confidence as "
+                             "one byte per pixel): leave confidence_encoding out or set it to mono8")
+        overrides.update(NAV2_PARAMETERS)
+        notes.append(LogInfo(msg=nav2_topics(value["namespace"], cameras, bool(depth_topic))))
     parameters = [value["params_file"]] + ([overrides] if overrides else [])
     actions = [Node(
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
@@ -134,7 +177,7 @@ def _nodes(context, *args, **kwargs):
                                    show_cloud=bool(depth_topic), **view)
         actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz", arguments=["-d", config],
                             output="screen"))
-    return actions
+    return actions + notes
 
 
 def generate_launch_description():

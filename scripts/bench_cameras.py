@@ -184,7 +184,7 @@ def photo_frame(width: int, height: int):
 
     from rns_ros.ros.conversions import rgb_to_image
 
-    photo = PILImage.open(ROOT / "rns_ros" / "ros" / "sample_images" / "chelsea_cat.jpg").convert("RGB")
+    photo = PILImage.open(ROOT / "rns_ros" / "ros" / "demo" / "sample_images" / "chelsea_cat.jpg").convert("RGB")
     rgb = np.asarray(photo.resize((width, height), PILImage.Resampling.BILINEAR))
     return rgb_to_image(np.ascontiguousarray(rgb), Header(frame_id="camera"))
 

@@ -9,7 +9,12 @@ compressedDepth plugin sends it: a 12-byte header + a 16-bit PNG), projecting + 
 confidence and colour (depth.semantic_points; same-size colour frame, and a colour frame of twice
 the size resampled nearest-neighbour), packing the PointCloud2 (pointcloud.points_to_cloud), its
 CDR serialisation (what a publish or a bag write adds), and the whole per-frame step
-(depth_input.semantic_cloud). Prints a median/p95 table in milliseconds, with the machine and its
+(rns_ros.ros.depth.output.semantic_cloud). Next to it, the depth-aligned outputs (depth.aligned_outputs,
+rns_ros.ros.depth.aligned): the grid (aligned_frame), packing the three messages (mono8 labels, mono8
+confidence, organised PointCloud2), their serialisation, and the whole aligned step; the three whole
+steps (~/points alone, the aligned outputs alone, both from one decoded depth frame, as the node
+does when both have subscribers) take turns within every repeat, so the machine's changing load hits
+them alike. Prints a median/p95 table in milliseconds, with the machine and its
 load average (the development machines are shared: read ratios, not absolute times).
 """
 from __future__ import annotations
@@ -62,14 +67,30 @@ def depth_messages(h: int, w: int):
     return msgs, info
 
 
+def time_in_turns(fns: dict, n: int) -> dict[str, list[float]]:
+    """Each function once per round, the first one moving along each round (interleaved A/B/C)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    names, out = list(fns), {name: [] for name in fns}
+    for i in range(n):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            out[name].append(time.perf_counter() - start)
+    return out
+
+
 def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[float]], int]:
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from rns_ros.ros.compressed_depth import compressed_depth_to_metres
-    from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
-    from rns_ros.ros.depth_input import semantic_cloud
-    from rns_ros.ros.pointcloud import points_to_cloud
+    from rns_ros.ros.depth.aligned import BUILDERS, aligned_frame
+    from rns_ros.ros.depth.output import cloud_of, decode_depth
+
+    from rns_ros.ros.depth.compressed import compressed_depth_to_metres
+    from rns_ros.ros.depth.projection import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+    from rns_ros.ros.depth.output import semantic_cloud
+    from rns_ros.ros.depth.pointcloud import points_to_cloud
 
     msgs, info = depth_messages(h, w)
     rng = np.random.default_rng(1)
@@ -85,6 +106,25 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
     cloud = points_to_cloud(points, header)
     config = DepthConfig(enabled=True, stride=stride)
     labels, confidence, rgb = frames[1]
+    grid = aligned_frame(depth, intrinsics, *frames[1], stride=stride, max_range_m=config.max_range_m)
+    aligned_msgs = [build(grid, header) for build in BUILDERS.values()]
+
+    def aligned_step(decoded=None):
+        decoded = decoded or decode_depth(msgs["16UC1"], info)
+        frame = aligned_frame(decoded.metres, decoded.intrinsics, labels, confidence, rgb, stride=stride,
+                              max_range_m=config.max_range_m)
+        return [build(frame, header) for build in BUILDERS.values()]
+
+    def both_steps():
+        decoded = decode_depth(msgs["16UC1"], info)
+        return cloud_of(decoded, rgb, labels, confidence, header, config), aligned_step(decoded)
+
+    whole = time_in_turns({
+        "whole step: 16UC1 -> ~/points": lambda: semantic_cloud(msgs["16UC1"], info, rgb, labels, confidence,
+                                                                header, config),
+        "whole step: 16UC1 -> ~/aligned/* (3 messages)": aligned_step,
+        "whole step: both, depth decoded once": both_steps,
+    }, n)
     return {
         "decode 16UC1 (mm)": time_calls(lambda: depth_to_metres(msgs["16UC1"]), n),
         "decode 32FC1 (m)": time_calls(lambda: depth_to_metres(msgs["32FC1"]), n),
@@ -95,8 +135,14 @@ def bench_size(h: int, w: int, stride: int, n: int) -> tuple[dict[str, list[floa
             lambda: semantic_points(depth, intrinsics, *frames[2], stride=stride), n),
         "pack PointCloud2": time_calls(lambda: points_to_cloud(points, header), n),
         "serialise (CDR)": time_calls(lambda: serialize_message(cloud), n),
-        "whole step: 16UC1 -> PointCloud2": time_calls(
-            lambda: semantic_cloud(msgs["16UC1"], info, rgb, labels, confidence, header, config), n),
+        "aligned: grid (same size)": time_calls(
+            lambda: aligned_frame(depth, intrinsics, *frames[1], stride=stride, max_range_m=10.0), n),
+        "aligned: grid (colour 2x, resampled)": time_calls(
+            lambda: aligned_frame(depth, intrinsics, *frames[2], stride=stride, max_range_m=10.0), n),
+        "aligned: pack labels + confidence + organised cloud": time_calls(
+            lambda: [build(grid, header) for build in BUILDERS.values()], n),
+        "aligned: serialise the 3 (CDR)": time_calls(lambda: [serialize_message(m) for m in aligned_msgs], n),
+        **whole,
     }, len(points.labels)
 
 
@@ -118,6 +164,7 @@ def main(argv=None) -> int:
     print(f"\nSemantic point cloud per frame ({cpu_model()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, numpy {np.__version__}; load average {load}; "
           f"{args.frames} repeats)\n")
+    print("(points: ~/points' valid points; the aligned grid has (w / stride) x (h / stride) pixels)\n")
     print("| depth size | stride | points | step | median ms | p95 ms |")
     print("|---|---|---|---|---|---|")
     for size, stride, count, name, med, p95 in rows:

@@ -108,7 +108,7 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     from sensor_msgs.msg import CompressedImage
     from std_msgs.msg import Header
 
-    from rns_ros.ros.compressed import compressed_to_rgb, encode_compressed
+    from rns_ros.ros.inputs.compressed import compressed_to_rgb, encode_compressed
     from rns_ros.ros.conversions import confidence_to_image, image_to_rgb, labels_to_image, rgb_to_image
     from rns_ros.visual import LegendStyle, OverlayStyle, Palette, color_lut, colorize, render_overlay
     from rns_ros.visual.legend import draw_legend
@@ -123,7 +123,7 @@ def bench_conversions(h: int, w: int, n: int) -> dict[str, list[float]]:
     msg_bgr.encoding = "bgr8"
     palette, names = Palette(), {i: f"class number {i}" for i in range(1, 9)}
     # Compression only behaves like a camera's on a real photo (random pixels barely compress).
-    photo = PILImage.open(Path(__file__).resolve().parents[1] / "rns_ros" / "ros" / "sample_images" / "coffee.jpg")
+    photo = PILImage.open(Path(__file__).resolve().parents[1] / "rns_ros" / "ros" / "demo" / "sample_images" / "coffee.jpg")
     photo = np.asarray(photo.convert("RGB").resize((w, h), PILImage.Resampling.BILINEAR))
     jpeg, png = (CompressedImage(), CompressedImage())
     jpeg.data, jpeg.format = encode_compressed(photo, "jpeg", quality=90)

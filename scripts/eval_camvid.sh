@@ -12,7 +12,7 @@ ROOT=${CAMVID_ROOT:-../shared/data/camvid}
 OUT=${1:-output/eval-camvid-test-tiny}
 shift || true
 export HF_HUB_OFFLINE=1
-exec .venv/bin/python -m rns_ros.eval.cli --dataset camvid --root "$ROOT" --out "$OUT" \
+exec .venv/bin/python -m rns_ros.cli.eval --dataset camvid --root "$ROOT" --out "$OUT" \
     --backbone test-tiny --methods zero-shot,rns,rns-no-text,knn-clip,freeda,linear \
     --shots 1,5 --seeds 100,18 --settings full,partial-visual:0.5 \
     --max-images "${MAX_IMAGES:-40}" --threads 1 "$@"

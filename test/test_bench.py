@@ -1,5 +1,5 @@
 """rns-bench runs end to end with the tiny model and prints one row per (mode, size)."""
-from rns_ros import bench
+from rns_ros.cli import bench
 
 
 def test_bench_prints_a_row_per_mode_and_size(capsys):

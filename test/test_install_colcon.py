@@ -82,7 +82,7 @@ def test_colcon_builds_only_rns_ros_not_the_nested_vision_msgs_stand_in(colcon_i
 @pytest.mark.slow
 def test_colcon_built_node_imports_its_interfaces(colcon_install):
     code = (
-        "import rns_ros.msg, rns_ros.srv, rns_ros.ros.node as node, rns_ros.ros.outputs as outputs\n"
+        "import rns_ros.msg, rns_ros.srv, rns_ros.ros.node as node, rns_ros.ros.outputs.class_map as outputs\n"
         "from ament_index_python.packages import get_package_share_directory as share\n"
         "assert outputs.ClassMap is rns_ros.msg.ClassMap\n"
         "from rns_ros.srv import AddClasses\n"

@@ -15,7 +15,8 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     adapter/      test-time training of the per-image linear classifier
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
     profiles.py   named sets of settings (default, cpu-fast)
-    cli.py        `rns-segment`, the offline command line
+
+Its command line, `rns-segment`, is rns_ros/cli/segment.py.
 
 The names below are imported on first access, so `import rns_ros.core` stays cheap and never
 pulls in open_clip, sam2 or faiss.

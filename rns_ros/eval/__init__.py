@@ -1,5 +1,6 @@
 """The evaluation harness: dataset readers, the few-shot support protocol, methods and baselines,
-metrics, a feature cache, reports, and the `rns-eval` CLI. See docs/eval.md.
+metrics, a feature cache and reports; its command line `rns-eval` is rns_ros/cli/eval.py. See
+docs/eval.md.
 
     from rns_ros.eval import EvalConfig, run_evaluation
     results = run_evaluation(EvalConfig(datasets=("camvid",), root="data/camvid", out="output/camvid"))

@@ -1,79 +1,52 @@
-"""The `rns` lifecycle node: camera images in, label images, class map, confidence, overlay out.
+"""The `rns` lifecycle node: it wires the parts, each of which states its own contract.
 
     rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
 
 Lifecycle: configure locks `memory_dir` (one writer per memory), builds the engine (models on the
-device), restores the memory and adds the initial `classes`; activate subscribes to `image` and
-starts the worker thread; deactivate stops both; cleanup frees the models and the memory_dir. With
-`autostart` (default) the node configures and activates itself on start. Every callback is guarded
-(guard.py): an error inside one is logged and counted, never the end of the process.
+device), restores the memory and adds the initial `classes`, then creates the parts; activate
+subscribes to the cameras and starts the worker; deactivate stops both; cleanup frees the models and
+the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
+callback is guarded (guard.py): an error inside one is logged and counted, never the end of the
+process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
 
-Frame flow: the subscription callback only drops the message into its camera's one-slot mailbox
-(newest wins: an untaken frame is replaced and counted as stale); one worker thread takes the
-waiting frames (least recently served camera first; several cameras' at once: camera_batching), decodes
-them, runs the engine and publishes each camera's outputs with that frame's header. Bad frames are
-dropped with a logged, counted reason. Topics (private names, so `/rns/labels` for the default
-node name; with `cameras: [front, ...]` the per-frame ones are ~/front/labels ...):
-  ~/labels      sensor_msgs/Image mono8 (mono16 once a class id exceeds 255), 0 = unlabeled,
-                header copied from the input, input resolution
-  ~/confidence  sensor_msgs/Image 32FC1 (or mono8), probability of the winning class
-  ~/overlay     sensor_msgs/Image rgb8, input blended with class colours, with a legend (only
-                while subscribed)
-  ~/labels_color sensor_msgs/Image rgb8, each pixel its class colour (only while subscribed)
-  ~/class_map   rns_ros/ClassMap, reliable + transient_local, republished on every change
-  ~/label_info  vision_msgs/LabelInfo, the same classes for vision_msgs consumers (Nav2), latched
-  ~/points      sensor_msgs/PointCloud2 x, y, z, rgb, label, confidence (with depth.enabled: from
-                `depth/image` + `depth/camera_info`, paired by stamp; only while subscribed)
-  /diagnostics  diagnostic_msgs/DiagnosticArray
-
-Around it: parameters in params.py, the cameras and their inputs in cameras.py (QoS: inputs.py),
-publishers in outputs.py, the depth input and ~/points in depth_input.py, batches in batching.py,
-the teaching services in services.py (handlers: teaching.py), /diagnostics in diagnostics.py.
-Why this file is over 300 lines: the lifecycle transitions and the frame loop share the node's
-state (engine, mailboxes, worker, cameras, teacher); keeping them together keeps every state
-change in one place.
+The parts (docs/architecture.md shows a frame's and a teaching request's path through them):
+  engine.py                 the RNS engine (the one place touching rns_ros.core)
+  inputs/cameras.py         each camera: input subscription, outputs, statistics, newest frame
+  frame_loop.py             subscription callback -> mailboxes -> worker -> engine -> outputs
+  outputs/frames.py         ~/labels, ~/confidence, ~/overlay, ~/labels_color (per camera)
+  outputs/class_map.py      ~/class_map and ~/label_info (latched)
+  depth/output.py           depth input, ~/points and the aligned outputs (depth.*, per camera)
+  teaching/teacher.py       the teaching handlers; teaching/services.py puts them on the node
+  outputs/diagnostics.py    /diagnostics
+The console script's main (signals, executor) is rns_ros/cli/node.py.
 """
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import textwrap
-import threading
-import time
 from typing import Any
 
-# An entry point (rns_node, also without the launch file): OpenMP threads sleep instead of spinning
-# while they wait, unless the caller chose otherwise; read when torch loads, a few imports below
-# (docs/backbones.md: spinning threads made CPU forwards several times slower on a busy machine).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import rclpy  # noqa: E402 - after the OpenMP setting
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
-from rns_ros.ros import diagnostics, params
-from rns_ros.ros.batching import batch_size, segment_frames
-from rns_ros.ros.camera_mailboxes import CameraMailboxes
-from rns_ros.ros.cameras import (SINGLE_CAMERA_TOPIC, Camera, click_frames, decode_frame, make_cameras,
-                                 teaching_image)
-from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth_input import DepthOutput
+from rns_ros.ros import params
+from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
+from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.frame_loop import FrameLoop
 from rns_ros.ros.guard import CallbackGuard
-from rns_ros.ros.inputs import image_qos
-from rns_ros.ros.memory_store import default_memory_dir
-from rns_ros.ros.outputs import ClassMapOutput, FrameOutputs
-from rns_ros.ros.prompting import prompt_masker_factory
-from rns_ros.ros.services import create_teaching_interfaces, destroy_teaching_interfaces
-from rns_ros.ros.spinning import stop_executor
+from rns_ros.ros.inputs.cameras import SINGLE_CAMERA_TOPIC, Camera, click_frames, make_cameras, teaching_image
+from rns_ros.ros.inputs.qos import image_qos
+from rns_ros.ros.outputs import diagnostics
+from rns_ros.ros.outputs.class_map import ClassMapOutput
+from rns_ros.ros.outputs.diagnostics import DiagnosticsOutput
+from rns_ros.ros.outputs.frames import FrameOutputs
 from rns_ros.ros.stats import PipelineStats
-from rns_ros.ros.teaching import Teacher
+from rns_ros.ros.teaching.memory_store import default_memory_dir
+from rns_ros.ros.teaching.prompting import prompt_masker_factory
+from rns_ros.ros.teaching.services import TeachingInterfaces
+from rns_ros.ros.teaching.teacher import Teacher
 
 NODE_NAME = "rns"
 INPUT_TOPIC = SINGLE_CAMERA_TOPIC  # remap it to the camera: -r image:=/camera/image_raw
@@ -94,24 +67,20 @@ class RnsNode(LifecycleNode):
         self.guard = CallbackGuard(self.get_logger().error)  # errors inside callbacks: logged, counted
         self.add_on_set_parameters_callback(self.guard.wrap("parameters", self._on_set_parameters,
                                                             _parameters_refused))
-
-        self.engine: Engine | None = None
         self.stats = PipelineStats()  # every camera's frames (the totals)
-        self.cameras: list[Camera] = []  # built on configure (cameras.py), each with its outputs
-        self._mailboxes: CameraMailboxes | None = None  # one newest-wins slot per camera
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
+        # The parts, built on configure and released on cleanup:
+        self.engine: Engine | None = None
+        self.teacher: Teacher | None = None  # teaching handlers (docs/teaching.md)
+        self.cameras: list[Camera] = []  # each with its outputs (and depth output)
+        self.frame_loop: FrameLoop | None = None
         self.class_map_output: ClassMapOutput | None = None
-        self._diag_pub = None
-        self._diag_timer = None
+        self._teaching: TeachingInterfaces | None = None
+        self._diagnostics: DiagnosticsOutput | None = None
+        self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         self._configured = False
         self._active = False
-        self._last_warning = 0.0
+        self._last_transition_error: str | None = None
         self.autostart_error: str | None = None
-        self.teacher: Teacher | None = None  # teaching services (docs/teaching.md), set on configure
-        self._latest_image = None  # newest frame of any camera, for teaching from "now"
-        self._teaching_handles: list = []
-        self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         if self.node_config.autostart:
             self._autostart()
         else:
@@ -165,23 +134,21 @@ class RnsNode(LifecycleNode):
         if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             self.autostart_error = self._last_transition_error or "activate failed"
 
-    _last_transition_error: str | None = None
-
     def _fail(self, what: str, exc: BaseException) -> TransitionCallbackReturn:
         self._last_transition_error = f"{what}: {explain(exc, params.ERROR_SPELLING)}"
         self.get_logger().error(self._last_transition_error)
         return TransitionCallbackReturn.FAILURE
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cfg = self.engine_config
+        cfg, name = self.engine_config, self.get_fully_qualified_name()
         self.get_logger().info(f"configuring: backbone {cfg.backbone!r} on {cfg.device!r}, mode {cfg.mode!r}")
         from rns_ros.core.backbones import BACKBONE_PRESETS
 
         if getattr(BACKBONE_PRESETS.get(cfg.backbone), "test_only", False):
             self.get_logger().warning(f"backbone {cfg.backbone!r} has RANDOM weights: for tests and smoke "
                                       "runs only, its labels are meaningless")
-        memory_dir = self.node_config.memory_dir or default_memory_dir(self.get_fully_qualified_name())
-        self._memory_lock = MemoryDirLock(memory_dir, owner=f"node {self.get_fully_qualified_name()}",
+        memory_dir = self.node_config.memory_dir or default_memory_dir(name)
+        self._memory_lock = MemoryDirLock(memory_dir, owner=f"node {name}",
                                           fix="give each node its own directory: -p memory_dir:=<another directory>")
         try:  # before loading anything: no other process may write this memory directory
             self._memory_lock.acquire()
@@ -198,51 +165,53 @@ class RnsNode(LifecycleNode):
             self.get_logger().warning(engine.adapter_warning)
         teacher = self._make_teacher(engine, memory_dir)
         try:
-            teacher.restore()  # the saved memory first; then the initial classes it lacks
-            for problem in teacher.store.load_problems:
-                self.get_logger().error(f"support memory: {problem}")
-            with engine.lock:
-                known = {e.name for e in engine.classes()}
-                missing = [n for n in self.node_config.classes if n not in known]
-                if missing:
-                    engine.add_classes(missing)
-                    teacher.save()
+            teacher.restore(initial_classes=self.node_config.classes)
         except Exception as exc:
             self._memory_lock.release()
             engine.close()
             return self._fail("could not add the initial classes", exc)
-        self.engine = engine
-        self.teacher = teacher
-        self.cameras = make_cameras(self.node_config.cameras, self.stats)
-        self._mailboxes = CameraMailboxes(range(len(self.cameras)))
-        clicks = click_frames(self.cameras, lambda: self.node_config.max_image_pixels)
-        self._teaching_handles = create_teaching_interfaces(self, teacher, lambda: self.node_config.teach_class,
-                                                            self.guard, clicks)
-        for camera in self.cameras:
-            camera.outputs = FrameOutputs(self, camera.prefix)
-            if self.node_config.depth.enabled:
-                camera.depth = DepthOutput(self, self.node_config.depth, guard=self.guard, **camera.depth_topics())
-        self.class_map_output = ClassMapOutput(self, self.node_config.colors())
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.node_config.diagnostics_period_s,
-                                             self.guard.wrap("diagnostics", self.publish_diagnostics))
+        self.engine, self.teacher = engine, teacher
+        over = teacher.id_limit.over(e.id for e in engine.classes())
+        if over:  # a memory restored from before depth.aligned_outputs was on
+            self.get_logger().error(f"the support memory holds class ids {over[:8]} above {MAX_ALIGNED_CLASS_ID}: "
+                                    "frames labelled with them get no aligned outputs (aligned_invalid in "
+                                    "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
+        self._build_parts()
         self._configured = True
         names = ", ".join(e.name for e in engine.classes()) or "none"
         self.get_logger().info(f"configured on {engine.device}; classes: {names}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _build_parts(self) -> None:
+        """Cameras with their outputs, the class map, the frame loop, teaching and diagnostics."""
+        config = self.node_config
+        self.cameras = make_cameras(config.cameras, self.stats)
+        for camera in self.cameras:
+            camera.outputs = FrameOutputs(self, camera.prefix)
+            if config.depth.enabled:
+                camera.depth = DepthOutput(self, config.depth, guard=self.guard, **camera.depth_topics(),
+                                           warn=lambda text: self.frame_loop.warn(text), info=self.get_logger().info)
+        self.class_map_output = ClassMapOutput(self, config.colors())
+        self.frame_loop = FrameLoop(self.cameras, self.engine, self.class_map_output,
+                                    settings=lambda: self.node_config,
+                                    paused=lambda: self.teacher is None or not self.teacher.processing_enabled,
+                                    warn=self.get_logger().warning)
+        clicks = click_frames(self.cameras, lambda: self.node_config.max_image_pixels)
+        self._teaching = TeachingInterfaces(self, self.teacher, lambda: self.node_config.teach_class, self.guard,
+                                            clicks)
+        self._diagnostics = DiagnosticsOutput(self, config.diagnostics_period_s,
+                                              lambda: [self.diagnostic_status()] + self.camera_statuses(),
+                                              self.guard.wrap)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             qos = image_qos(self.node_config.image_qos, self.node_config.image_qos_depth)
         except ValueError as exc:
             return self._fail("could not activate", exc)
-        self._mailboxes.clear()
-        self._mailboxes.reopen()
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="rns-worker", daemon=True)
-        self._worker.start()
+        self.frame_loop.start()
         for camera in self.cameras:
-            camera.subscribe(self, self.node_config.image_transport, qos, self.guard.wrap("image", self._on_image))
+            camera.subscribe(self, self.node_config.image_transport, qos,
+                             self.guard.wrap("image", self.frame_loop.on_image))
             if camera.depth is not None:
                 camera.depth.subscribe(qos)
         result = super().on_activate(state)
@@ -262,42 +231,43 @@ class RnsNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_pipeline()
-        self._release()
+        self.close()
         self.get_logger().info("shut down")
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_pipeline()
-        self._release()
+        self.close()
         self.get_logger().error("a transition failed: stopped and released everything (unconfigured)")
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_pipeline(self) -> None:
-        """Unsubscribe, stop the worker (after its current frame), forget the pending frame."""
+        """Unsubscribe, stop the worker (after its current frame), forget the pending frames."""
         self._active = False
         for camera in self.cameras:
             camera.unsubscribe(self)
             if camera.depth is not None:
                 camera.depth.unsubscribe()
-        self._stop.set()
-        if self._mailboxes is not None:
-            self._mailboxes.close()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
-        if self._mailboxes is not None:
-            self._mailboxes.clear()
+        if self.frame_loop is not None:
+            self.frame_loop.stop()
 
     def _make_teacher(self, engine, memory_dir) -> Teacher:
         logger = self.get_logger()
-        return Teacher(engine, memory_dir=memory_dir,
-                       latest_frame=lambda: teaching_image(self._latest_image, self.node_config.max_image_pixels),
+        latest = lambda: teaching_image(self.frame_loop.latest_image if self.frame_loop else None,  # noqa: E731
+                                        self.node_config.max_image_pixels)
+        return Teacher(engine, memory_dir=memory_dir, latest_frame=latest,
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
-                       max_image_pixels=self.node_config.max_image_pixels)
+                       max_image_pixels=self.node_config.max_image_pixels,
+                       class_id_ceiling=self._class_id_ceiling)
+
+    def _class_id_ceiling(self) -> tuple[int, str] | None:
+        """With aligned outputs, class ids must fit their one byte (teaching refuses larger ones)."""
+        if not self.node_config.depth.aligned_outputs:
+            return None
+        return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
+                                      "Nav2's semantic costmap layer reads them")
 
     @property
     def outputs(self) -> FrameOutputs | None:
@@ -310,24 +280,16 @@ class RnsNode(LifecycleNode):
         return self.cameras[0].depth if self.cameras else None
 
     def _release(self) -> None:
-        """Destroy publishers and timer, free the engine."""
-        destroy_teaching_interfaces(self, self._teaching_handles)
-        self._teaching_handles = []
-        self.teacher = None
-        if self._memory_lock is not None:
-            self._memory_lock.release()  # another node may use this memory_dir now
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
-        for output in [o for c in self.cameras for o in (c.outputs, c.depth)] + [self.class_map_output]:
-            if output is not None:
-                output.destroy()
+        """Destroy every part (publishers, services, timer), free the engine and the memory_dir."""
+        for part in [self._teaching, self._diagnostics, self.class_map_output] + \
+                [o for c in self.cameras for o in (c.outputs, c.depth)]:
+            if part is not None:
+                part.destroy()
         for camera in self.cameras:
             camera.outputs = camera.depth = None
-        self.class_map_output = None
+        self._teaching = self._diagnostics = self.class_map_output = self.frame_loop = self.teacher = None
+        if self._memory_lock is not None:
+            self._memory_lock.release()  # another node may use this memory_dir now
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -337,79 +299,6 @@ class RnsNode(LifecycleNode):
         """Stop everything this node started (call before destroy_node)."""
         self._stop_pipeline()
         self._release()
-
-    # ------------------------------------------------------------------ frames
-    def _on_image(self, camera: Camera, msg) -> None:
-        start = time.monotonic()
-        camera.latest = self._latest_image = msg
-        if self.teacher is not None and not self.teacher.processing_enabled:
-            return  # paused by ~/enable: keep the frame for teaching, segment nothing
-        replaced = self._mailboxes.put(self.cameras.index(camera), (msg, start))
-        camera.stats.frame_arrived(replaced)
-        camera.stats.callback_took(time.monotonic() - start)
-
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            taken = self._mailboxes.take(batch_size(len(self.cameras), self.node_config.camera_batching,
-                                                    self.engine), timeout=0.2)
-            if not taken or self._stop.is_set():
-                continue
-            try:
-                self.process_frames([(self.cameras[i], msg, arrived) for i, (msg, arrived) in taken])
-            except Exception as exc:  # never let the worker die
-                for i, _ in taken:
-                    self.cameras[i].stats.frame_failed(f"internal error: {exc!r}")
-                self._warn(f"frame failed: internal error: {exc!r}")
-
-    def process_frames(self, frames: list) -> None:
-        """Decode, segment and publish frames [(camera, msg, arrival time)], one per camera
-        (worker thread). Each camera's outputs get its own frame's header and labels."""
-        started = time.monotonic()
-        decoded = []
-        for camera, msg, arrived in frames:
-            # the depth partner is looked up before it can leave the ring
-            early_partner = camera.depth.partner(msg.header) if camera.depth is not None else None
-            try:
-                rgb = decode_frame(msg, self.node_config.max_image_pixels)
-            except FrameError as exc:
-                self._drop_invalid(f"bad frame: {exc}", camera)
-                continue
-            decoded.append((camera, msg, rgb, arrived, early_partner))
-        engine = self.engine
-        if engine is None or not decoded:
-            return
-        segmented = segment_frames(engine, decoded, self._engine_failed)
-        class_map = self.class_map_output
-        if class_map is None or not segmented:
-            return
-        self.publish_class_map()  # a no-op unless the classes changed
-        for (camera, msg, rgb, arrived, early_partner), result in segmented:
-            if camera.outputs is None:
-                return
-            try:
-                labels = camera.publish(rgb, result, msg.header, class_map, self.node_config)
-            except ValueError as exc:  # ids beyond mono16
-                camera.stats.frame_failed(f"labels not encodable: {exc}")
-                self._warn(f"frame dropped: {exc}")
-                continue
-            if camera.depth is not None:  # after the labels: depth never holds them back
-                camera.depth.publish(msg.header, rgb, labels, result.confidence, early_partner)
-            camera.stats.frame_processed(arrived, started)
-
-    def _engine_failed(self, frame: tuple, reason: str) -> None:
-        frame[0].stats.frame_failed(reason)
-        self._warn(f"frame dropped: {reason}")
-
-    def _drop_invalid(self, reason: str, camera: Camera) -> None:
-        camera.stats.frame_invalid(reason)
-        self._warn(f"frame dropped: {reason}" + (f" (camera {camera.name})" if camera.name else ""))
-
-    def _warn(self, text: str) -> None:
-        """Log a warning at most once per second (a broken camera must not flood the log)."""
-        now = time.monotonic()
-        if now - self._last_warning >= 1.0:
-            self._last_warning = now
-            self.get_logger().warning(text)
 
     # ------------------------------------------------------------------ class map + diagnostics
     def publish_class_map(self, force: bool = False) -> None:
@@ -437,78 +326,6 @@ class RnsNode(LifecycleNode):
                                           c.depth.input if c.depth is not None else None)
                 for c in self.cameras if c.name]
 
-    def publish_diagnostics(self) -> None:
-        if self._diag_pub is None:
-            return
-        msg = DiagnosticArray(status=[self.diagnostic_status()] + self.camera_statuses())
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(msg)
-
 
 def _parameters_refused(new_params, exc: BaseException) -> SetParametersResult:
     return SetParametersResult(successful=False, reason=f"internal error: {exc!r}")
-
-
-def _wants_help(args: list[str]) -> bool:
-    """-h / --help before any --ros-args (after it, the words belong to ROS)."""
-    ours = args[1:args.index("--ros-args")] if "--ros-args" in args else args[1:]
-    return "-h" in ours or "--help" in ours
-
-
-def usage() -> str:
-    """What `rns_node --help` prints: how to start it, then every parameter with its default."""
-    lines = [__doc__.split("\n\n")[0], "", "  " + __doc__.split("\n\n")[1].strip(), "",
-             "Parameters (-p name:=value or --params-file; docs/ros.md has the full table):"]
-    for spec in params.PARAMETERS:
-        lines.append(f"  {spec.name} (default {params.default_value(spec)!r})")
-        lines.append(textwrap.fill(spec.description, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
-    return "\n".join(lines)
-
-
-def main(args: list[str] | None = None, engine_factory: EngineFactory = build_engine) -> int:
-    """Console script `rns_node`: run the node until SIGINT / SIGTERM (exit 0). Exit 2 for bad
-    parameters, 1 if autostart fails.
-
-    rclpy's own signal handler would shut the context down at once, while the worker may still be
-    publishing a frame ("publisher's context is invalid"); here a signal only ends the spin loop, and
-    the node stops its worker before the context goes.
-    """
-    args = args if args is not None else sys.argv
-    if _wants_help(args):
-        print(usage())
-        return 0
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        node = RnsNode(engine_factory=engine_factory)
-    except ValueError as exc:  # bad parameters: refuse to start, say why
-        print(f"rns_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=4)
-    code = 0
-    try:
-        if node.autostart_error:
-            node.get_logger().fatal(f"autostart failed, exiting: {node.autostart_error}")
-            code = 1
-        else:
-            executor.add_node(node)
-            while not stop.is_set() and rclpy.ok():
-                try:
-                    executor.spin_once(timeout_sec=0.1)  # returns often, so a signal is seen at once
-                except ExternalShutdownException:
-                    break
-                except Exception as exc:  # noqa: BLE001 - an error a callback let out: never the end
-                    node.guard.record("executor", exc)
-    finally:
-        stop_executor(executor)
-        node.close()  # the worker ends (after its current frame) while the context is still valid
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
-from rns_ros.ros.depth import DEPTH_TRANSPORTS, DepthConfig
+from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
@@ -146,7 +146,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("teach_class", "node", "teach_class",
               "Class that a click on ~/click (geometry_msgs/PointStamped) teaches through a SAM 2 point "
               "prompt on the latest frame; created if missing. '' = clicks are ignored.", runtime=True),
-    # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.DepthConfig)
+    # --- the semantic point cloud from an aligned depth camera (rns_ros.ros.depth.projection.DepthConfig)
     ParamSpec("depth.enabled", "depth", "enabled",
               "Subscribe to depth/image (16UC1 mm or 32FC1 m, registered to the colour image) and "
               "depth/camera_info, and publish ~/points (PointCloud2: x, y, z, rgb, label, confidence); "
@@ -165,6 +165,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "raw: depth/image is a sensor_msgs/Image; compressedDepth: read sensor_msgs/CompressedImage "
               "on the resolved depth/image topic + /compressedDepth (image_transport's plugin, png codec).",
               choices=DEPTH_TRANSPORTS),
+    ParamSpec("depth.aligned_outputs", "depth", "aligned_outputs",
+              "Also publish ~/aligned/labels (mono8), ~/aligned/confidence (mono8) and ~/aligned/points (organised "
+              "PointCloud2, NaN where depth is missing) on the depth image's grid subsampled by depth.stride, with the "
+              "colour frame's stamp: one point per label pixel, what Nav2's semantic costmap layer needs. Needs "
+              "depth.enabled; class ids above 255 are then refused at teaching time."),
     ParamSpec("min_confidence", "node", "min_confidence",
               "Pixels whose winning class probability is below this get the unlabeled id 0 (\"none of the "
               "taught classes\"); 0 = off. ~/label_info carries it as its threshold.",

@@ -1,7 +1,7 @@
 """What people look at: class colours, the overlay with its legend, the colourised label image.
 
 ROS-free (numpy and Pillow only), so the node (rns_ros.ros), the offline CLI `rns-segment`
-(rns_ros.core.cli) and `rns-demo` draw the same pictures with the same colours:
+(rns_ros.cli.segment) and `rns-demo` draw the same pictures with the same colours:
 
 palette.py   Palette (class id -> RGB), the built-in palettes, parse_palette for the `palette` setting
 legend.py    the legend: a swatch and a name per class present, placed in the corner that hides least

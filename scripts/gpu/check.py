@@ -58,7 +58,7 @@ def stages(device: str, quick: bool, scratch: Path) -> list[dict]:
         for precision in ("fp32", "bf16"):
             repeats = [] if quick else ["--repeats", "10" if mode == "patch" else "3"]
             name = f"{mode}-{precision}"
-            result.append(dict(name=name, argv=[py, "-m", "rns_ros.bench", "--device", device, "--modes", mode,
+            result.append(dict(name=name, argv=[py, "-m", "rns_ros.cli.bench", "--device", device, "--modes", mode,
                                                 "--precision", precision, "--sizes", "640x480,1280x720", *bench,
                                                 *repeats, "--json", str(scratch / f"{name}.json")],
                                cap=120 if mode == "patch" else 180, json=f"{name}.json"))

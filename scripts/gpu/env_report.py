@@ -19,8 +19,8 @@ def main() -> None:
     device = sys.argv[1] if len(sys.argv) > 1 else "cuda"
     import torch
 
-    import rns_ros.bench  # noqa: F401  (the benchmark and the engine, without ROS)
-    import rns_ros.core.cli  # noqa: F401
+    import rns_ros.cli.bench  # noqa: F401  (the benchmark and the engine, without ROS)
+    import rns_ros.cli.segment  # noqa: F401
     from rns_ros.core.memory.retrieval import resolve_backend
     from rns_ros.core.profiles import cpu_has_native_bf16
     from rns_ros.machine import cpu_model

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rns_ros.core import cli
+from rns_ros.cli import segment as cli
 from rns_ros.visual import Palette, parse_palette
 
 def write_image(path, h=40, w=56, seed=0):

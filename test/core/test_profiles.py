@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rns_ros.core import cli
+from rns_ros.cli import segment as cli
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.backbones import build_backbone
 from rns_ros.core.backbones.sliding import resized_size, window_starts

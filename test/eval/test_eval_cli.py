@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from _eval_fakes import block_labels, write_camvid
-from rns_ros.eval.cli import main
+from rns_ros.cli.eval import main
 from rns_ros.eval.datasets.classnames import CAMVID11
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _eval_fakes import ColourBackbone, block_labels, paint, save_png
-from rns_ros.eval.cli import build_parser, config_from_args
+from rns_ros.cli.eval import build_parser, config_from_args
 from rns_ros.eval.datasets.classnames import CITYSCAPES19
 from rns_ros.eval.runner import EvalConfig, run_evaluation
 from rns_ros.eval.settings import SupportSetting

@@ -1,5 +1,5 @@
 """Write and read small rosbag2 recordings in tests, with rosbags directly (independently of
-rns_ros.ros.bag_io), messages serialised by rclpy."""
+rns_ros.ros.bags.io), messages serialised by rclpy."""
 from __future__ import annotations
 
 from pathlib import Path

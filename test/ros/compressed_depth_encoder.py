@@ -1,6 +1,6 @@
 """compressedDepth messages as compressed_depth_image_transport's publisher writes them (its
 encodeCompressedDepthImage, png codec), for tests: an independent writer of the format that
-rns_ros.ros.compressed_depth reads."""
+rns_ros.ros.depth.compressed reads."""
 import io
 import struct
 

@@ -78,6 +78,9 @@ class FakeEngine:
     def support_version(self):
         return self._version
 
+    def next_class_id(self):
+        return self._next_id
+
     def num_exemplars(self):
         return 0
 

@@ -20,9 +20,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from bags import camera_frames, depth_frame, read_bag, write_bag
 from compressed_depth_encoder import encode_compressed_depth
 from rns_ros.msg import ClassMap
-from rns_ros.ros import bag, bag_io
+from rns_ros.cli import bag
+from rns_ros.ros.bags import io as bag_io
 from rns_ros.ros.conversions import image_to_rgb, labels_from_image
-from rns_ros.ros.pointcloud import cloud_to_array
+from rns_ros.ros.depth.pointcloud import cloud_to_array
 from rns_ros.ros.node import RnsNode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,7 +323,7 @@ def test_a_recording_that_was_not_closed_or_is_damaged_gives_a_clear_error_or_a_
 def test_ctrl_c_leaves_a_valid_bag_of_the_frames_done(tmp_path):
     write_bag(tmp_path / "in", camera_frames(400, h=128, w=128), "sqlite3")
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rns_ros.ros.bag", str(tmp_path / "in"), "--image-topic", IMAGE,
+    proc = subprocess.Popen([sys.executable, "-m", "rns_ros.cli.bag", str(tmp_path / "in"), "--image-topic", IMAGE,
                              "--out", str(tmp_path / "out"), "--classes", CLASSES, "--backbone", "test-tiny",
                              "--device", "cpu"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,4 +1,4 @@
-"""The several-camera mailbox (rns_ros/ros/camera_mailboxes.py): newest frame per camera, fair service."""
+"""The several-camera mailbox (rns_ros/ros/inputs/mailboxes.py): newest frame per camera, fair service."""
 import threading
 import time
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rns_ros.ros.camera_mailboxes import CameraMailboxes
+from rns_ros.ros.inputs.mailboxes import CameraMailboxes
 
 
 def test_newest_frame_per_camera_wins_and_replacements_are_reported():

@@ -1,4 +1,4 @@
-"""CompressedImage decoding (rns_ros/ros/compressed.py): PNG exact, JPEG close, grey, palette, alpha
+"""CompressedImage decoding (rns_ros/ros/inputs/compressed.py): PNG exact, JPEG close, grey, palette, alpha
 and 16-bit, the size limit read before decoding, and bad data refused with the reason."""
 import io
 import zlib
@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage
 
 from messages import random_rgb
-from rns_ros.ros.compressed import compressed_to_rgb, encode_compressed
+from rns_ros.ros.inputs.compressed import compressed_to_rgb, encode_compressed
 from rns_ros.ros.conversions import FrameError
 
 

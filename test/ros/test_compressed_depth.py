@@ -10,11 +10,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage
 
 from compressed_depth_encoder import encode_compressed_depth, png16
 from messages import make_image
-from rns_ros.ros.compressed_depth import compressed_depth_to_metres, is_compressed_depth, parse_format
+from rns_ros.ros.depth.compressed import compressed_depth_to_metres, is_compressed_depth, parse_format
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth import DepthConfig
-from rns_ros.ros.depth_input import semantic_cloud
-from rns_ros.ros.pointcloud import cloud_to_array
+from rns_ros.ros.depth.projection import DepthConfig
+from rns_ros.ros.depth.output import semantic_cloud
+from rns_ros.ros.depth.pointcloud import cloud_to_array
 
 
 def test_16uc1_millimetres_are_exact_and_zero_is_no_measurement():

@@ -10,8 +10,8 @@ from PIL import Image as PILImage
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
-from rns_ros.ros import demo
-from rns_ros.ros.image_folder_camera import SAMPLE_IMAGES, ImageFolderCamera, load_images
+from rns_ros.cli import demo
+from rns_ros.ros.demo.image_folder_camera import SAMPLE_IMAGES, ImageFolderCamera, load_images
 from rns_ros.visual import parse_palette
 
 
@@ -24,7 +24,7 @@ def test_sample_images_are_small_rgb():
 
 
 def test_camera_help_prints_the_parameters_and_publishes_nothing():
-    run = [sys.executable, "-m", "rns_ros.ros.image_folder_camera"]
+    run = [sys.executable, "-m", "rns_ros.cli.image_folder_camera"]
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(run + ["--help"], cwd=root, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -156,7 +156,7 @@ def test_demo_replays_a_recorded_image_topic_instead_of_the_folder(tmp_path, cap
 
 def test_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch):
     """KeyboardInterrupt's text is empty: the message must not be a bare 'rns-demo: '."""
-    import rns_ros.ros.bag_camera as bag_camera
+    import rns_ros.ros.bags.camera as bag_camera
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

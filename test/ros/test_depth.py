@@ -6,7 +6,7 @@ from sensor_msgs.msg import CameraInfo
 
 from messages import make_image, random_rgb
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth import DepthConfig, Intrinsics, depth_to_metres, semantic_points
+from rns_ros.ros.depth.projection import DepthConfig, Intrinsics, depth_to_metres, semantic_points
 
 FX, FY, CX, CY = 500.0, 400.0, 31.5, 23.5  # a 64x48 camera
 

@@ -20,13 +20,13 @@ from messages import make_image, random_rgb
 from rns_ros.msg import ClassMap
 from rns_ros.ros import params
 from rns_ros.ros.node import INPUT_TOPIC, NODE_NAME
-from rns_ros.ros.rviz_config import resolve_topic, rviz_config
+from rns_ros.ros.demo.rviz_config import resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
 EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
                       "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
-                      "image_transport", "depth_transport", "cameras", "camera_topics"}
+                      "image_transport", "depth_transport", "cameras", "camera_topics", "confidence_encoding", "nav2"}
 
 
 class _Recorded:
@@ -47,6 +47,10 @@ class DeclareLaunchArgument(_Recorded):
 
 
 class OpaqueFunction(_Recorded):
+    pass
+
+
+class LogInfo(_Recorded):
     pass
 
 
@@ -84,6 +88,7 @@ def launch_description(monkeypatch, tmp_path):
     stubs["launch"].LaunchDescription = LaunchDescription
     stubs["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
     stubs["launch.actions"].OpaqueFunction = OpaqueFunction
+    stubs["launch.actions"].LogInfo = LogInfo
     stubs["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     stubs["launch_ros.actions"].Node = Node
     monkeypatch.setattr(Node, "created", [])
@@ -203,6 +208,41 @@ def test_launch_depth_topic_enables_the_point_cloud_and_its_rviz_display(launch_
     overrides = node.kwargs["parameters"][1]
     assert overrides == {"depth.enabled": True, "depth.transport": "compressedDepth"}
     assert params.build_configs(overrides)[0].depth.transport == "compressedDepth"
+
+
+def test_nav2_turns_on_what_the_semantic_layer_needs_and_prints_its_topics(launch_description):
+    """nav2:=true: depth, the aligned outputs and a mono8 confidence, and a log line naming the
+    topics, which are those config/nav2_semantic_costmap.yaml gives the layer."""
+    _, evaluate = launch_description
+    node, note = evaluate(nav2="true", depth_topic="/camera/aligned_depth_to_color/image_raw")
+    overrides = node.kwargs["parameters"][1]
+    assert overrides == {"depth.enabled": True, "depth.aligned_outputs": True, "confidence_encoding": "mono8"}
+    node_config, _ = params.build_configs(overrides)
+    assert node_config.depth.aligned_outputs and node_config.confidence_encoding == "mono8"
+    assert ("depth/image", "/camera/aligned_depth_to_color/image_raw") in node.kwargs["remappings"]
+    costmap = yaml.safe_load((ROOT / "config" / "nav2_semantic_costmap.yaml").read_text())
+    source = costmap["local_costmap"]["local_costmap"]["ros__parameters"]["semantic_segmentation_layer"]["rns"]
+    for key in ("segmentation_topic", "confidence_topic", "pointcloud_topic", "labels_topic"):
+        assert f"{key}: {source[key]}" in note.kwargs["msg"]
+    assert "depth_topic:=" not in note.kwargs["msg"]
+
+    _, note = evaluate(nav2="true", namespace="robot1")  # no depth_topic: says where depth is read
+    assert "/robot1/rns/aligned/labels" in note.kwargs["msg"] and "give depth_topic:=..." in note.kwargs["msg"]
+    _, note = evaluate(nav2="true", cameras="front, left")
+    assert "observation source front: segmentation_topic: /rns/front/aligned/labels" in note.kwargs["msg"]
+    assert "labels_topic: /rns/label_info" in note.kwargs["msg"] and "left/depth/image" in note.kwargs["msg"]
+    (node,) = evaluate()  # nav2 is off by default
+    assert node.kwargs["parameters"][1:] == []
+
+
+def test_confidence_encoding_argument_and_its_conflict_with_nav2(launch_description):
+    _, evaluate = launch_description
+    (node,) = evaluate(confidence_encoding="mono8")
+    assert node.kwargs["parameters"][1] == {"confidence_encoding": "mono8"}
+    Node.created.clear()
+    with pytest.raises(ValueError, match="nav2:=true sets confidence_encoding mono8"):
+        evaluate(nav2="true", confidence_encoding="32FC1")
+    assert Node.created == []
 
 
 def test_resolve_topic_follows_ros_name_resolution():

@@ -156,7 +156,7 @@ def test_an_engine_error_in_a_batch_is_counted_for_each_camera_and_the_node_goes
     node = start(ros, engine, camera_batching="on")
     _, pubs, labels = wire(ros, node)
     pubs["front"].publish(frame("front", 0)[1])
-    ros.wait_for(lambda: node.stats.snapshot().received == 1 and not node._mailboxes.waiting(),
+    ros.wait_for(lambda: node.stats.snapshot().received == 1 and not node.frame_loop.waiting(),
                  what="front's frame taken by the worker (0.3 s in the engine)")
     for camera in ("left", "rear"):  # both wait while the engine works: the next batch holds them
         pubs[camera].publish(frame(camera, 0)[1])
@@ -208,7 +208,7 @@ def test_each_camera_pairs_its_own_depth_into_its_own_cloud(ros):
     publishes ~/c/points; a cloud never comes from another camera's depth."""
     from sensor_msgs.msg import CameraInfo, PointCloud2
 
-    from rns_ros.ros.pointcloud import cloud_to_array
+    from rns_ros.ros.depth.pointcloud import cloud_to_array
 
     engine = FakeEngine()
     node = start(ros, engine, **{"depth.enabled": True, "depth.stride": 1})

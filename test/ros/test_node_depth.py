@@ -12,10 +12,10 @@ from compressed_depth_encoder import encode_compressed_depth
 from fakes import FakeEngine
 from messages import make_image, random_rgb
 from rns_ros.ros.conversions import labels_from_image
-from rns_ros.ros.depth import DepthConfig
-from rns_ros.ros.depth_input import NO_CLOUD_WARN_S, DepthInput
+from rns_ros.ros.depth.projection import DepthConfig
+from rns_ros.ros.depth.output import NO_CLOUD_WARN_S, DepthInput
 from rns_ros.ros.node import RnsNode
-from rns_ros.ros.pointcloud import cloud_to_array
+from rns_ros.ros.depth.pointcloud import cloud_to_array
 
 H, W = 24, 32
 FX, FY, CX, CY = 30.0, 30.0, 15.5, 11.5
@@ -158,7 +158,7 @@ def test_frames_without_usable_depth_for_a_while_are_a_diagnostics_warning():
     assert depth.cloud_for(header, rgb, labels, confidence) is None and depth.problem() is None
     now[0] += NO_CLOUD_WARN_S + 1
     assert depth.cloud_for(header, rgb, labels, confidence) is None
-    assert "no point cloud for 6 s" in depth.problem() and "no depth frame within" in depth.problem()
+    assert "no depth output for 6 s" in depth.problem() and "no depth frame within" in depth.problem()
     depth.on_depth(depth_msg(1))  # a paired depth frame whose CameraInfo does not fit it: invalid, still a warning
     wrong_size = info_msg()
     wrong_size.width = 64

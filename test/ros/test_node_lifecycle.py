@@ -63,7 +63,7 @@ def test_transitions_load_subscribe_stop_and_free(ros):
     ros.wait_for(lambda: labels, what="labels while active")
 
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert node._worker is None
+    assert not node.frame_loop.running
     ros.wait_for(lambda: pub.get_subscription_count() == 0, what="unsubscribed")
     pub.publish(make_image(random_rgb(8, 8), "rgb8", stamp=(2, 0)))
     assert len(factory.engines[0].segmented) == 1  # nothing processed while inactive

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def start_node(tmp_path, name: str, *ros_args: str, code: str = "from rns_ros.ros.node import main; "
+def start_node(tmp_path, name: str, *ros_args: str, code: str = "from rns_ros.cli.node import main; "
                "sys.exit(main())") -> tuple[subprocess.Popen, Path]:
     log_path = tmp_path / f"{name}.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
@@ -87,7 +87,7 @@ def test_sigint_during_a_frame_stops_the_worker_before_the_context(ros, tmp_path
     """A frame in the engine when SIGINT arrives used to be published after rclpy had shut the
     context down ('frame failed: ... publisher's context is invalid')."""
     name = f"rns_sigint_{os.getpid()}"
-    code = ("from fakes import FakeEngine; from rns_ros.ros.node import main; "
+    code = ("from fakes import FakeEngine; from rns_ros.cli.node import main; "
             "sys.exit(main(engine_factory=lambda cfg: FakeEngine(cfg, delay_s=2.0)))")
     proc, log = start_node(tmp_path, name, "-p", "classes:=a", "-p", "image_qos:=reliable", code=code)
     try:
@@ -115,7 +115,7 @@ def test_help_lists_the_parameters_and_starts_nothing():
     start the node (and wait for a camera)."""
     from rns_ros.ros import params
     env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID="233")
-    done = subprocess.run([sys.executable, "-m", "rns_ros.ros.node", "--help"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "rns_ros.cli.node", "--help"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "rns_node --ros-args -r image:=" in done.stdout
@@ -125,6 +125,6 @@ def test_help_lists_the_parameters_and_starts_nothing():
 
 
 def test_help_after_ros_args_belongs_to_ros():
-    from rns_ros.ros.node import _wants_help
+    from rns_ros.cli.node import _wants_help
     assert _wants_help(["rns_node", "-h"]) and _wants_help(["rns_node", "--help", "--ros-args", "-p", "a:=1"])
     assert not _wants_help(["rns_node", "--ros-args", "--help"])

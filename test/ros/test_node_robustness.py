@@ -59,7 +59,7 @@ def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_running(ros, ca
     node = start(ros, engine, max_image_pixels=10_000)
     pub, labels = connect(ros, node)
     warnings = []
-    node._warn = warnings.append  # capture what the node logs (unthrottled)
+    node.frame_loop.warn = warnings.append  # capture what the node logs (unthrottled)
 
     unknown = stamped(1)
     unknown.encoding = "yuv422"

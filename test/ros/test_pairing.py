@@ -2,7 +2,7 @@
 import pytest
 from std_msgs.msg import Header
 
-from rns_ros.ros.pairing import OrderedPairer, StampRing, stamp_ns
+from rns_ros.ros.depth.pairing import OrderedPairer, StampRing, stamp_ns
 
 MS = 1_000_000
 

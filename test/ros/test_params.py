@@ -9,7 +9,7 @@ import yaml
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros import params
-from rns_ros.ros.depth import DepthConfig
+from rns_ros.ros.depth.projection import DepthConfig
 from rns_ros.ros.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,12 +121,18 @@ def test_shipped_yaml_holds_only_known_valid_parameters():
     values = dict(_flatten(section["ros__parameters"]))
     assert values, "config/rns.yaml sets no parameter"
     params.build_configs(values)  # raises on unknown keys or bad values
-    # The commented reference lines must name real parameters with their real defaults.
+    # The commented reference lines must name real parameters with their real defaults; a commented
+    # key without a value (`# depth:`) opens a group for the indented lines below it.
+    group = ""
     for line in (ROOT / "config" / "rns.yaml").read_text().splitlines():
-        m = re.match(r"^\s*#\s*([a-z_]+):\s+([^\s#]+)", line)
+        opens = re.match(r"^(\s*)#\s*([a-z_]+):\s*(#.*)?$", line)
+        if opens:
+            group = f"{opens.group(2)}."
+            continue
+        m = re.match(r"^(\s*)#(\s*)([a-z_]+):\s+([^\s#]+)", line)
         if m:
-            key, value = m.groups()
-            name = key if key in params.SPECS else f"adapter.{key}"
+            indented, key, value = len(m.group(2)) > 1, m.group(3), m.group(4)
+            name = f"{group}{key}" if indented else key
             assert name in params.SPECS, f"config/rns.yaml documents unknown parameter {key!r}"
             assert yaml.safe_load(value) == params.default_value(params.SPECS[name]), line
 

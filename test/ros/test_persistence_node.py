@@ -20,7 +20,7 @@ def test_sigkill_right_after_an_acknowledged_change_keeps_it(ros, tmp_path):
     name = f"rns_kill_{os.getpid()}"
     # UDP only: a SIGKILLed process cannot clean Fast DDS shared-memory segments up
     env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS="UDPv4", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rns_ros.ros.node", "--ros-args", "-r", f"__node:={name}",
+    proc = subprocess.Popen([sys.executable, "-m", "rns_ros.cli.node", "--ros-args", "-r", f"__node:={name}",
                              "-p", "backbone:=test-tiny", "-p", "device:=cpu", "-p", "classes:=wall",
                              "-p", f"memory_dir:={memory_dir}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,8 +8,8 @@ from sensor_msgs.msg import PointField
 from std_msgs.msg import Header
 
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth import SemanticPoints
-from rns_ros.ros.pointcloud import cloud_to_array, pack_rgb, points_to_cloud, unpack_rgb
+from rns_ros.ros.depth.projection import SemanticPoints
+from rns_ros.ros.depth.pointcloud import cloud_to_array, pack_rgb, points_to_cloud, unpack_rgb
 
 
 def some_points(n=5, seed=0) -> SemanticPoints:

@@ -83,7 +83,7 @@ def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
     assert call(ros, enable, SetBool.Request(data=False)).success
     n = len(labels)
     pub.publish(frame)
-    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    ros.wait_for(lambda: node.frame_loop.latest_image is not None, what="frame seen")
     time.sleep(0.3)
     assert len(labels) == n and node.engine is not None  # paused, models kept
     assert call(ros, enable, SetBool.Request(data=True)).success
@@ -98,7 +98,7 @@ def test_teach_by_click_uses_the_latest_frame_and_teach_class(ros, tmp_path):
     ros.wait_for(lambda: pub.get_subscription_count() and clicks.get_subscription_count(), what="discovery")
     rgb = random_rgb(H, W, seed=4)
     pub.publish(make_image(rgb, "rgb8"))
-    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    ros.wait_for(lambda: node.frame_loop.latest_image is not None, what="frame seen")
     click = PointStamped()
     click.point.x, click.point.y = 30.0, 20.0
     clicks.publish(click)
@@ -119,7 +119,7 @@ def test_accepted_and_refused_clicks_in_any_order_keep_the_node_serving(ros, tmp
     clicks = helper.create_publisher(PointStamped, "/rns/click", 10)
     ros.wait_for(lambda: pub.get_subscription_count() and clicks.get_subscription_count(), what="discovery")
     pub.publish(make_image(random_rgb(H, W, seed=4), "rgb8"))
-    ros.wait_for(lambda: node._latest_image is not None, what="frame seen")
+    ros.wait_for(lambda: node.frame_loop.latest_image is not None, what="frame seen")
     log = []
 
     def logged(text):

@@ -8,7 +8,7 @@ from std_srvs.srv import SetBool
 
 from messages import make_image, random_rgb
 from rns_ros.core.memory.persistence import load_memory
-from rns_ros.ros.teaching import Teacher
+from rns_ros.ros.teaching.teacher import Teacher
 from rns_ros.srv import (AddClasses, AddExemplar, ListClasses, LoadSupport, RemoveClasses, RemoveExemplars,
                          SaveSupport, Segment)
 from teaching_helpers import BoxMasker, exemplar_request, square, tiny_engine
@@ -303,3 +303,38 @@ def test_personalised_class_coexists_with_its_generic_class(setup):
     labels = np.frombuffer(bytes(out.labels.data), np.uint8)
     assert set(labels.tolist()) <= {classes["mug"].id, classes["my mug"].id}
     assert [c.name for c in out.class_map.classes] == ["mug", "my mug"]
+
+
+def test_a_class_id_ceiling_refuses_every_way_of_creating_a_class_past_it(tmp_path):
+    """The ceiling the node sets with depth.aligned_outputs (255), here 3: add_classes, add_exemplar
+    creating a class, load_support replacing with or merging in classes past it are refused, with
+    the reason, and change nothing; what fits goes through; refusals are counted for /diagnostics."""
+    other = Teacher(tiny_engine(), memory_dir=tmp_path / "other")  # no ceiling
+    add_classes(other, "x", "y", "z", "w")  # ids 1..4
+    other.save_support(SaveSupport.Request(directory=str(tmp_path / "four")), SaveSupport.Response())
+    assert "classes_refused_id_limit" not in other.diagnostics()
+
+    teacher = Teacher(tiny_engine(), memory_dir=tmp_path / "mem", masker=BoxMasker,
+                      class_id_ceiling=lambda: (3, "a test ceiling"))
+    assert add_classes(teacher, "a", "b").success
+    before = snapshot(teacher)
+    res = add_classes(teacher, "c", "d")
+    assert not res.success and "would get id 4, above 3: a test ceiling" in res.message
+    assert "never reused" in res.message and snapshot(teacher) == before
+    assert list(add_classes(teacher, "c").class_ids) == [3]  # what fits goes through
+    image = make_image(random_rgb(H, W, seed=2), "rgb8")
+    before = snapshot(teacher)
+    res = teacher.add_exemplar(exemplar_request("e", image, mask=square(H, W, 0, 20, 0, 20), create_class=True),
+                               AddExemplar.Response())
+    assert not res.success and "would get id 4" in res.message and snapshot(teacher) == before
+    assert teacher.add_exemplar(exemplar_request("a", image, mask=square(H, W, 0, 20, 0, 20)),
+                                AddExemplar.Response()).success  # an existing class: no new id
+    teacher.save_support(SaveSupport.Request(directory=str(tmp_path / "own")), SaveSupport.Response())
+    before = snapshot(teacher)
+    for merge, expected in ((False, "that memory holds class id 4"), (True, "would get id 7")):
+        res = teacher.load_support(LoadSupport.Request(directory=str(tmp_path / "four"), merge=merge),
+                                   LoadSupport.Response())
+        assert not res.success and expected in res.message and snapshot(teacher) == before
+    res = teacher.load_support(LoadSupport.Request(directory=str(tmp_path / "own"), merge=True), LoadSupport.Response())
+    assert res.success and "(0 new)" in res.message, res.message  # all its names are known: no new id
+    assert teacher.diagnostics()["classes_refused_id_limit"] == 4

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from messages import make_image
 from rns_ros.core.memory.persistence import load_memory, save_memory
-from rns_ros.ros.teaching import Teacher
+from rns_ros.ros.teaching.teacher import Teacher
 from rns_ros.srv import AddClasses, AddExemplar, RemoveClasses, RemoveExemplars
 from teaching_helpers import BoxMasker, exemplar_request, tiny_engine
 

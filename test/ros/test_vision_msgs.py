@@ -1,11 +1,11 @@
 """vision_msgs on the wire: our LabelInfo/VisionClass are upstream's (same RIHS01 type hashes), and
-the LabelInfo builder (rns_ros/ros/label_info.py)."""
+the LabelInfo builder (rns_ros/ros/outputs/label_info.py)."""
 from builtin_interfaces.msg import Time
 from rclpy.qos import QoSProfile
 from vision_msgs.msg import LabelInfo, VisionClass
 
 from rns_ros.ros.engine import ClassEntry
-from rns_ros.ros.label_info import label_info
+from rns_ros.ros.outputs.label_info import label_info
 
 # Upstream type hashes, computed from ros-perception/vision_msgs tag 4.1.1 (commit e77fa2d,
 # vision_msgs/msg/LabelInfo.msg and VisionClass.msg as released) with rosidl_adapter and

@@ -42,7 +42,7 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
                          "(load_memory re-encodes it)")
     existing = {record.name: record.id for record in target.classes if record.name is not None}
     joined = {record.id: existing[record.name] for record in source.classes if record.name in existing}
-    created = [record for record in source.classes if record.id not in joined]
+    created = classes_to_create(target, source)
     # the exemplars as they will be inserted, read and checked before anything changes
     source_class_ids = {record.id for record in source.classes}
     planned = []
@@ -74,6 +74,14 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
             target.remove_class(cid)
         raise
     return MergeResult(mapping, new_class_ids, exemplar_ids)
+
+
+def classes_to_create(target: SupportMemory, source: SupportMemory) -> list:
+    """The source's class records that `merge_memory` adds to `target` as new classes, in the order
+    it adds them (they get target ids next_class_id, next_class_id + 1, ...): nameless ones and
+    names the target lacks."""
+    names = {record.name for record in target.classes if record.name is not None}
+    return [record for record in source.classes if record.name is None or record.name not in names]
 
 
 def _renumbered(exemplar: Exemplar, source_ids: np.ndarray, target_ids: np.ndarray) -> Exemplar:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rns_ros.core.memory.exemplars import Exemplar
-from rns_ros.core.memory.merging import merge_memory
+from rns_ros.core.memory.merging import classes_to_create, merge_memory
 from rns_ros.core.memory.support import SupportMemory
 
 D = 16
@@ -53,6 +53,16 @@ def pair():
     teach(source, rng, [s_blob])
     source.add_image_features(unit(rng, 1, D), [s_cup])  # features only, no raw exemplar
     return target, source, dict(mug=mug, floor=floor, s_floor=s_floor, s_cup=s_cup, s_blob=s_blob)
+
+
+def test_classes_to_create_names_the_classes_a_merge_adds_before_it_runs(pair):
+    """What a caller checks before merging (the node refuses ids beyond one byte with aligned outputs)."""
+    target, source, ids = pair
+    planned = [record.id for record in classes_to_create(target, source)]
+    before = target.next_class_id
+    result = merge_memory(target, source)
+    assert planned == [ids["s_cup"], ids["s_blob"]]
+    assert result.new_class_ids == list(range(before, before + len(planned)))
 
 
 def test_merge_joins_same_names_adds_the_rest_and_keeps_target_ids(pair):

@@ -17,13 +17,14 @@ from typing import Any, Callable
 
 from rclpy.serialization import deserialize_message, serialize_message
 
-from rns_ros.ros import interfaces, params
-from rns_ros.ros.bag_io import LATCHED_QOS, BagError, BagWriter, message_class, typestore
-from rns_ros.ros.cameras import decode_frame
+from rns_ros.ros import params
+from rns_ros.ros.outputs.class_map import class_map_message
+from rns_ros.ros.bags.io import LATCHED_QOS, BagError, BagWriter, message_class, typestore
+from rns_ros.ros.inputs.cameras import decode_frame
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth_input import semantic_cloud
-from rns_ros.ros.outputs import frame_images
-from rns_ros.ros.pairing import OrderedPairer, stamp_ns
+from rns_ros.ros.depth.output import semantic_cloud
+from rns_ros.ros.outputs.frames import frame_images
+from rns_ros.ros.depth.pairing import OrderedPairer, stamp_ns
 
 HORIZON_NS = 1_000_000_000  # a colour frame waits at most this much recording time for its depth frame
 
@@ -46,7 +47,7 @@ def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
     from pathlib import Path
 
     from rns_ros.ros.engine import build_engine
-    from rns_ros.ros.memory_store import MemoryStore
+    from rns_ros.ros.teaching.memory_store import MemoryStore
 
     engine = build_engine(engine_config)
     for warning in (engine.device_warning, engine.adapter_warning):
@@ -237,7 +238,7 @@ class BagRun:
     def _class_map(self, header, time_ns: int) -> None:
         version = self.engine.support_version()
         if version != self.class_map_version:
-            cmap = interfaces.class_map(self.engine.classes(), version, self.engine.backbone_identity, header.stamp,
+            cmap = class_map_message(self.engine.classes(), version, self.engine.backbone_identity, header.stamp,
                                         self.palette)
             self._write("class_map", time_ns, cmap)
             self.class_map_version = version

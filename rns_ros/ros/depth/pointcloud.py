@@ -1,7 +1,9 @@
 """sensor_msgs/PointCloud2 of labelled points, packed with numpy structured dtypes
 (sensor_msgs_py is not on PyPI, and a structured array is one copy, no Python loop).
 
-Point layout (24 bytes, little-endian, 4-byte aligned), an unorganised cloud (height 1):
+Point layout (24 bytes, little-endian, 4-byte aligned); ~/points is an unorganised cloud (height 1,
+valid points only), ~/aligned/points an organised one (pixel (v, u) = point v * width + u, NaN x/y/z
+where there is no depth):
 
     offset  name        type     meaning
     0       x           float32  metres, optical frame of the depth camera
@@ -50,14 +52,26 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def points_to_cloud(points, header) -> PointCloud2:
-    """A `depth.SemanticPoints` as a PointCloud2 with the fields above; header copied."""
-    data = np.empty(len(points.labels), POINT_DTYPE)
-    data["x"], data["y"], data["z"] = points.xyz[:, 0], points.xyz[:, 1], points.xyz[:, 2]
-    data["rgb"] = pack_rgb(points.rgb)
-    data["label"] = points.labels
-    data["confidence"] = points.confidence
-    msg = PointCloud2(header=header, height=1, width=len(data), is_bigendian=False, point_step=POINT_STEP,
-                      row_step=POINT_STEP * len(data), is_dense=True)
+    """A `projection.SemanticPoints` as an unorganised PointCloud2 (height 1, every point valid)
+    with the fields above; header copied."""
+    return pack_cloud(points.xyz, points.rgb, points.labels, points.confidence, header)
+
+
+def pack_cloud(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, confidence: np.ndarray, header,
+               shape: tuple[int, int] | None = None) -> PointCloud2:
+    """N points (xyz (N, 3) float, rgb (N, 3) uint8, labels (N,) ids, confidence (N,)) as a
+    PointCloud2 with the fields above, header copied. shape None: unorganised (height 1) and dense;
+    (height, width): organised, point v * width + u = pixel (v, u), not dense (NaN x/y/z allowed)."""
+    data = np.empty(len(labels), POINT_DTYPE)
+    data["x"], data["y"], data["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    data["rgb"] = pack_rgb(rgb)
+    data["label"] = labels
+    data["confidence"] = confidence
+    height, width = shape or (1, len(data))
+    if height * width != len(data):
+        raise ValueError(f"{len(data)} points do not fill a {height}x{width} cloud")
+    msg = PointCloud2(header=header, height=height, width=width, is_bigendian=False, point_step=POINT_STEP,
+                      row_step=POINT_STEP * width, is_dense=shape is None)
     msg.fields = [PointField(name=name, offset=offset, datatype=datatype, count=1)
                   for name, (offset, datatype, _) in POINT_FIELDS.items()]
     buffer = array.array("B")

@@ -2,14 +2,15 @@
 drops), the engine (device, backbone, adapter, classes, memory use) and the support memory's
 health, at level WARN (with the reasons in its message) when something needs a person's attention.
 With several cameras the node's status holds the totals, and each camera has its own status
-(`<node>: camera <name>`) with its rates, latency and drops.
+(`<node>: camera <name>`) with its rates, latency and drops. `DiagnosticsOutput` publishes them
+on /diagnostics every `period_s`; the statuses themselves are built from snapshots, no ROS calls.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Callable, Mapping
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from rns_ros.ros.stats import StatsSnapshot
 
@@ -104,3 +105,24 @@ def camera_status(node_name: str, camera: str, state: str, stats: StatsSnapshot,
     level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
     message = "; ".join(problems) or ("segmenting" if state == "active" else state)
     return diagnostic_status(f"{node_name}: camera {camera}", hardware_id, level, message, stats, extra)
+
+
+class DiagnosticsOutput:
+    """/diagnostics every `period_s`: statuses() -> the DiagnosticStatus list to send (the node's,
+    then one per named camera). The timer callback goes through `wrap` (the node's CallbackGuard)."""
+
+    def __init__(self, node, period_s: float, statuses: Callable[[], list[DiagnosticStatus]],
+                 wrap: Callable[[str, Callable], Callable] = lambda name, callback: callback):
+        self._node = node
+        self._statuses = statuses
+        self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.timer = node.create_timer(period_s, wrap("diagnostics", self.publish))
+
+    def publish(self) -> None:
+        msg = DiagnosticArray(status=self._statuses())
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        self.publisher.publish(msg)
+
+    def destroy(self) -> None:
+        self._node.destroy_timer(self.timer)
+        self._node.destroy_publisher(self.publisher)

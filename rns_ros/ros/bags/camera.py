@@ -16,9 +16,9 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from rns_ros.ros.bag_io import IMAGE_TYPES, BagError, message_class, open_reader
-from rns_ros.ros.cameras import decode_frame
-from rns_ros.ros.compressed import MAX_DECODED_PIXELS
+from rns_ros.ros.bags.io import IMAGE_TYPES, BagError, message_class, open_reader
+from rns_ros.ros.inputs.cameras import decode_frame
+from rns_ros.ros.inputs.compressed import MAX_DECODED_PIXELS
 from rns_ros.ros.conversions import rgb_to_image
 
 
@@ -103,7 +103,7 @@ def make_camera(bag: str, image_topic: str, folder: str, rate_hz: float, context
         return camera, f"{camera.topic} of {bag}"
     from rclpy.parameter import Parameter
 
-    from rns_ros.ros.image_folder_camera import ImageFolderCamera
+    from rns_ros.ros.demo.image_folder_camera import ImageFolderCamera
 
     camera = ImageFolderCamera(context=context, parameter_overrides=[Parameter("folder", value=folder),
                                                                      Parameter("rate_hz", value=rate_hz)])

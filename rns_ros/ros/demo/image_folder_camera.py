@@ -4,23 +4,18 @@
 
 Images (jpg, png, bmp, ppm, pgm, tif) are read once, in file-name order, converted to rgb8 and
 published on `image` with the current time and `frame_id`, looping unless `loop` is false.
-Without `folder` it publishes the package's sample images (rns_ros/ros/sample_images).
+Without `folder` it publishes the package's sample images (rns_ros/ros/demo/sample_images).
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import Image
 
 from rns_ros.ros.conversions import rgb_to_image
@@ -111,45 +106,3 @@ class ImageFolderCamera(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._pub.publish(msg)
         self.published += 1
-
-
-def parse_command_line(argv: list[str]) -> None:
-    """--help prints the usage and exits; anything but ROS arguments is refused (exit 2)."""
-    parameters = "\n".join(f"  {f.name:<14} {PARAMETER_HELP[f.name]} [default: {f.default!r}]"
-                           for f in fields(CameraConfig))
-    parser = argparse.ArgumentParser(
-        prog="rns_image_folder_camera", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Publish the images of a folder as sensor_msgs/Image on `image`, at a fixed rate.",
-        epilog=f"ROS parameters (--ros-args -p name:=value):\n{parameters}\n\nexample:\n"
-               "  rns_image_folder_camera --ros-args -p folder:=/data/frames -p rate_hz:=5.0 "
-               "-r image:=/camera/image_raw")
-    parser.parse_args(remove_ros_args(argv)[1:])
-
-
-def main(args: list[str] | None = None) -> int:
-    """Console script `rns_image_folder_camera`."""
-    argv = args if args is not None else sys.argv
-    parse_command_line(argv)  # before rclpy: `--help` must not start publishing
-    rclpy.init(args=argv)
-    node = None
-    executor = SingleThreadedExecutor()
-    code = 0
-    try:
-        node = ImageFolderCamera()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"rns_image_folder_camera: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ same memory + same parameters (adapter.seed) = identical labels.
 Contract: images are processed in recording order, none skipped for speed; a frame that cannot be
 decoded is skipped and counted under its reason; Ctrl-C (or SIGTERM) finishes the current frame and
 closes the output bag of what was done (a second Ctrl-C stops at once and still closes it); the
-output path only ever holds a complete bag (bag_io.BagWriter). Exit code 0 = every frame done,
+output path only ever holds a complete bag (rns_ros/ros/bags/io.BagWriter). Exit code 0 = every frame done,
 130 = interrupted, 1 = stopped by an unreadable input (what was done is kept), 2 = could not start.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from rns_ros.ros.bag_io import IMAGE_TYPES, BagError, open_reader, storage_of
-from rns_ros.ros.bag_run import BagRun, Topics
+from rns_ros.ros.bags.io import IMAGE_TYPES, BagError, open_reader, storage_of
+from rns_ros.ros.bags.run import BagRun, Topics
 
 DEPTH_TYPES = IMAGE_TYPES  # raw depth, or image_transport's compressedDepth (told apart by type)
 

@@ -1,8 +1,8 @@
 """How the node receives camera frames: the QoS of its image subscriptions, and the topic an
 image_transport transport reads.
 
-The subscription callback itself stays in node.py: it only drops the message into the one-slot
-mailbox (newest wins) that the worker thread takes frames from.
+The subscription callback itself is rns_ros/ros/frame_loop.py's: it only drops the message into
+the one-slot mailbox (newest wins) that the worker thread takes frames from.
 """
 from __future__ import annotations
 

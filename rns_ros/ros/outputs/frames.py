@@ -1,31 +1,25 @@
-"""What the node publishes: the latched class map (as rns_ros/ClassMap and vision_msgs/LabelInfo),
-and per segmented frame the label image, the confidence image, the overlay and the colourised
-labels (the last two built only while someone subscribes).
+"""What the node publishes per segmented frame: the label image, the confidence image, the overlay
+and the colourised labels (the last two built only while someone subscribes). The latched class
+map they refer to is class_map.py's.
 
 Per-frame outputs belong to a camera: `FrameOutputs(node, prefix)` names its topics `prefix +
 name`, "~/" for the single camera (~/labels ...) and "~/<camera>/" for each of several cameras
 (~/front/labels ...). A new per-frame output added here is per camera the same way.
 
 Publishers are lifecycle publishers: they carry messages only while the node is active.
-`ClassMapOutput` also keeps what every frame needs from the class map (the largest class id, which
-fixes the label encoding; the class names and the palette, for the pictures), so a frame never
-recomputes it, and the class map and the pictures always use the same colours.
+Contract: `FrameOutputs.publish` publishes all of a frame's outputs with the input's header or
+(ValueError: a label id does not fit the label encoding) none of them.
 """
 from __future__ import annotations
 
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from vision_msgs.msg import LabelInfo
 
-from rns_ros.msg import ClassMap
-from rns_ros.ros import interfaces
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image, rgb_to_image, unlabel_below
-from rns_ros.ros.label_info import label_info
-from rns_ros.visual import OverlayStyle, Palette, color_lut, colorize, render_overlay
+from rns_ros.ros.outputs.class_map import ClassMapOutput
+from rns_ros.visual import OverlayStyle, color_lut, colorize, render_overlay
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-CLASS_MAP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
 
 def frame_images(result, header, max_class_id: int, *, min_confidence: float = 0.0, confidence: bool = True,
@@ -38,50 +32,6 @@ def frame_images(result, header, max_class_id: int, *, min_confidence: float = 0
     label_image = labels_to_image(labels, header, max_class_id)
     confidence_image = confidence_to_image(result.confidence, header, confidence_encoding) if confidence else None
     return labels, label_image, confidence_image
-
-
-class ClassMapOutput:
-    """~/class_map and ~/label_info, republished whenever the support memory's version (or the
-    palette) changes; ~/label_info also when its threshold (the min_confidence parameter) changes."""
-
-    def __init__(self, node, palette: Palette = Palette()):
-        self._node = node
-        self.publisher = node.create_lifecycle_publisher(ClassMap, "~/class_map", CLASS_MAP_QOS)
-        self.label_info_publisher = node.create_lifecycle_publisher(LabelInfo, "~/label_info", CLASS_MAP_QOS)
-        self.version: int | None = None  # support version of the last published map
-        self.threshold: float | None = None  # threshold of the last published LabelInfo
-        self.max_class_id = 0
-        self.names: dict[int, str] = {}  # class id -> name, for the overlay's legend
-        self.palette = palette
-
-    def set_palette(self, palette: Palette) -> None:
-        """Colour from now on with `palette`; the next publish() sends the class map again."""
-        if palette != self.palette:
-            self.palette = palette
-            self.version = None
-
-    def publish(self, engine, force: bool = False, threshold: float = 0.0) -> None:
-        """Publish the class map and label info if the memory changed since the last ones (or
-        `force`); only the label info when only `threshold` changed."""
-        with engine.lock:
-            version = engine.support_version()
-            classes_changed = force or version != self.version
-            if not classes_changed and threshold == self.threshold:
-                return
-            entries = engine.classes()
-        stamp = self._node.get_clock().now().to_msg()
-        if classes_changed:
-            self.max_class_id = max((e.id for e in entries), default=0)
-            self.names = {e.id: e.name for e in entries}
-            self.publisher.publish(interfaces.class_map(entries, version, engine.backbone_identity, stamp,
-                                                        self.palette))
-            self.version = version
-        self.label_info_publisher.publish(label_info(entries, threshold, stamp))
-        self.threshold = threshold
-
-    def destroy(self) -> None:
-        self._node.destroy_lifecycle_publisher(self.publisher)
-        self._node.destroy_lifecycle_publisher(self.label_info_publisher)
 
 
 class FrameOutputs:

@@ -4,7 +4,7 @@ under the engine's lock -> automatic save -> response.
 No rclpy node logic lives here (only message types), so the handlers are unit-testable without
 DDS. `Teacher(engine, ...)` holds everything a handler needs; the node registers
 `teacher.add_classes`, `teacher.add_exemplar`, ... as service callbacks (services.py,
-docs/teaching.md). Request checks live in teaching_requests.py, SAM 2 prompting in prompting.py,
+docs/teaching.md). Request checks live in requests.py, SAM 2 prompting in prompting.py,
 saving and restoring the memory in memory_store.py.
 
 Contract of every handler: it never raises; a refused request answers success=false with the
@@ -16,18 +16,19 @@ it bumps the support version, is saved atomically to `memory_dir` before the ans
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from rns_ros.ros import interfaces
+from rns_ros.ros.outputs.class_map import class_map_message
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image
-from rns_ros.ros.memory_store import MemoryStore, describe_report, save_copy
-from rns_ros.ros.prompting import PromptMasks
-from rns_ros.ros.teaching_requests import (Refused, decode_request_image, describe_taught_frame, given,
+from rns_ros.ros.teaching.memory_store import MemoryStore, describe_report, save_copy
+from rns_ros.ros.teaching.prompting import PromptMasks
+from rns_ros.ros.teaching.requests import (Refused, decode_request_image, describe_taught_frame, given,
                                            parse_annotation, service_handler)
+from rns_ros.ros.teaching.class_ids import Ceiling, ClassIdLimit
 from rns_ros.visual import Palette
 
 
@@ -39,6 +40,8 @@ class Teacher:
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
+    class_id_ceiling: () -> (largest class id allowed, why) or None: changes that would create a
+    class above it are refused (class_ids.py; the node sets 255 with depth.aligned_outputs).
     """
 
     def __init__(self, engine, *, memory_dir: str | Path | None = None,
@@ -46,7 +49,8 @@ class Teacher:
                  masker: Callable[[], object] | None = None, on_change: Callable[[], None] = lambda: None,
                  stamp: Callable[[], object] | None = None, palette: Callable[[], Palette] = Palette,
                  log_error: Callable[[str], None] = lambda s: None,
-                 log_info: Callable[[str], None] = lambda s: None, max_image_pixels: int = 16_777_216):
+                 log_info: Callable[[str], None] = lambda s: None, max_image_pixels: int = 16_777_216,
+                 class_id_ceiling: Callable[[], Ceiling | None] = lambda: None):
         self.engine = engine
         self.store = MemoryStore(memory_dir, log_error)
         self.latest_frame = latest_frame
@@ -58,6 +62,7 @@ class Teacher:
         self.log_info = log_info
         self.max_image_pixels = max_image_pixels
         self.processing_enabled = True
+        self.id_limit = ClassIdLimit(class_id_ceiling)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -70,7 +75,7 @@ class Teacher:
     def class_map(self):
         with self.engine.lock:
             entries, version = self.engine.classes(), self.engine.support_version()
-        return interfaces.class_map(entries, version, self.engine.backbone_identity,
+        return class_map_message(entries, version, self.engine.backbone_identity,
                                     self.stamp() if self.stamp else Time(), self.palette())
 
     def _class_ids_by_name(self) -> dict[str, int]:
@@ -111,6 +116,7 @@ class Teacher:
         if not names:
             raise Refused("no class names given")
         with self.engine.lock:
+            self.id_limit.check_new(self.engine, len(names))
             ids = self.engine.add_classes(names, descriptions)
             warning = self.save()
         response.class_ids = [int(i) for i in ids]
@@ -168,6 +174,8 @@ class Teacher:
             cid = ids.get(name)
             if cid is None and not request.create_class:
                 raise Refused(f"class {name!r} was removed meanwhile")
+            if cid is None:
+                self.id_limit.check_new(self.engine, 1)
             # Encode before touching the memory, so a failure changes nothing.
             probe = Exemplar.from_mask(rgb, mask, cid or memory.next_class_id)
             feats, class_ids = encode_exemplar(segmenter.backbone, probe)
@@ -230,7 +238,7 @@ class Teacher:
 
     @service_handler
     def load_support(self, request, response):
-        from rns_ros.core.memory.merging import merge_memory
+        from rns_ros.core.memory.merging import classes_to_create, merge_memory
         from rns_ros.core.memory.persistence import load_memory
 
         if not request.directory:
@@ -244,6 +252,7 @@ class Teacher:
             except (OSError, ValueError) as exc:
                 raise Refused(f"cannot load {directory}: {exc}") from exc
             if request.merge:
+                self.id_limit.check_new(self.engine, len(classes_to_create(segmenter.memory, memory)))
                 try:
                     merged = merge_memory(segmenter.memory, memory)
                 except ValueError as exc:
@@ -251,6 +260,7 @@ class Teacher:
                 done = (f"merged {len(memory.class_ids)} classes ({len(merged.new_class_ids)} new) and "
                         f"{len(merged.exemplar_ids)} exemplars from {directory}")
             else:
+                self.id_limit.check_existing(memory.class_ids)
                 self.replace_memory(memory)
                 done = f"loaded {len(memory.class_ids)} classes, {memory.num_exemplars} exemplars from {directory}"
             warning = self.save()
@@ -264,16 +274,25 @@ class Teacher:
         memory.continue_version_after(old.version)  # support_version never goes back
         self._segmenter.memory = memory
 
-    def restore(self) -> None:
-        """Load memory_dir into the engine if a memory is stored there (on configure); what could
-        not be restored is in `store.load_problems` (the node logs it and shows it in /diagnostics)."""
+    def restore(self, initial_classes: Sequence[str] = ()) -> None:
+        """On configure: load memory_dir into the engine if a memory is stored there, then add the
+        `initial_classes` it lacks (in their order) and save. What could not be restored is logged
+        and kept in `store.load_problems` (shown in /diagnostics); an engine error is raised."""
         segmenter = getattr(self.engine, "segmenter", None)
-        if segmenter is None:
-            return
+        if segmenter is not None:
+            with self.engine.lock:
+                memory = self.store.load(segmenter.backbone, segmenter.memory.device)
+                if memory is not None:
+                    self.replace_memory(memory)
+        for problem in self.store.load_problems:
+            self.log_error(f"support memory: {problem}")
         with self.engine.lock:
-            memory = self.store.load(segmenter.backbone, segmenter.memory.device)
-            if memory is not None:
-                self.replace_memory(memory)
+            known = {e.name for e in self.engine.classes()}
+            missing = [n for n in initial_classes if n not in known]
+            if missing:
+                self.id_limit.check_new(self.engine, len(missing))
+                self.engine.add_classes(missing)
+                self.save()
 
     # ------------------------------------------------------------------ segment + enable
     @service_handler
@@ -294,4 +313,7 @@ class Teacher:
         response.message = "processing enabled" if request.data else "processing paused (models stay loaded)"
 
     def diagnostics(self) -> dict[str, object]:
-        return {"processing_enabled": self.processing_enabled, **self.store.diagnostics()}
+        values = {"processing_enabled": self.processing_enabled, **self.store.diagnostics()}
+        if self.id_limit.active:
+            values["classes_refused_id_limit"] = self.id_limit.refusals
+        return values

@@ -19,9 +19,9 @@ import struct
 
 import numpy as np
 
-from rns_ros.ros.compressed import MAX_DECODED_PIXELS, PNG_SIGNATURE, SIXTEEN_BIT_MODES, decode_payload
+from rns_ros.ros.inputs.compressed import MAX_DECODED_PIXELS, PNG_SIGNATURE, SIXTEEN_BIT_MODES, decode_payload
 from rns_ros.ros.conversions import FrameError
-from rns_ros.ros.depth import DEPTH_ENCODINGS, MILLIMETRE_ENCODINGS, millimetres_to_metres
+from rns_ros.ros.depth.projection import DEPTH_ENCODINGS, MILLIMETRE_ENCODINGS, millimetres_to_metres
 
 TRANSPORT = "compressedDepth"  # the topic suffix and format word image_transport uses
 HEADER = struct.Struct("<iff")  # ConfigHeader: format, depthParam[2]

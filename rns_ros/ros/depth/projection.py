@@ -36,6 +36,7 @@ class DepthConfig:
     max_range_m: float = 10.0  # depth beyond this (like 0 and NaN) gives no point
     stride: int = 2  # use every stride-th depth pixel of every stride-th row (1 = all)
     transport: str = "raw"  # raw: depth/image as sensor_msgs/Image; compressedDepth: <depth/image>/compressedDepth
+    aligned_outputs: bool = False  # also ~/aligned/labels, confidence, points on the depth grid (Nav2's semantic layer)
 
     def __post_init__(self):
         if not 0.0 <= self.max_time_diff_s <= 10.0:
@@ -46,6 +47,9 @@ class DepthConfig:
             raise ValueError(f"depth.stride must be in 1..64, got {self.stride}")
         if self.transport not in DEPTH_TRANSPORTS:
             raise ValueError(f"depth.transport must be one of {list(DEPTH_TRANSPORTS)}, got {self.transport!r}")
+        if self.aligned_outputs and not self.enabled:
+            raise ValueError("depth.aligned_outputs needs depth.enabled: true (the aligned outputs are built "
+                             "from the depth input)")
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,47 @@ def depth_to_metres(msg) -> np.ndarray:
 
 def nearest_source_index(dst_size: int, src_size: int, dst_index: np.ndarray) -> np.ndarray:
     """For pixels `dst_index` of an axis with `dst_size` pixels, the index of the pixel of an axis
-    with `src_size` pixels whose centre is nearest (same extent, pixel centres at i + 0.5)."""
+    with `src_size` pixels whose centre is nearest (same extent, pixel centres at i + 0.5). On a tie
+    (a centre on the border of two source pixels, as with an even scale factor) the later one."""
     return ((2 * dst_index + 1) * src_size) // (2 * dst_size)
+
+
+@dataclass(frozen=True)
+class DepthGrid:
+    """The depth pixels a stride keeps (rows[i], cols[j]) with, per grid row and column, the pinhole
+    factors (x = x_per_col[j] * z, y = y_per_row[i] * z) and the colour pixel row/column whose
+    label, confidence and colour the grid pixel takes (nearest centre: `nearest_source_index`)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    x_per_col: np.ndarray  # float32
+    y_per_row: np.ndarray  # float32
+    colour_rows: np.ndarray
+    colour_cols: np.ndarray
+
+
+def depth_grid(depth_m: np.ndarray, intrinsics: Intrinsics, labels: np.ndarray, confidence: np.ndarray,
+               rgb: np.ndarray, stride: int) -> DepthGrid:
+    """The grid shared by ~/points and the aligned outputs, after checking that the inputs fit
+    together: FrameError when the depth image and its CameraInfo differ in size, ValueError on a
+    bad argument (see `semantic_points`)."""
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth_m.shape}")
+    height, width = depth_m.shape
+    if intrinsics.width and (intrinsics.width, intrinsics.height) != (width, height):
+        raise FrameError(f"depth image is {width}x{height} but its camera_info is "
+                         f"{intrinsics.width}x{intrinsics.height}: they must describe the same image")
+    if labels.ndim != 2 or confidence.shape != labels.shape or rgb.shape != labels.shape + (3,):
+        raise ValueError(f"labels {labels.shape}, confidence {confidence.shape} and rgb {rgb.shape} must "
+                         "be (H, W), (H, W) and (H, W, 3)")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    rows, cols = np.arange(0, height, stride), np.arange(0, width, stride)
+    return DepthGrid(rows=rows, cols=cols,
+                     x_per_col=((cols - intrinsics.cx) / intrinsics.fx).astype(np.float32),
+                     y_per_row=((rows - intrinsics.cy) / intrinsics.fy).astype(np.float32),
+                     colour_rows=nearest_source_index(height, labels.shape[0], rows),
+                     colour_cols=nearest_source_index(width, labels.shape[1], cols))
 
 
 def semantic_points(depth_m: np.ndarray, intrinsics: Intrinsics, labels: np.ndarray, confidence: np.ndarray,
@@ -124,19 +167,9 @@ def semantic_points(depth_m: np.ndarray, intrinsics: Intrinsics, labels: np.ndar
     resampled to the depth grid). Pixels with depth 0/NaN or beyond `max_range_m` give no point.
     Raises FrameError when the sizes do not fit together, ValueError on a bad argument.
     """
-    if depth_m.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got shape {depth_m.shape}")
-    height, width = depth_m.shape
-    if intrinsics.width and (intrinsics.width, intrinsics.height) != (width, height):
-        raise FrameError(f"depth image is {width}x{height} but its camera_info is "
-                         f"{intrinsics.width}x{intrinsics.height}: they must describe the same image")
-    if labels.ndim != 2 or confidence.shape != labels.shape or rgb.shape != labels.shape + (3,):
-        raise ValueError(f"labels {labels.shape}, confidence {confidence.shape} and rgb {rgb.shape} must "
-                         "be (H, W), (H, W) and (H, W, 3)")
+    grid = depth_grid(depth_m, intrinsics, labels, confidence, rgb, stride)
     if labels.size and (int(labels.max()) > MAX_LABEL_ID or int(labels.min()) < 0):
         raise ValueError(f"label ids must be in 0..{MAX_LABEL_ID} for the cloud's uint16 field")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
     # Flat indices and per-row / per-column lookup tables: np.take on 1-D arrays is several times
     # faster than 2-D fancy indexing, and the pinhole factors depend on the column or row only.
     sampled = np.ascontiguousarray(depth_m[::stride, ::stride])
@@ -144,16 +177,11 @@ def semantic_points(depth_m: np.ndarray, intrinsics: Intrinsics, labels: np.ndar
         flat = np.flatnonzero(sampled <= max_range_m)  # False for NaN
     sub_rows, sub_cols = np.divmod(flat, sampled.shape[1])
     z = sampled.reshape(-1).take(flat).astype(np.float32, copy=False)
-    grid_rows, grid_cols = np.arange(0, height, stride), np.arange(0, width, stride)
-    x_per_col = ((grid_cols - intrinsics.cx) / intrinsics.fx).astype(np.float32)
-    y_per_row = ((grid_rows - intrinsics.cy) / intrinsics.fy).astype(np.float32)
     xyz = np.empty((z.size, 3), np.float32)
-    np.multiply(x_per_col.take(sub_cols), z, out=xyz[:, 0])
-    np.multiply(y_per_row.take(sub_rows), z, out=xyz[:, 1])
+    np.multiply(grid.x_per_col.take(sub_cols), z, out=xyz[:, 0])
+    np.multiply(grid.y_per_row.take(sub_rows), z, out=xyz[:, 1])
     xyz[:, 2] = z
-    src_row = nearest_source_index(height, labels.shape[0], grid_rows)
-    src_col = nearest_source_index(width, labels.shape[1], grid_cols)
-    src = src_row.take(sub_rows) * labels.shape[1] + src_col.take(sub_cols)
+    src = grid.colour_rows.take(sub_rows) * labels.shape[1] + grid.colour_cols.take(sub_cols)
     return SemanticPoints(xyz=xyz, rgb=rgb.reshape(-1, 3).take(src, axis=0),
                           labels=labels.reshape(-1).take(src).astype(np.uint16),
                           confidence=confidence.reshape(-1).take(src).astype(np.float32, copy=False),

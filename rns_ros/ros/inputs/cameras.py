@@ -5,7 +5,7 @@ One camera (parameter `cameras` empty, the default) reads `image` and publishes 
 label info, teaching services and support memory; camera `c` reads `c/image` (remap it like
 `image`) and publishes ~/c/labels, ~/c/confidence, ~/c/overlay, ~/c/labels_color (with
 depth.enabled also `c/depth/image` + `c/depth/camera_info` -> ~/c/points). Each `Camera` holds its
-input subscription, its outputs (outputs.FrameOutputs, depth_input.DepthOutput), its statistics
+input subscription, its outputs (outputs/frames.FrameOutputs, depth/output.DepthOutput), its statistics
 and its newest frame.
 
 Input: `image_transport: raw` subscribes to sensor_msgs/Image on the camera's topic; `compressed`
@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from rns_ros.ros.compressed import compressed_to_rgb
+from rns_ros.ros.inputs.compressed import compressed_to_rgb
 from rns_ros.ros.conversions import FrameError, image_to_rgb, rgb_to_image
-from rns_ros.ros.inputs import transport_topic
+from rns_ros.ros.inputs.qos import transport_topic
 from rns_ros.ros.stats import PipelineStats
 
 SINGLE_CAMERA_TOPIC = "image"  # remap it to the camera: -r image:=/camera/image_raw
@@ -36,8 +36,8 @@ class Camera:
         self.image_topic = f"{name}/{SINGLE_CAMERA_TOPIC}" if name else SINGLE_CAMERA_TOPIC
         self.prefix = f"~/{name}/" if name else "~/"  # of its output topics
         self.stats = stats
-        self.outputs = None  # outputs.FrameOutputs, while configured
-        self.depth = None  # depth_input.DepthOutput, while configured with depth.enabled
+        self.outputs = None  # outputs/frames.FrameOutputs, while configured
+        self.depth = None  # depth/output.DepthOutput, while configured with depth.enabled
         self.subscription = None  # while active
         self.latest: Image | CompressedImage | None = None  # newest frame received
 
@@ -53,11 +53,11 @@ class Camera:
             self.subscription = None
 
     def depth_topics(self) -> dict[str, str]:
-        """DepthOutput's topic arguments: depth/image ... ~/points for the single camera,
-        c/depth/image ... ~/c/points for camera c."""
+        """DepthOutput's topic arguments: depth/image ... ~/points, ~/aligned/... for the single camera,
+        c/depth/image ... ~/c/points, ~/c/aligned/... for camera c."""
         inputs = f"{self.name}/depth" if self.name else "depth"
         return {"depth_topic": f"{inputs}/image", "info_topic": f"{inputs}/camera_info",
-                "points_topic": f"{self.prefix}points"}
+                "points_topic": f"{self.prefix}points", "aligned_prefix": self.prefix}
 
     def publish(self, rgb, result, header, class_map, config) -> np.ndarray:
         """This camera's outputs of one segmented frame (config: the node's NodeConfig); returns the

@@ -11,7 +11,7 @@ import numpy as np
 
 from rns_ros.core.advice import explain
 from rns_ros.ros.params import ERROR_SPELLING
-from rns_ros.ros.teaching_requests import Refused
+from rns_ros.ros.teaching.requests import Refused
 
 
 class PromptMasks:
