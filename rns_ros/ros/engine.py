@@ -96,6 +96,20 @@ class ClassEntry:
 
 
 @dataclass(frozen=True)
+class ClassSnapshot:
+    """The classes at one support version: what a frame was segmented with, and so the class map
+    its outputs are published with."""
+
+    version: int
+    entries: tuple[ClassEntry, ...]
+
+
+def class_snapshot(engine) -> ClassSnapshot:
+    """The engine's classes now (call it holding `engine.lock`, in the same hold as the frame)."""
+    return ClassSnapshot(int(engine.support_version()), tuple(engine.classes()))
+
+
+@dataclass(frozen=True)
 class EngineResult:
     """Segmentation of one (H, W) frame."""
 

@@ -11,7 +11,9 @@ Contract:
 - One worker thread takes the waiting frames (the least recently served camera first; several
   cameras' at once with camera_batching), decodes them, runs the engine (under its lock, so a class
   change lands between two frames) and publishes each camera's outputs with its own frame's
-  header; the depth outputs follow the labels and never hold them back.
+  header and with the class map the frame was segmented with (outputs/class_map.py's contract: a
+  class removed meanwhile is still in the class map published before that frame, and its newer
+  class map follows the frame); the depth outputs follow the labels and never hold them back.
 - A bad frame is dropped and counted under its reason, an engine error costs that frame, an
   internal error is counted and logged: the worker never dies. Warnings are logged at most once
   per second (a broken camera must not flood the log).
@@ -24,6 +26,7 @@ import time
 from typing import Callable, Sequence
 
 from rns_ros.ros.conversions import FrameError
+from rns_ros.ros.engine import class_snapshot
 from rns_ros.ros.inputs.batching import batch_size, segment_frames
 from rns_ros.ros.inputs.cameras import Camera, decode_frame
 from rns_ros.ros.inputs.mailboxes import CameraMailboxes
@@ -116,15 +119,25 @@ class FrameLoop:
             decoded.append((camera, msg, rgb, arrived, early_partner))
         if not decoded:
             return
-        segmented = segment_frames(self.engine, decoded, self._engine_failed)
-        if not segmented:
-            return
-        self.class_map_output.publish(self.engine, False, settings.min_confidence)  # a no-op unless changed
+        class_map = self.class_map_output
+        with self.engine.lock:  # the frames and their classes in one hold (class_map.py's contract)
+            segmented = segment_frames(self.engine, decoded, self._engine_failed)
+            classes = class_snapshot(self.engine)
+            class_map.lock.acquire()  # before the engine lock goes: no newer class map before these frames
+        try:
+            if segmented:
+                class_map.publish_classes(classes, self.engine.backbone_identity, False, settings.min_confidence)
+                self._publish(segmented, class_map, settings, started)
+        finally:
+            class_map.lock.release()
+
+    def _publish(self, segmented: list, class_map, settings, started: float) -> None:
+        """Each segmented frame's outputs, with the class map just published (its classes')."""
         for (camera, msg, rgb, arrived, early_partner), result in segmented:
             if camera.outputs is None:
                 return
             try:
-                labels = camera.publish(rgb, result, msg.header, self.class_map_output, settings)
+                labels = camera.publish(rgb, result, msg.header, class_map, settings)
             except ValueError as exc:  # ids beyond mono16
                 camera.stats.frame_failed(f"labels not encodable: {exc}")
                 self.warn(f"frame dropped: {exc}")

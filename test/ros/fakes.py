@@ -22,6 +22,44 @@ def expected_labels(rgb: np.ndarray, class_ids: list[int]) -> np.ndarray:
     return out
 
 
+class HandOverLock:
+    """An RLock that can hand itself over once: after `hand_over(done)`, the worker thread's last
+    release of it waits (10 s at most) for `done`, so a critical section that was waiting for the
+    lock runs to its end before the worker goes on. That is the schedule in which issue 25 lost a
+    frame: a teaching change that waited for a frame lands the moment the frame lets the lock go.
+    Works as the engine's lock (`with lock:`, acquire/release, re-entrant)."""
+
+    def __init__(self, thread_name: str = "rns-worker"):
+        self._lock = threading.RLock()
+        self._depth = threading.local()
+        self._thread_name = thread_name
+        self._pending: threading.Event | None = None
+
+    def hand_over(self, done: threading.Event) -> None:
+        self._pending = done
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self._depth.n = getattr(self._depth, "n", 0) + 1
+        return got
+
+    def release(self) -> None:
+        self._depth.n -= 1
+        self._lock.release()
+        done = self._pending
+        if done is not None and self._depth.n == 0 and threading.current_thread().name == self._thread_name:
+            self._pending = None
+            done.wait(10)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class FakeEngine:
     def __init__(self, config=None, *, delay_s: float = 0.0, fail=None, first_id: int = 1,
                  device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None):
@@ -70,6 +108,12 @@ class FakeEngine:
                 ids.append(cid)
             self._version += 1
             return ids
+
+    def remove_class(self, name: str) -> None:
+        with self.lock:
+            cid = next(c.id for c in self._classes.values() if c.name == name)
+            del self._classes[cid]
+            self._version += 1
 
     def classes(self):
         with self.lock:
