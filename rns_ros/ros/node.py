@@ -2,7 +2,8 @@
 
     rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
 
-Lifecycle: configure locks `memory_dir` (one writer per memory), builds the engine (models on the
+Lifecycle: configure locks `memory_dir` (one writer per memory), fixes the C allocator's mmap
+threshold (process_memory.py: memory freed after teaching goes back), builds the engine (models on the
 device), restores the memory and adds the initial `classes`, then creates the parts; activate
 subscribes to the cameras and starts the worker; deactivate stops both; cleanup frees the models and
 the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
@@ -28,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from rns_ros import process_memory
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.ros import params
@@ -154,6 +156,8 @@ class RnsNode(LifecycleNode):
             self._memory_lock.acquire()
         except (OSError, MemoryDirBusy) as exc:
             return self._fail("could not use the memory directory", exc)
+        if not process_memory.return_large_blocks():  # teaching for days must not grow the process
+            self.get_logger().info("not on glibc: freed memory is kept or returned as the C library decides")
         try:
             engine = self._engine_factory(cfg)
         except Exception as exc:  # weights missing, device policy, bad checkpoint ...
