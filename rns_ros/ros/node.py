@@ -32,6 +32,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rns_ros import process_memory
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
+from rns_ros.core.memory.names import describe_names
 from rns_ros.ros import params
 from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
 from rns_ros.ros.depth.output import DepthOutput
@@ -182,7 +183,7 @@ class RnsNode(LifecycleNode):
                                     "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
         self._build_parts()
         self._configured = True
-        names = ", ".join(e.name for e in engine.classes()) or "none"
+        names = describe_names(e.name for e in engine.classes())
         self.get_logger().info(f"configured on {engine.device}; classes: {names}")
         return TransitionCallbackReturn.SUCCESS
 

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.memory.names import check_new_names, clean_name
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
@@ -66,8 +67,10 @@ class NodeConfig:
             raise ValueError(f"diagnostics_period_s must be in [0.05, 3600], got {self.diagnostics_period_s}")
         if self.max_image_pixels < 1:
             raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be unique, got {list(self.classes)}")
+        # the one name rule (rns_ros/core/memory/names.py), as the teaching services apply it
+        check_new_names(self.classes)
+        if self.teach_class.strip():
+            clean_name(self.teach_class, "teach_class")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         for name, value, choices in (("confidence_encoding", self.confidence_encoding, CONFIDENCE_ENCODINGS),
@@ -111,7 +114,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- the node
     ParamSpec("classes", "node", "classes",
               "Initial class names, added on configure: a comma-separated string ('car, person') or "
-              "a list of strings. Later changes: the ~/add_classes and ~/remove_classes services."),
+              "a list of strings; names are stripped, at most 128 characters, unique without case "
+              "(the teaching services' rule). Later changes: the ~/add_classes and ~/remove_classes services."),
     ParamSpec("autostart", "node", "autostart",
               "Configure and activate on start. false: stay unconfigured until a lifecycle manager "
               "(or `ros2 lifecycle set`) drives the transitions."),

@@ -98,7 +98,7 @@ class FakeEngine:
 
     def add_classes(self, names, descriptions=()):
         with self.lock:
-            validate_new_class_names(names, descriptions, [c.name for c in self._classes.values()])
+            names = validate_new_class_names(names, descriptions, [c.name for c in self._classes.values()])
             ids = []
             for i, name in enumerate(names):
                 cid = self._next_id

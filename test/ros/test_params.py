@@ -70,6 +70,9 @@ def test_palette_values_become_the_palette_of_every_output():
     ({"overlay_alpha": "half"}, "overlay_alpha"),
     ({"image_qos": "fast"}, "image_qos"),
     ({"classes": "a, b, a"}, "unique"),
+    ({"classes": "mug, Mug"}, "listed twice"),  # the teaching services' rule (issue 25)
+    ({"classes": ["x" * 129]}, "longer than 128"),
+    ({"teach_class": "y" * 129}, "teach_class .* longer than 128"),
     ({"classes": [1, 2]}, "classes"),
     ({"autostart": 1}, "autostart"),
     ({"no_such_parameter": 1}, "unknown parameter"),
