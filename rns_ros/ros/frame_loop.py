@@ -7,7 +7,9 @@
 Contract:
 - `on_image` (the subscription callback) never blocks and never decodes: it keeps the message as
   the camera's latest frame (for teaching from "now") and drops it into the camera's one-slot
-  mailbox (newest wins: an untaken frame is replaced and counted as stale).
+  mailbox (newest wins: an untaken frame is replaced and counted as stale). The worker keeps the
+  newest frame it decoded as `latest_valid_image`: teaching's "latest frame" when the newest one
+  is malformed.
 - One worker thread takes the waiting frames (the least recently served camera first; several
   cameras' at once with camera_batching), decodes them, runs the engine (under its lock, so a class
   change lands between two frames) and publishes each camera's outputs with its own frame's
@@ -51,6 +53,7 @@ class FrameLoop:
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.latest_image = None  # newest frame of any camera, for teaching from "now"
+        self.latest_valid_image = None  # newest frame the worker decoded (teaching's fallback)
 
     # ------------------------------------------------------------------ callback side
     def on_image(self, camera: Camera, msg) -> None:
@@ -117,6 +120,7 @@ class FrameLoop:
                 self.warn(f"frame dropped: bad frame: {exc}" + (f" (camera {camera.name})" if camera.name else ""))
                 continue
             decoded.append((camera, msg, rgb, arrived, early_partner))
+            self.latest_valid_image = msg
         if not decoded:
             return
         class_map = self.class_map_output

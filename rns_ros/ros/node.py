@@ -257,9 +257,12 @@ class RnsNode(LifecycleNode):
 
     def _make_teacher(self, engine, memory_dir) -> Teacher:
         logger = self.get_logger()
-        latest = lambda: teaching_image(self.frame_loop.latest_image if self.frame_loop else None,  # noqa: E731
-                                        self.node_config.max_image_pixels)
-        return Teacher(engine, memory_dir=memory_dir, latest_frame=latest,
+
+        def frame(attribute: str):
+            return lambda: teaching_image(getattr(self.frame_loop, attribute, None), self.node_config.max_image_pixels)
+
+        return Teacher(engine, memory_dir=memory_dir, latest_frame=frame("latest_image"),
+                       latest_valid_frame=frame("latest_valid_image"),
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),

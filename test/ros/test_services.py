@@ -90,6 +90,34 @@ def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
     assert next_labels().shape == (H, W)
 
 
+def test_teaching_from_the_latest_frame_skips_a_malformed_newest_frame(ros, tmp_path):
+    """Issue 25, item 6: "the latest frame" is the latest *valid* one; a malformed request image
+    is refused, never replaced by the camera's frame."""
+    node, engine = start(ros, tmp_path, image_qos="reliable")
+    helper = ros.node("helper")
+    labels = []
+    helper.create_subscription(Image, "/rns/labels", labels.append, 10)
+    pub = helper.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    teach = helper.create_client(AddExemplar, "/rns/add_exemplar")
+    ros.wait_for(lambda: pub.get_subscription_count() and node.outputs.publishers["labels"].get_subscription_count(),
+                 what="discovery")
+    good = random_rgb(H, W, seed=11)
+    pub.publish(make_image(good, "rgb8", stamp=(41, 0)))
+    ros.wait_for(lambda: labels, timeout=20, what="the good frame segmented")
+    broken = make_image(random_rgb(H, W, seed=12), "rgb8", stamp=(42, 0))
+    broken.data = bytes(broken.data)[:-5]
+    pub.publish(broken)
+    ros.wait_for(lambda: node.stats.snapshot().dropped_invalid == 1, what="the broken frame dropped")
+    assert node.frame_loop.latest_image.header.stamp.sec == 42  # the newest frame is the broken one
+    res = call(ros, teach, exemplar_request("a", mask=square(H, W, 10, 30, 10, 40)))
+    assert res.success and res.frame_header.stamp.sec == 41, res.message
+    np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, good)
+    malformed = make_image(good, "rgb8")
+    malformed.height = 0  # 0 rows, but its data is there: not "the latest frame"
+    res = call(ros, teach, exemplar_request("a", malformed, mask=square(H, W, 10, 30, 10, 40)))
+    assert not res.success and "image is malformed" in res.message, res.message
+
+
 def test_teach_by_click_uses_the_latest_frame_and_teach_class(ros, tmp_path):
     node, engine = start(ros, tmp_path, teach_class="my mug")
     helper = ros.node("helper")

@@ -19,10 +19,11 @@ H, W = 40, 56
 @pytest.fixture
 def setup(tmp_path):
     engine = tiny_engine()
-    frames = {"latest": None}
+    frames = {"latest": None, "valid": None}
     masker = BoxMasker()
     changes = []
     teacher = Teacher(engine, memory_dir=tmp_path / "mem", latest_frame=lambda: frames["latest"],
+                      latest_valid_frame=lambda: frames["valid"],
                       masker=lambda: masker, on_change=lambda: changes.append(engine.support_version()))
     return teacher, engine, frames, masker, changes
 
@@ -102,6 +103,36 @@ def test_latest_frame_path_and_create_class(setup):
     assert res.success, res.message
     assert [(c.name, c.has_text, c.exemplar_count) for c in res.class_map.classes] == [("my mug", False, 1)]
     np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, rgb)
+
+
+def test_only_the_empty_image_means_the_latest_frame_and_that_is_the_latest_valid_one(setup):
+    """Issue 25, item 6: an image of height 0 with 1,440 bytes of data silently used the latest
+    camera frame; and a malformed newest frame made "the latest frame" fail."""
+    teacher, engine, frames, _, _ = setup
+    add_classes(teacher, "mug")
+    good = random_rgb(H, W, seed=8)
+    frames["latest"] = frames["valid"] = make_image(good, "rgb8", stamp=(5, 0))
+    before = snapshot(teacher)
+    malformed = make_image(random_rgb(H, W, seed=9), "rgb8")
+    malformed.height = 0  # its data (40 x 56 x 3 bytes) stays
+    for field in ("image", "mask"):
+        req = exemplar_request("mug", make_image(good, "rgb8"), mask=square(H, W, 5, 25, 5, 30))
+        setattr(req, field, malformed)
+        res = teacher.add_exemplar(req, AddExemplar.Response())
+        assert not res.success and f"{field} is malformed: {W}x0 with {H * W * 3} bytes" in res.message, res.message
+        assert snapshot(teacher) == before
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert res.success and res.frame_header.stamp.sec == 5, res.message  # empty image: the latest frame
+
+    broken = make_image(random_rgb(H, W, seed=10), "rgb8", stamp=(6, 0))
+    broken.data = bytes(broken.data)[:-7]  # the newest frame is malformed
+    frames["latest"] = broken
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert res.success and res.frame_header.stamp.sec == 5, res.message  # the latest *valid* frame
+    np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, good)
+    frames["valid"] = None  # nothing valid to fall back on: refused with the newest frame's problem
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert not res.success and "latest camera frame" in res.message, res.message
 
 
 def test_add_exemplar_names_the_frame_it_was_made_from_and_returns_the_mask_only_when_asked(setup):

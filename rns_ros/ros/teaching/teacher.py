@@ -47,7 +47,10 @@ class Teacher:
     """Teaching handlers over an engine (`RnsEngine`: memory at `engine.segmenter.memory`).
 
     memory_dir: where every change is saved (None = no automatic saving).
-    latest_frame: () -> the latest camera Image the node received, or None.
+    latest_frame: () -> the latest camera Image the node received, or None (FrameError if it is
+    a compressed frame that cannot be decoded).
+    latest_valid_frame: () -> the latest camera Image the node decoded without error, or None: what
+    "the latest frame" falls back to when the newest one is malformed.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
@@ -57,6 +60,7 @@ class Teacher:
 
     def __init__(self, engine, *, memory_dir: str | Path | None = None,
                  latest_frame: Callable[[], Image | None] = lambda: None,
+                 latest_valid_frame: Callable[[], Image | None] = lambda: None,
                  masker: Callable[[], object] | None = None, on_change: Callable[[], None] = lambda: None,
                  stamp: Callable[[], object] | None = None, palette: Callable[[], Palette] = Palette,
                  log_error: Callable[[str], None] = lambda s: None,
@@ -65,6 +69,7 @@ class Teacher:
         self.engine = engine
         self.store = MemoryStore(memory_dir, log_error)
         self.latest_frame = latest_frame
+        self.latest_valid_frame = latest_valid_frame
         self.prompts = PromptMasks(masker)
         self.on_change = on_change
         self.stamp = stamp
@@ -100,19 +105,31 @@ class Teacher:
         return None if found is None else (found, ids[found])
 
     def _image(self, msg: Image, latest_if_empty: bool = True) -> tuple[np.ndarray, Image]:
-        """(RGB, the Image it came from): the request image, or the latest camera frame when empty."""
-        what = "image"
-        if not given(msg):
-            msg = self.latest_frame() if latest_if_empty else None
-            if msg is None:
+        """(RGB, the Image it came from): the request image, or, when it is empty (and only then:
+        requests.given), the latest valid camera frame: the newest one, or when that one cannot be
+        used, the newest one the node could decode."""
+        if given(msg):
+            return self._decoded(msg, "image"), msg
+        if not latest_if_empty:
+            raise Refused("no image given")
+        try:
+            newest = self.latest_frame()
+            if newest is None:
                 raise Refused("no image given and no camera frame seen yet on `image`; send an image "
-                              "or wait for the camera" if latest_if_empty else "no image given")
-            what = "latest camera frame"
+                              "or wait for the camera")
+            return self._decoded(newest, "latest camera frame"), newest
+        except ValueError:  # a malformed newest frame: fall back to the newest valid one
+            valid = self.latest_valid_frame()
+            if valid is None or valid is newest:
+                raise
+            return self._decoded(valid, "latest valid camera frame"), valid
+
+    def _decoded(self, msg: Image, what: str) -> np.ndarray:
         rgb = decode_request_image(msg, what)
         if rgb.shape[0] * rgb.shape[1] > self.max_image_pixels:
             raise Refused(f"{what} has {rgb.shape[0] * rgb.shape[1]} pixels, above max_image_pixels "
                           f"{self.max_image_pixels}")
-        return rgb, msg
+        return rgb
 
     def save(self) -> str | None:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
