@@ -24,6 +24,7 @@ from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
+from rns_ros.ros.name_lists import parse_names
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
 IMAGE_QOS = ("sensor_data", "reliable")
@@ -263,17 +264,6 @@ def default_value(spec: ParamSpec) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def parse_classes(value: Any, what: str = "classes") -> tuple[str, ...]:
-    """`classes` as a tuple of names: from 'a, b' or ['a', 'b']; blanks dropped, names stripped."""
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        items = list(value)
-    else:
-        raise ValueError(f"{what} must be a comma-separated string or a list of strings, got {value!r}")
-    return tuple(name.strip() for name in items if name.strip())
-
-
 def _palette_value(value: Any) -> str | tuple[str, ...]:
     """`palette` as NodeConfig holds it (a name, or a tuple of hex strings); ValueError naming the
     parameter and the bad entry."""
@@ -310,7 +300,7 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
             continue
         default = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
         if spec.name in NAME_LISTS:
-            value = parse_classes(value, spec.name)
+            value = parse_names(value, spec.name)
         elif spec.name == "palette":
             value = _palette_value(value)
         elif spec.none_if_empty and value == "":

@@ -277,6 +277,23 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
         evaluate(cameras="front, left", camera_topics="/only/one")
 
 
+@pytest.mark.parametrize("cameras, topics", [("[front,rear]", "[/f/image_raw, /r/image_raw]"),
+                                             ("['front', 'rear']", "/f/image_raw, /r/image_raw"),
+                                             ("front, rear", "['/f/image_raw', '/r/image_raw']")])
+def test_launch_takes_lists_in_the_ros_syntax_and_comma_separated(launch_description, cameras, topics):
+    """Issue 25, item 3: `cameras:=[front,rear]` (the ROS list syntax) failed with
+    got ['[front', 'rear]']; both forms name the same cameras, for the launch file and the node."""
+    _, evaluate = launch_description
+    (node,) = evaluate(cameras=cameras, camera_topics=topics, classes="[mug, 'my plate']")
+    kw = node.kwargs
+    assert kw["remappings"][1:] == [("front/image", "/f/image_raw"), ("rear/image", "/r/image_raw")]
+    node_config, _ = params.build_configs(kw["parameters"][1])
+    assert node_config.cameras == ("front", "rear") and node_config.classes == ("mug", "my plate")
+    assert params.build_configs({"cameras": cameras})[0].cameras == ("front", "rear")  # the node reads both too
+    with pytest.raises(ValueError, match="cannot read"):
+        evaluate(cameras="[front, [rear]")
+
+
 def test_launch_several_cameras_with_rviz_shows_the_first_and_depth_topic_is_refused(launch_description,
                                                                                      rviz_installed):
     _, evaluate = launch_description
