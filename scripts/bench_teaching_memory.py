@@ -72,7 +72,8 @@ def run(args) -> dict:
         process_memory.return_large_blocks = lambda *a, **k: True  # the node before issue 25
     w, h = (int(v) for v in args.size.lower().split("x"))
     rclpy.init()
-    node = RnsNode(parameter_overrides=[
+    namespace = f"/teaching_memory_{os.getpid()}"  # its own names: other runs may share the domain id
+    node = RnsNode(namespace=namespace, parameter_overrides=[
         Parameter("backbone", value=args.backbone), Parameter("device", value="cpu"),
         Parameter("memory_dir", value=tempfile.mkdtemp(prefix="rns-teach-memory-")),
         Parameter("classes", value=["floor", "wall"]), Parameter("image_qos", value="reliable")])
@@ -83,9 +84,9 @@ def run(args) -> dict:
     thread = spin_in_thread(executor)
     reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
     labels = []
-    helper.create_subscription(Image, "/rns/labels", labels.append, reliable)
-    camera = helper.create_publisher(Image, "image", reliable)
-    clients = {name: helper.create_client(cls, f"/rns/{name}") for name, cls in
+    helper.create_subscription(Image, f"{namespace}/rns/labels", labels.append, reliable)
+    camera = helper.create_publisher(Image, f"{namespace}/image", reliable)
+    clients = {name: helper.create_client(cls, f"{namespace}/rns/{name}") for name, cls in
                (("add_classes", AddClasses), ("add_exemplar", AddExemplar), ("remove_classes", RemoveClasses))}
 
     def wait(condition, what: str, timeout: float = 120.0):
