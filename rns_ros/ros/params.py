@@ -235,6 +235,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Use the class names' text features (false = visual exemplars only).", runtime=True),
     ParamSpec("adapter.seed", "adapter", "seed", "Seed of the adapter's random start.", runtime=True,
               range=(0, 2**31 - 1)),
+    ParamSpec("adapter.cpu_threads", "adapter", "cpu_threads",
+              "CPU threads of the fast solver's steps (0 = torch's own count). 1 is steadiest where other "
+              "processes share the cores; 2 is ~1.3x faster on two idle cores (docs/adapter.md, Threads).",
+              runtime=True, range=(0, 256)),
     # --- SAM 2 region proposals (mode region; rns_ros.core.regions.proposals.ProposalConfig)
     ParamSpec("regions.model", "proposals", "model", "SAM 2 model preset for region mode."),
     ParamSpec("regions.checkpoint", "proposals", "checkpoint",
