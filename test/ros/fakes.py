@@ -62,9 +62,13 @@ class HandOverLock:
 
 class FakeEngine:
     def __init__(self, config=None, *, delay_s: float = 0.0, fail=None, first_id: int = 1,
-                 device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None):
+                 device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None,
+                 gate: threading.Event | None = None, started_file: str | None = None):
         self.config = config
-        self.delay_s = delay_s
+        self.delay_s = delay_s  # a slow engine (workload; tests wait on `entered` or `gate`, not on time)
+        self.gate = gate  # when given, every frame waits (30 s at most) until it is set
+        self.entered = threading.Event()  # set when a frame is inside segment()
+        self.started_file = started_file  # a line is appended there when a frame enters (other processes)
         self.fail = fail  # callable(rgb) -> bool: raise on such frames
         self.device = device
         self.device_warning = device_warning
@@ -84,6 +88,12 @@ class FakeEngine:
         with self.lock:
             if self.fail is not None and self.fail(rgb):
                 raise RuntimeError("fake engine failure")
+            self.entered.set()
+            if self.started_file:
+                with open(self.started_file, "a") as marks:
+                    marks.write("frame\n")
+            if self.gate is not None:
+                self.gate.wait(30)
             if self.delay_s:
                 time.sleep(self.delay_s)
             self.segmented.append(rgb.copy())

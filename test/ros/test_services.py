@@ -81,10 +81,12 @@ def test_round_trips_and_the_next_frame_follow_the_change(ros, tmp_path):
 
     enable = helper.create_client(SetBool, "/rns/enable")
     assert call(ros, enable, SetBool.Request(data=False)).success
-    n = len(labels)
-    pub.publish(frame)
-    ros.wait_for(lambda: node.frame_loop.latest_image is not None, what="frame seen")
-    time.sleep(0.3)
+    n, received = len(labels), node.stats.snapshot().received
+    paused_frame = make_image(random_rgb(H, W, seed=2), "rgb8", stamp=(77, 0))
+    pub.publish(paused_frame)
+    ros.wait_for(lambda: node.frame_loop.latest_image.header.stamp.sec == 77, what="frame seen")
+    # the callback has returned: the frame is kept for teaching but was never handed to the worker
+    assert not node.frame_loop.waiting() and node.stats.snapshot().received == received
     assert len(labels) == n and node.engine is not None  # paused, models kept
     assert call(ros, enable, SetBool.Request(data=True)).success
     assert next_labels().shape == (H, W)
