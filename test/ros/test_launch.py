@@ -282,7 +282,11 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
                                              ("front, rear", "['/f/image_raw', '/r/image_raw']")])
 def test_launch_takes_lists_in_the_ros_syntax_and_comma_separated(launch_description, cameras, topics):
     """Issue 25, item 3: `cameras:=[front,rear]` (the ROS list syntax) failed with
-    got ['[front', 'rear]']; both forms name the same cameras, for the launch file and the node."""
+    got ['[front', 'rear]']; both forms name the same cameras, for the launch file and the node.
+    The launch file hands the node 'front, rear' either way: launch_ros (jazzy,
+    launch_ros/utilities/evaluate_parameters.py, evaluate_parameter_dict) passes a string parameter
+    through yaml.safe_load, which keeps 'front, rear' a string, so the node reads the same names
+    whether or not that step runs (this stand-in skips it)."""
     _, evaluate = launch_description
     (node,) = evaluate(cameras=cameras, camera_topics=topics, classes="[mug, 'my plate']")
     kw = node.kwargs
