@@ -198,16 +198,50 @@ def test_an_error_inside_a_callback_is_logged_counted_and_the_node_keeps_serving
     assert "error in callback ~/click (the node keeps running)" in capfd.readouterr().err
 
 
+class WaitCountingLock:
+    """The engine's RLock, counting the threads that are blocked waiting for it."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.waiting = 0
+
+    def acquire(self, blocking=True, timeout=-1):
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waiting += 1
+        try:
+            return self._lock.acquire(True, timeout)
+        finally:
+            self.waiting -= 1
+
+    def release(self):
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc):
+        self.release()
+
+
 def test_a_change_during_a_frame_never_mixes_old_and_new_classes(ros, tmp_path):
-    """The frame paints its top half with the newest class, waits, then paints the bottom half with
-    the newest class again: without the lock, a change landing in between would split the image."""
+    """The frame paints its top half with the newest class, waits until an add_classes request is
+    blocked on the engine lock (in the middle of the frame, for sure), then paints the bottom half
+    with the newest class again: without the lock, the change would land in between."""
     engine = tiny_engine()
-    seen = []
+    engine.lock = WaitCountingLock()
+    seen, in_frame, wait_for_requests = [], threading.Event(), threading.Event()
+    wait_for_requests.set()
 
     def slow_segment(rgb, _real=engine.segmenter.segment):
         out = _real(rgb)
         first = max(engine.segmenter.memory.class_ids)
-        time.sleep(0.15)
+        if wait_for_requests.is_set():
+            in_frame.set()
+            deadline = time.monotonic() + 10
+            while engine.lock.waiting == 0 and time.monotonic() < deadline and wait_for_requests.is_set():
+                time.sleep(0.001)  # polling the observable: a request waits for the lock
         last = max(engine.segmenter.memory.class_ids)
         out.labels[: rgb.shape[0] // 2] = first
         out.labels[rgb.shape[0] // 2:] = last
@@ -228,16 +262,20 @@ def test_a_change_during_a_frame_never_mixes_old_and_new_classes(ros, tmp_path):
     def stream():
         while not stop.is_set():
             pub.publish(make_image(random_rgb(16, 16), "rgb8"))
-            time.sleep(0.02)
+            time.sleep(0.02)  # a 50 Hz camera
 
     streamer = threading.Thread(target=stream)
     streamer.start()
     try:
-        for i in range(4):  # requests land at arbitrary moments of the frames
-            ros.wait_for(lambda: len(seen) > i, timeout=20, what="a frame in flight")
+        for i in range(4):  # each request arrives while a frame is in the engine
+            in_frame.clear()
+            ros.wait_for(in_frame.is_set, timeout=20, what="a frame in flight")
             assert call(ros, add, AddClasses.Request(names=[f"c{i}"])).success
-        ros.wait_for(lambda: len(seen) > 6, timeout=20, what="more frames")
+        wait_for_requests.clear()
+        count = len(seen)
+        ros.wait_for(lambda: len(seen) > count + 2, timeout=20, what="more frames")
     finally:
+        wait_for_requests.clear()
         stop.set()
         streamer.join()
     assert all(first == last for first, last in seen), seen
