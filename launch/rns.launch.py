@@ -21,6 +21,10 @@ Arguments (empty = keep the value of the params file):
   depth_transport  raw | compressedDepth (reads <depth topic>/compressedDepth)              ['']
   cameras      camera names, 'front, rear' or [front, rear]: several cameras on one node ['']
   camera_topics    input topics, one per camera, either form ('' = <camera>/image)         ['']
+  console      start the teaching console (rns_console): a web page to teach this node [false]
+  console_host address its web server binds (0.0.0.0 = reachable from a phone)   [127.0.0.1]
+  console_port its TCP port                                                            [8765]
+  console_token  its access token ('' = a random one, printed with the URL)              ['']
   confidence_encoding  32FC1 | mono8 (~/confidence as probability x 255)                  ['']
   nav2         true: depth on, the depth-aligned outputs on, confidence_encoding mono8, and
                the topics to give Nav2's semantic costmap layer printed                 [false]
@@ -36,6 +40,9 @@ Several cameras:
     ros2 launch rns_ros rns.launch.py cameras:="front, left" \
         camera_topics:="/front/color/image_raw, /left/color/image_raw" image_transport:=compressed
 With cameras, use_rviz shows the first camera; depth_topic (the single camera's) is refused.
+
+The teaching console (docs/teaching.md) prints the URL to open, token included:
+    ros2 launch rns_ros rns.launch.py console:=true console_host:=0.0.0.0
 """
 import os
 
@@ -83,6 +90,10 @@ ARGUMENTS = {
     "cameras": ("", "camera names, 'front, rear' or [front, rear]: several cameras on one node "
                     "('' = one camera on image_topic)"),
     "camera_topics": ("", "camera topics, one per name in `cameras`, either form ('' = <camera>/image)"),
+    "console": ("false", "start the teaching console (rns_console), a web page that teaches this node"),
+    "console_host": ("127.0.0.1", "address the console's web server binds (0.0.0.0: reachable from other machines)"),
+    "console_port": ("8765", "TCP port of the console's web server"),
+    "console_token": ("", "the console's access token ('' = a random one, printed with the URL)"),
     "confidence_encoding": ("", "32FC1 (probability) or mono8 (probability x 255) ('' = the params file's)"),
     "nav2": ("false", "for Nav2's semantic costmap layer: turns on depth, the depth-aligned outputs and "
                       "confidence_encoding mono8, and prints the topics to give the layer"),
@@ -137,6 +148,20 @@ def _camera_remappings(value: dict) -> list[tuple[str, str]]:
     return [(f"{camera}/image", topic) for camera, topic in zip(cameras, topics)]
 
 
+def _console(value: dict) -> Node:
+    """The teaching console of this launch's node (console:=true)."""
+    port = value["console_port"].strip()
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"console_port must be a port number 0..65535, got {port!r}")
+    namespace = value["namespace"].strip("/")
+    target = f"/{namespace}/rns" if namespace else "/rns"
+    parameters = {"target": target, "host": value["console_host"].strip(), "port": int(port)}
+    if value["console_token"].strip():
+        parameters["token"] = value["console_token"].strip()
+    return Node(package=PACKAGE, executable="rns_console", name="rns_console", namespace=value["namespace"],
+                parameters=[parameters], output="screen", emulate_tty=True)
+
+
 def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     use_rviz = _true(value["use_rviz"])
@@ -165,6 +190,7 @@ def _nodes(context, *args, **kwargs):
         overrides.update(NAV2_PARAMETERS)
         notes.append(LogInfo(msg=nav2_topics(value["namespace"], cameras, bool(depth_topic))))
     parameters = [value["params_file"]] + ([overrides] if overrides else [])
+    console = _console(value) if _true(value["console"]) else None  # its arguments checked before any start
     actions = [Node(
         package=PACKAGE, executable="rns_node", name="rns", namespace=value["namespace"],
         parameters=parameters, remappings=remappings,
@@ -183,6 +209,8 @@ def _nodes(context, *args, **kwargs):
                                    show_cloud=bool(depth_topic), **view)
         actions.append(Node(package="rviz2", executable="rviz2", name="rns_rviz", arguments=["-d", config],
                             output="screen"))
+    if console is not None:
+        actions.append(console)
     return actions + notes
 
 

@@ -46,7 +46,7 @@ def patch_labels(h: int, w: int, classes: int = 8, patch: int = 16, seed: int = 
 class NullEngine:
     """Engine stand-in: returns precomputed labels/confidence of the frame's size, no work."""
 
-    device, device_warning, backbone_identity = "cpu", None, "null/engine"
+    device, device_warning, profile_note, backbone_identity = "cpu", None, None, "null/engine"
     adapter_execution, adapter_warning = "none", None
 
     def __init__(self):

@@ -30,7 +30,7 @@ import os, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = p["optional-dependencies"]
 reqs = (p["dependencies"] + extras["faiss-" + os.environ["FAISS"]] + extras["ros"] + extras["eval"]
-        + extras["siglip2"] + extras["test"])
+        + extras["siglip2"] + extras["console"] + extras["test"])
 print("\n".join(r for r in reqs if not r.startswith("sam2")))
 PYEOF
 )
@@ -41,6 +41,22 @@ PYEOF
     # build env and tries (and silently fails) to compile a CUDA extension we do not need.
     SAM2_BUILD_CUDA=0 "$PY" -m pip install -q --no-build-isolation "$sam2_req"
     echo "$deps_key" > "$VENV/.deps-key"
+fi
+
+# The teaching console's browser tests (test/console) drive a real headless Chromium through
+# chromedriver: Debian's chromium + chromium-driver (Playwright's own browser download cannot be
+# reached from our machines). As root (CI, a fresh machine like ours) install them; otherwise say
+# how: those tests then fail, naming the command, rather than being skipped.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing chromium + chromium-driver (the console's browser tests)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium chromium-driver fonts-dejavu-core; } >/dev/null || \
+            echo "[setup] WARNING: installing chromium failed; the browser tests will fail until it is installed"
+    else
+        echo "[setup] WARNING: no chromium/chromedriver: the console's browser tests will fail;" \
+             "install them: sudo apt-get install chromium chromium-driver"
+    fi
 fi
 
 # vision_msgs (the node publishes vision_msgs/LabelInfo) is not on PyPI: build the stand-in in

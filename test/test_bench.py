@@ -46,3 +46,34 @@ def test_bench_runs_several_profiles_interleaved_and_writes_json(capsys, tmp_pat
     rows = json.loads(out.read_text())["rows"]
     assert [(r["profile"], r["steps"]) for r in rows] == [("default", 700), ("cpu-fast", 140)]
     assert all(len(r["totals"]) == 2 for r in rows)
+
+
+def test_bench_json_holds_every_finished_row_as_it_goes(tmp_path, monkeypatch):
+    """A run cut short (the GPU check's time cap) keeps the rows it finished: the JSON is written
+    after every row. Checked by stopping the run after its second row."""
+    import json
+
+    import pytest
+
+    out = tmp_path / "bench.json"
+    real = bench._run_backbone
+    seen = []
+
+    def two_rows_then_killed(args, name):
+        for row in real(args, name):
+            seen.append(row)
+            yield row
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # as if the cap had struck
+    monkeypatch.setattr(bench, "_run_backbone", two_rows_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--backbone", "test-tiny", "--sizes", "64x48,96x64,32x32", "--repeats", "1", "--steps", "3",
+                    "--classes", "2", "--exemplars", "1", "--json", str(out)])
+    payload = json.loads(out.read_text())
+    assert [r["size"] for r in payload["rows"]] == ["64x48", "96x64"] and "| patch | 96x64 |" in payload["table"]
+
+
+def test_bench_says_which_profile_auto_chose(capsys):
+    assert bench.main(["--backbone", "test-tiny", "--sizes", "32x32", "--repeats", "1", "--steps", "3",
+                       "--classes", "2", "--exemplars", "1"]) == 0
+    assert "profile auto -> default on cpu" in capsys.readouterr().out

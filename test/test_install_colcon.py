@@ -63,7 +63,8 @@ def _in_workspace(install: Path, code: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_colcon_build_installs_node_interfaces_and_share(colcon_install):
     pkg = colcon_install / "rns_ros"
-    for rel in ["lib/rns_ros/rns_node", "lib/rns_ros/rns_image_folder_camera", "lib/rns_ros/rns-bag"]:
+    for rel in ["lib/rns_ros/rns_node", "lib/rns_ros/rns_image_folder_camera", "lib/rns_ros/rns-bag",
+                "lib/rns_ros/rns_console"]:
         assert os.access(pkg / rel, os.X_OK), rel
     for rel in ["share/rns_ros/launch/rns.launch.py", "share/rns_ros/config/rns.yaml", "share/rns_ros/rviz/rns.rviz",
                 "share/rns_ros/package.xml", "share/ament_index/resource_index/packages/rns_ros"]:

@@ -18,13 +18,13 @@ SITE = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor
 STALE = "the installed rns_ros is older than the sources: run scripts/setup.sh"
 
 
-@pytest.mark.parametrize("script", ["rns_node", "rns_image_folder_camera", "rns-demo", "rns-bag"])
+@pytest.mark.parametrize("script", ["rns_node", "rns_image_folder_camera", "rns-demo", "rns-bag", "rns_console"])
 def test_console_scripts_are_in_the_venv_bin(script):
     path = PREFIX / "bin" / script
     assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: {STALE}"
 
 
-@pytest.mark.parametrize("executable", ["rns_node", "rns_image_folder_camera", "rns-bag"])
+@pytest.mark.parametrize("executable", ["rns_node", "rns_image_folder_camera", "rns-bag", "rns_console"])
 def test_ros2_run_executables_are_in_lib_rns_ros_and_run_this_python(executable):
     path = PREFIX / "lib" / "rns_ros" / executable
     assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: {STALE}"
@@ -79,3 +79,10 @@ def test_installed_package_ships_the_adapter_kernel_source():
     installed = SITE / "rns_ros" / "core" / "adapter" / "native" / "subspace_steps.c"
     assert installed.is_file(), f"{installed} missing: {STALE}"
     assert filecmp.cmp(installed, ROOT / "rns_ros" / "core" / "adapter" / "native" / "subspace_steps.c", shallow=False), STALE
+
+
+def test_the_console_page_is_installed_with_the_package():
+    static = SITE / "rns_ros" / "console" / "static"
+    for name in ("index.html", "console.js", "console.css"):
+        assert (static / name).is_file(), f"{static / name} missing: {STALE}"
+        assert filecmp.cmp(static / name, ROOT / "rns_ros" / "console" / "static" / name, shallow=False), STALE

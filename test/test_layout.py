@@ -104,7 +104,7 @@ def test_each_stage_folder_is_a_package_that_states_its_job(stage):
     stated_job(PACKAGE / "core" / stage)
 
 
-ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "bags", "demo")
+ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "fleet", "bags", "demo")
 
 
 def test_no_ros_glue_module_is_over_400_lines_and_the_node_only_wires():
@@ -158,3 +158,29 @@ def test_the_visual_package_stands_alone():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "torch")], path
+
+
+CONSOLE_MAY_USE = ("rns_ros.console", "rns_ros.ros.conversions", "rns_ros.ros.inputs.compressed")
+
+
+def test_the_console_speaks_only_the_public_interface():
+    """rns_ros.console is a separate node that teaches an rns node through its topics and services
+    (possibly from another machine): it imports nothing of the engine or of the node's parts, only
+    its own modules and the message conversions."""
+    graph = import_graph()
+    offenders = {m: sorted(d for d in deps if d != "rns_ros" and not d.startswith(CONSOLE_MAY_USE))
+                 for m, deps in graph.items() if m.startswith("rns_ros.console")}  # rns_ros: its msg/srv
+    assert not {m: d for m, d in offenders.items() if d}
+    assert any(m.startswith("rns_ros.console") for m in graph), "the console package is missing"
+
+
+def test_importing_the_console_loads_neither_torch_nor_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, rns_ros.console.app, rns_ros.console.server; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('rns_ros.core', 'rns_ros.eval')) "
+            "or m in ('rns_ros.ros.node', 'rns_ros.ros.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ and exit codes, then one call into the library. The work itself lives in the roo
     rns-bag                  bag.py                  a rosbag2 recording segmented into a new bag (rns_ros.ros.bags)
     rns-demo                 demo.py                 camera + node + recorder, out of the box (rns_ros.ros.demo)
     rns_image_folder_camera  image_folder_camera.py  an image folder as a camera (rns_ros.ros.demo)
+    rns_console              console.py              the teaching console's web page (rns_ros.console)
 
 Registered in pyproject.toml ([project.scripts]) for pip and in CMakeLists.txt for `ros2 run`.
 Nothing here runs at import time.

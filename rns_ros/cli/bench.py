@@ -9,13 +9,17 @@
 
 Stages: decode (sensor_msgs/Image -> RGB array), features (backbone, sliding window), proposals
 (SAM 2 partition + region pooling; region mode only), retrieval (k-NN of the frame's patch
-features in the support index, timed alone; the adapter runs it again inside), adapter (test-time training + prediction,
-retrieval included), upsample (probabilities -> label map), publish (label and confidence
-images encoded as messages). Median and p95 over `--repeats` frames after one warm-up frame;
+features in the support index, timed alone, synchronised on a GPU; the adapter runs it again inside), adapter (test-time
+training + prediction, retrieval included), upsample (probabilities -> label and confidence maps,
+copied to the host), publish (label and confidence images encoded as messages). On a GPU the
+segmenter's stages are timed with CUDA events (no synchronisation between them). Median and p95
+over `--repeats` frames after one warm-up frame;
 frames per second = 1 / median of the whole frame; peak memory = the process's peak RSS (and
 CUDA peak allocation on a GPU, per setting). `--profile` names one or more profiles
-(rns_ros.core.profiles; their values apply to settings left at their defaults); several are run
-with their frames interleaved, so a busy machine slows them alike. With `--random-weights` the numbers are compute cost only:
+(rns_ros.core.profiles; their values apply to settings left at their defaults; auto, the default,
+is cuda on a GPU); several are run with their frames interleaved, so a busy machine slows them
+alike, each frame under its own profile's TF32 setting. `--json` is rewritten after every row, so
+a run cut short keeps the rows it finished. With `--random-weights` the numbers are compute cost only:
 predictions from random weights mean nothing, and the class text features are random unit vectors
 (the text tower runs once per class name, never per frame).
 """
@@ -29,6 +33,7 @@ import resource
 import sys
 import time
 from dataclasses import replace
+from typing import Iterator
 
 # An entry point: OpenMP threads sleep instead of spinning while they wait, unless the caller chose
 # otherwise. Read when torch loads its OpenMP runtime, hence before `import torch`. With other
@@ -78,11 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-model", default="sam2.1-hiera-tiny", help="SAM 2 preset for region mode")
     p.add_argument("--sam-checkpoint", default=None, help="SAM 2 checkpoint (.pt)")
     p.add_argument("--points-per-side", type=int, default=16, help="SAM 2 point grid (paper: 32)")
-    p.add_argument("--points-per-batch", type=int, default=64, help="SAM 2 prompts per decoder call")
+    p.add_argument("--points-per-batch", type=int, default=0,
+                   help="SAM 2 prompts per decoder call (default 0: 512 on CUDA, 64 on a CPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default="default",
-                   help="profile, or a comma list run interleaved: default, cpu-fast (default %(default)s)")
+    p.add_argument("--profile", default="auto",
+                   help="profile, or a comma list run interleaved: auto (cuda on a GPU, else default), default, "
+                        "cuda, cpu-fast (default %(default)s)")
     p.add_argument("--json", default=None, help="also write every row (all samples) to this JSON file")
     return p
 
@@ -133,13 +140,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000.0
 
 
-def run(args) -> list[dict]:
-    """Rows of every backbone of the comma list in `args.backbone`, one model in memory at a time."""
+def run(args, on_row=None) -> list[dict]:
+    """Rows of every backbone of the comma list in `args.backbone`, one model in memory at a time;
+    `on_row(rows so far)` after every row."""
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for name in args.backbone.split(","):
-        rows.extend(dict(row, backbone=name) for row in _run_backbone(args, name.strip()))
+        for row in _run_backbone(args, name.strip()):
+            rows.append(dict(row, backbone=name))
+            if on_row is not None:
+                on_row(rows)
         gc.collect()  # the previous model's memory is freed before the next one is built
     return rows
 
@@ -170,25 +181,49 @@ def _pipeline(args, name: str, profile, mode: str, proposer, built: dict) -> dic
     return {**parts, "segmenter": segmenter}
 
 
-def _run_backbone(args, name: str) -> list[dict]:
-    """One row per (mode, size, profile) of backbone `name`; the profiles' frames interleaved."""
-    from rns_ros.core import ProposalConfig, RegionProposer
-    from rns_ros.core.profiles import get_profile
+def resolve_profiles(args) -> list:
+    """The profiles of `--profile` on `--device`; "auto"'s choice is noted in args.profile_notes."""
+    from rns_ros.core.profiles import resolve_profile
 
-    profiles = [get_profile(p.strip()) for p in args.profile.split(",")]
+    profiles, args.profile_notes = [], []
+    for name in args.profile.split(","):
+        profile, note = resolve_profile(name.strip(), args.device)
+        profiles.append(profile)
+        if note:
+            args.profile_notes.append(note)
+    return profiles
+
+
+def _proposers(args, profiles) -> list:
+    """One SAM 2 proposer per profile (its SAM 2 precision: --precision, else the profile's), all
+    sharing one model."""
+    from rns_ros.core import ProposalConfig, RegionProposer
+
+    base = ProposalConfig(model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
+                          random_weights=args.random_weights and args.sam_model != "test-tiny",
+                          points_per_side=args.points_per_side, points_per_batch=args.points_per_batch)
+    proposers = []
+    for profile in profiles:
+        config = replace(profile.apply_proposals(base), **({"precision": args.precision} if args.precision else {}))
+        proposers.append(RegionProposer(config, model=proposers[0].model if proposers else None))
+    return proposers
+
+
+def _run_backbone(args, name: str) -> Iterator[dict]:
+    """One row per (mode, size, profile) of backbone `name`, each yielded as soon as it is
+    measured; the profiles' frames interleaved."""
+    from rns_ros.core.matmul_precision import allow_tf32
+
+    profiles = resolve_profiles(args)
     built: dict = {}
     codec = _ros_codec()
     cuda = str(args.device).startswith("cuda")
-    rows = []
+    device = torch.device(args.device)
+    synchronize = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     for mode in args.modes.split(","):
-        proposer = None
-        if mode == "region":
-            proposer = RegionProposer(ProposalConfig(
-                model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device,
-                random_weights=args.random_weights and args.sam_model != "test-tiny",
-                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
-                precision=args.precision or "fp32"))
-        pipelines = [_pipeline(args, name, profile, mode, proposer, built) for profile in profiles]
+        proposers = _proposers(args, profiles) if mode == "region" else [None] * len(profiles)
+        pipelines = [_pipeline(args, name, profile, mode, proposer, built)
+                     for profile, proposer in zip(profiles, proposers)]
         for width, height in args.sizes:
             frame = np.random.default_rng([args.seed, width, height]).integers(0, 256, size=(height, width, 3),
                                                                                 dtype=np.uint8)
@@ -200,6 +235,7 @@ def _run_backbone(args, name: str) -> list[dict]:
             for i in range(args.repeats + 1):  # frame 0 warms up caches and lazy model builds
                 for k, pipeline in enumerate(pipelines):
                     if cuda:
+                        allow_tf32(profiles[k].tf32)  # the frame under its profile's setting (process-wide)
                         torch.cuda.reset_peak_memory_stats()
                     t0 = time.perf_counter()
                     image = codec[1](message) if codec else frame
@@ -208,13 +244,14 @@ def _run_backbone(args, name: str) -> list[dict]:
                     t1 = time.perf_counter()
                     if i == 0:  # retrieval is timed alone on this frame's patch features
                         queries[k] = pipeline["backbone"].encode_image(image).flat()
+                    synchronize()  # the search alone: not the frame's work still queued
                     t_r = time.perf_counter()
                     pipeline["memory"].search(queries[k], pipeline["adapter"].k)
+                    synchronize()  # its kernels, not only their launches
                     t_retrieval = time.perf_counter() - t_r
                     t2 = time.perf_counter()
                     if codec:
-                        codec[2](out.labels, out.probabilities.max(0) if out.probabilities.size else
-                                 np.zeros(out.labels.shape, np.float32))
+                        codec[2](out.labels, out.confidence)
                     t_publish = time.perf_counter() - t2
                     if cuda:
                         peaks[k] = max(peaks[k], torch.cuda.max_memory_allocated() / 2**20)
@@ -227,11 +264,10 @@ def _run_backbone(args, name: str) -> list[dict]:
                     totals[k].append((t1 - t0) + t_publish)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             for k, profile in enumerate(profiles):
-                rows.append({"mode": mode, "size": f"{width}x{height}", "profile": profile.name,
-                             "precision": pipelines[k]["precision"], "steps": pipelines[k]["adapter"].steps,
-                             "samples": samples[k], "totals": totals[k], "peak_rss_mb": peak,
-                             "peak_cuda_mb": peaks[k] if cuda else None})
-    return rows
+                yield {"mode": mode, "size": f"{width}x{height}", "profile": profile.name,
+                       "precision": pipelines[k]["precision"], "steps": pipelines[k]["adapter"].steps,
+                       "samples": samples[k], "totals": totals[k], "peak_rss_mb": peak,
+                       "peak_cuda_mb": peaks[k] if cuda else None}
 
 
 def _plain_rows_setting(rows: list[dict]) -> str:
@@ -254,14 +290,19 @@ def format_table(rows: list[dict], args) -> str:
         mode = r["mode"] if r["profile"] == "default" else f"{r['mode']}, {r['profile']} ({r['precision']}, {r['steps']} steps)"
         lines.append((f"| {r['backbone']} " if several else "") + f"| {mode} | {r['size']} | " + " | ".join(cells)
                      + f" | {med:.0f} / {_percentile(r['totals'], 95):.0f} | {1000.0 / med:.2f} | {peak} |")
+    from rns_ros.core import AdapterConfig
+    from rns_ros.core.adapter.fast import describe_execution
+
     device = args.device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(torch.device(device))
+    adapter = describe_execution(AdapterConfig(solver=args.solver), str(args.device))[0]  # what ran, on CUDA
     header = (f"ms, median / p95 over {args.repeats} frames; backbone {args.backbone}"
-              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver}, "
-              f"{_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
+              f"{' (random weights: compute cost only)' if args.random_weights else ''}; solver {args.solver} "
+              f"({adapter}), {_plain_rows_setting(rows)}; {args.classes} classes, {args.exemplars} support images; "
               f"device {device}; {cpu_model()}, "
-              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+              f"{''.join(n + '; ' for n in getattr(args, 'profile_notes', []))}load average "
               f"{args.load_before:.1f} at the start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min) "
               f"at the end"
               f"{'; peak RSS is the process peak so far (the backbones ran in this order)' if several else ''}")
@@ -274,16 +315,19 @@ def main(argv: list[str] | None = None) -> int:
         print("rns-bench: --repeats must be >= 1", file=sys.stderr)
         return 2
     args.load_before = os.getloadavg()[0]
+
+    def write_json(rows: list[dict]) -> None:
+        if args.json:
+            with open(args.json + ".tmp", "w") as out:
+                json.dump({"table": format_table(rows, args), "rows": rows}, out, indent=1)
+            os.replace(args.json + ".tmp", args.json)
+
     try:
-        rows = run(args)
+        rows = run(args, on_row=write_json)
     except (ValueError, FileNotFoundError) as exc:
         print(f"rns-bench: {exc}", file=sys.stderr)
         return 2
-    table = format_table(rows, args)
-    print(table)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"table": table, "rows": rows}, out, indent=1)
+    print(format_table(rows, args))
     return 0
 
 

@@ -6,9 +6,14 @@
 Starts an image-folder camera (or, `--bag`, a recorded image topic) and the `rns` node (in this
 process, or with `--processes 2` as its own process, as launch_ros starts it), records what it
 publishes (label and overlay PNGs, the class map and a summary as JSON) into `--output`, prints
-throughput and latency, and stops after `--frames` label images or on Ctrl-C. The node's support
-memory goes to `<output>/memory` and starts empty on every run. If the node cannot start
-(typically: no model weights here), it stops within seconds and says why.
+throughput and latency, and stops after `--frames` label images (0: runs until Ctrl-C) or on
+Ctrl-C. The node's support memory goes to `<output>/memory` and starts empty on every run. If the
+node cannot start (typically: no model weights here), it stops within seconds and says why.
+
+The teaching console (rns_console, docs/teaching.md) runs beside it and its URL is printed at the
+start: open it to see the overlay and teach the node from a browser while the demo runs (with
+`--frames 0` it runs until Ctrl-C). `--no-console` leaves it out; a taken `--console-port` only
+costs the console, never the demo.
 """
 from __future__ import annotations
 
@@ -47,13 +52,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="test-time training steps per frame")
     p.add_argument("--palette", default=None, help="class colours (node parameter palette): golden, okabe-ito, "
                    "voc, or hex colours by class id, e.g. '#e41a1c,#377eb8'")
-    p.add_argument("--frames", type=int, default=20, help="stop after this many label images")
+    p.add_argument("--frames", type=int, default=20, help="stop after this many label images (0: run until Ctrl-C)")
     p.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz")
     p.add_argument("--output", default="output/demo", help="folder for labels, overlays and the summary")
     p.add_argument("--processes", type=int, choices=(1, 2), default=1,
                    help="1: camera and node in this process; 2: the node as its own rns_node process")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="give up after this many seconds (not with --frames 0)")
+    p.add_argument("--no-console", dest="console", action="store_false",
+                   help="do not start the teaching console (a web page; its URL is printed)")
+    p.add_argument("--console-port", type=int, default=8765, help="the console's port on 127.0.0.1 (0: any free one)")
     return p.parse_args(argv)
+
+
+def _start_console(context, port: int):
+    """(console node, its web server started in a thread) for the demo's node, or (None, None) with
+    the reason printed when it cannot start (a taken port, a missing web server package)."""
+    from rclpy.parameter import Parameter
+
+    try:
+        from rns_ros.console.node import ConsoleNode
+        from rns_ros.console.server import ConsoleServer
+    except ImportError as exc:
+        print(f"rns-demo: no teaching console ({exc}); pip install starlette uvicorn", file=sys.stderr)
+        return None, None
+    node = ConsoleNode(context=context, parameter_overrides=[Parameter("port", value=port)])
+    try:
+        server = ConsoleServer(node)
+    except OSError as exc:
+        print(f"rns-demo: no teaching console: cannot listen on 127.0.0.1:{port} ({exc}); "
+              "try --console-port 0", file=sys.stderr)
+        node.destroy_node()
+        return None, None
+    server.start_in_thread()
+    return node, server
 
 
 def _node_overrides(args) -> dict:
@@ -105,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     context = Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
-    nodes, process, code, spin, recorder, camera = [], None, 0, None, None, None
+    nodes, process, code, spin, recorder, camera, console = [], None, 0, None, None, None, None
     try:
         if args.processes == 1:
             node = RnsNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
@@ -121,12 +153,18 @@ def run(args: argparse.Namespace) -> int:
         recorder = Recorder(recorder_node, out)
         camera, source = make_camera(args.bag, args.image_topic, args.images, float(args.rate), context)
         nodes.append(camera)
+        console_node, console = _start_console(context, args.console_port) if args.console else (None, None)
+        if console_node is not None:
+            nodes.append(console_node)
         for n in nodes:
             executor.add_node(n)
         spin = spin_in_thread(executor)
-        print(f"rns-demo: {source} at {args.rate} Hz; recording {args.frames} label images to {out}/", flush=True)
-        deadline = time.monotonic() + args.timeout
-        while recorder.frames < args.frames:
+        until = f"recording {args.frames} label images" if args.frames else "recording until Ctrl-C"
+        print(f"rns-demo: {source} at {args.rate} Hz; {until} to {out}/", flush=True)
+        if console is not None:
+            print(f"rns-demo: teach it from a browser, open {console.url}", flush=True)
+        deadline = time.monotonic() + args.timeout if args.frames else float("inf")
+        while not args.frames or recorder.frames < args.frames:
             if process is not None and process.poll() is not None:
                 tail = process.stdout.read()[-3000:] if process.stdout else ""
                 print(f"\nrns-demo: the rns_node process exited with code {process.returncode}:\n{tail}\n"
@@ -143,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nrns-demo: {exc}", file=sys.stderr)
         code = 2
     finally:
+        if console is not None:
+            console.stop()
         stop_executor(executor, spin)
         summary = _finish(nodes, recorder, camera, out, args)
         for n in nodes:

@@ -177,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="patch", choices=("patch", "region"),
                    help="patch: per 16x16 patch; region: per SAM 2 region (slow on a CPU)")
     p.add_argument("--steps", type=int, help="test-time training steps (default: the adapter's, 700)")
-    p.add_argument("--profile", default="default", choices=PROFILE_NAMES,
-                   help="named settings: default (the paper's protocol) or cpu-fast (short side 224, one "
-                        "window, bf16 where the CPU has it, 140 steps); options given here win")
+    p.add_argument("--profile", default="auto", choices=PROFILE_NAMES,
+                   help="named settings: auto (default: cuda on a GPU, else default), default (the paper's fp32 "
+                        "protocol), cuda (bf16 backbone and SAM 2, TF32 outside the adapter) or cpu-fast (short "
+                        "side 224, one window, bf16 where the CPU has it, 140 steps); options given here win")
     p.add_argument("--seed", type=int, default=0, help="adapter seed (default 0)")
     p.add_argument("--no-text", action="store_true",
                    help="classes without text features (the 'w/o text' mode; needs exemplars)")
@@ -200,7 +201,7 @@ def parse_palette_option(value: str) -> Palette:
         raise ValueError(f"--palette: {exc}") from None
 
 
-def _proposal_config(args):
+def _proposal_config(args, profile):
     from rns_ros.core.regions.proposals import ProposalConfig
 
     from rns_ros.core.regions.sam2_models import check_checkpoint
@@ -208,7 +209,7 @@ def _proposal_config(args):
     kwargs = {"device": args.device, "checkpoint": args.sam_checkpoint}
     if args.sam_model:
         kwargs["model"] = args.sam_model
-    config = ProposalConfig(**kwargs)
+    config = profile.apply_proposals(ProposalConfig(**kwargs))  # the profile's SAM 2 precision
     check_checkpoint(config.model, config.checkpoint)  # fail before loading any model
     return config
 
@@ -254,7 +255,7 @@ def run(args) -> int:
     from rns_ros.core.adapter.config import AdapterConfig
     from rns_ros.core.adapter.test_time import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
-    from rns_ros.core.profiles import get_profile
+    from rns_ros.core.profiles import resolve_profile
     from rns_ros.core.segmenter import Segmenter
     from rns_ros.core.memory.support import SupportMemory
 
@@ -269,13 +270,16 @@ def run(args) -> int:
         raise ValueError("--no-text needs at least one exemplar: without text or exemplars there is "
                          "nothing to recognise classes by")
     images = collect_images(args.inputs)
-    profile = get_profile(args.profile)
+    profile, note = resolve_profile(args.profile, args.device)
     precision, adapter_config = profile.apply(device=args.device, adapter=AdapterConfig(seed=args.seed))
     precision = args.precision or precision  # options given on the command line win over the profile
     if args.steps is not None:
         adapter_config = replace(adapter_config, steps=args.steps)
-    proposal_config = _proposal_config(args) if (args.mode == "region" or any(
+    proposal_config = _proposal_config(args, profile) if (args.mode == "region" or any(
         s.kind != "mask" for s in specs)) else None
+    for line in (note, profile.apply_device_settings(args.device)):  # once the arguments passed every check
+        if line:
+            print(f"rns-segment: {line}", file=sys.stderr)
 
     backbone = build_backbone(args.backbone, device=args.device, checkpoint=args.checkpoint,
                               pretrained=args.pretrained, precision=precision,

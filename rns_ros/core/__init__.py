@@ -13,8 +13,10 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     regions/      SAM 2 region proposals and prompt masks; pooling features over segments
     memory/       exemplars, the support memory, its retrieval index, persistence, merging
     adapter/      test-time training of the per-image linear classifier
+    fleet/        the memory shared between robots: what travels, the merge rules (no network here)
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
-    profiles.py   named sets of settings (default, cpu-fast)
+    profiles.py   named sets of settings (default, cuda, cpu-fast; auto picks cuda on a GPU)
+    stage_clock.py, matmul_precision.py   seconds per stage without stalling a GPU; TF32 on/off
 
 Its command line, `rns-segment`, is rns_ros/cli/segment.py.
 
@@ -51,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "Profile": "profiles",
     "PROFILES": "profiles",
     "get_profile": "profiles",
+    "resolve_profile": "profiles",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,12 +10,18 @@ upsampled to the padded size, cropped to the resized size and resized to the inp
 of a pixel is the class of its largest probability. Region mode: SAM 2 regions of the resized
 image are the queries (area-weighted pooled features, eq. 13); every pixel takes its region's
 probabilities. With no class at all, the labels are all 0 and the probabilities empty.
+
+On the device (issue 27): labels and confidence (the winning probability) are computed where the
+features are, and only these two (H, W) maps are copied to the host; the (C, H, W) probabilities
+are made and copied on request (`Segmentation.probabilities`, from what the device kept: the
+patch probabilities or the region table, not the full map). Stage timings come from CUDA events
+on a GPU (`stage_clock.py`): no synchronisation between stages.
 """
 from __future__ import annotations
 
-import time
+import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +32,7 @@ from rns_ros.core.backbones.sliding import check_image
 from rns_ros.core.memory.names import clean_name
 from rns_ros.core.regions.pooling import IGNORE, pool_segments
 from rns_ros.core.regions.proposals import proposal_input
+from rns_ros.core.stage_clock import StageClock
 
 MODES = ("patch", "region")
 STAGES = ("features", "proposals", "adapter", "upsample")
@@ -36,10 +43,21 @@ class Segmentation:
     """The result of `Segmenter.segment` for one (H, W) image."""
 
     labels: np.ndarray  # (H, W) int32 class ids; 0 only when there is no class
-    probabilities: np.ndarray  # (C, H, W) float32, channel c = class class_ids[c]; sums to 1 over C
+    confidence: np.ndarray  # (H, W) float32 probability of each pixel's label (0 when there is no class)
     class_ids: list[int]  # the memory's class ids (ascending) at segmentation time
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see STAGES)
     support_version: int | None = None  # memory.version the result was computed with
+    # () -> (C, H, W) tensor on the device, from the small tensors it keeps (see `probabilities`)
+    probability_source: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def probabilities(self) -> np.ndarray:
+        """(C, H, W) float32, channel c = class class_ids[c], summing to 1 over C: made on first
+        access from the patch probabilities or region table kept on the device, copied to the host
+        once (74 MB at 1280x720 with 20 classes: ask only when needed), then cached."""
+        if self.probability_source is None:
+            return np.zeros((len(self.class_ids), *self.labels.shape), np.float32)
+        return self.probability_source().to(torch.float32).cpu().numpy()
 
 
 class Segmenter:
@@ -127,29 +145,27 @@ class Segmenter:
         version = getattr(self.memory, "version", None)
         class_ids = [int(c) for c in self.memory.class_ids]
         if not class_ids:
-            return [Segmentation(np.zeros(image.shape[:2], np.int32),
-                                 np.zeros((0,) + image.shape[:2], np.float32), [],
+            return [Segmentation(np.zeros(image.shape[:2], np.int32), np.zeros(image.shape[:2], np.float32), [],
                                  dict.fromkeys(STAGES, 0.0), version) for image in images]
         if not images:
             return []
-        shared = dict.fromkeys(STAGES, 0.0)
-        clock = _StageClock(self.backbone.device, shared)
+        shared = StageClock(self.backbone.device)
         encode_images = getattr(self.backbone, "encode_images", None)
         if encode_images is not None:
             denses = encode_images(images)
         else:
             denses = [self.backbone.encode_image(image) for image in images]
-        clock.lap("features")
-        share = shared["features"] / len(images)
-        return [self._classify(image, dense, class_ids, version, share) for image, dense in zip(images, denses)]
+        shared.lap("features")
+        results = [self._classify(image, dense, class_ids, version) for image, dense in zip(images, denses)]
+        share = shared.seconds()["features"] / len(images)  # the frames' host copies synchronised
+        for result in results:
+            result.timings["features"] = share
+        return results
 
-    def _classify(self, image: np.ndarray, dense: DenseFeatures, class_ids: list[int], version,
-                  features_s: float) -> Segmentation:
-        """Queries of one encoded image -> adapter -> per-pixel probabilities and labels."""
+    def _classify(self, image: np.ndarray, dense: DenseFeatures, class_ids: list[int], version) -> Segmentation:
+        """Queries of one encoded image -> adapter -> labels and confidence (copied to the host)."""
         h, w = int(image.shape[0]), int(image.shape[1])
-        timings = dict.fromkeys(STAGES, 0.0)
-        timings["features"] = features_s
-        clock = _StageClock(self.backbone.device, timings)
+        clock = StageClock(self.backbone.device)
         partition = None
         if self.mode == "patch":
             queries = dense.flat()
@@ -163,25 +179,39 @@ class Segmenter:
             raise RuntimeError(f"adapter returned {tuple(probs.shape)}, expected "
                                f"{(queries.shape[0], len(class_ids))} (queries x classes)")
         clock.lap("adapter")
+        ids = torch.as_tensor(class_ids, dtype=torch.int32, device=probs.device)
         if partition is None:
-            full = upsample_patch_probabilities(probs, dense)
+            geometry = (dense.grid_size, dense.padded_size, dense.resized_size, dense.image_size)
+            source = functools.partial(_upsample, probs, *geometry)
+            confidence, index = source().max(0)  # = argmax(0), several times faster on a CPU for (C, H, W)
         else:
-            full = region_probabilities(probs, region_ids, partition, (h, w))
-        ids = torch.as_tensor(class_ids, dtype=torch.int32, device=full.device)
-        labels = ids[full.max(0).indices]  # = argmax(0), several times faster on a CPU for (C, H, W)
-        result = Segmentation(labels.cpu().numpy(), full.cpu().numpy(), class_ids, timings, version)
+            table, pixels = region_table(probs, region_ids, partition, (h, w))
+            source = functools.partial(_table_lookup, table, pixels)
+            best, index = table.max(1)  # each region's winner: what every pixel of it takes
+            confidence, index = best[pixels], index[pixels]
+        labels, confidence = ids[index].cpu().numpy(), confidence.cpu().numpy()  # the only host copies
         clock.lap("upsample")
-        return result
+        return Segmentation(labels, confidence, class_ids, clock.seconds(dict.fromkeys(STAGES, 0.0)), version,
+                            source)
 
     def _partition(self, image: np.ndarray, dense: DenseFeatures) -> torch.Tensor:
-        """SAM 2 partition of the resized, unpadded image, (H', W') int64 on the features' device."""
+        """SAM 2 partition of the resized, unpadded image, (H', W') int64 on the features' device;
+        built there from SAM 2's mask tensors when the proposer offers `partition_tensor`."""
+        expected, device = tuple(dense.resized_size), dense.features.device
+        as_tensor = getattr(self.proposer, "partition_tensor", None)
+        if as_tensor is not None:
+            partition = as_tensor(proposal_input(image, dense)).to(device)
+            if tuple(partition.shape) != expected or partition.dtype != torch.int64:
+                raise RuntimeError(f"proposer returned a {partition.dtype} partition of shape "
+                                   f"{tuple(partition.shape)}, expected int64 of shape {expected}")
+            return partition
         partition = np.asarray(self.proposer.partition(proposal_input(image, dense)))
-        if partition.shape != tuple(dense.resized_size) or not np.issubdtype(partition.dtype, np.integer):
+        if partition.shape != expected or not np.issubdtype(partition.dtype, np.integer):
             raise RuntimeError(f"proposer returned a {partition.dtype} partition of shape {partition.shape}, "
-                               f"expected integers of shape {tuple(dense.resized_size)}")
+                               f"expected integers of shape {expected}")
         if partition.size and int(partition.min()) < 0:
             raise RuntimeError("proposer returned negative region ids")
-        return torch.from_numpy(partition.astype(np.int64)).to(dense.features.device)
+        return torch.from_numpy(partition.astype(np.int64)).to(device)
 
     @staticmethod
     def _region_queries(partition: torch.Tensor, dense: DenseFeatures) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,42 +228,33 @@ def upsample_patch_probabilities(probs: torch.Tensor, dense: DenseFeatures) -> t
     Bilinear (align_corners=False) to the padded size, crop to the resized size, bilinear to the
     original size: the same geometry the image went through, in reverse.
     """
-    gh, gw = dense.grid_size
+    return _upsample(probs, dense.grid_size, dense.padded_size, dense.resized_size, dense.image_size)
+
+
+def _upsample(probs: torch.Tensor, grid_size, padded_size, resized_size, image_size) -> torch.Tensor:
+    gh, gw = grid_size
     c = probs.shape[1]
     grid = probs.T.reshape(1, c, gh, gw)
-    full = F.interpolate(grid, size=dense.padded_size, mode="bilinear", align_corners=False)
-    full = full[:, :, : dense.resized_size[0], : dense.resized_size[1]]
-    if tuple(dense.resized_size) != tuple(dense.image_size):
-        full = F.interpolate(full, size=dense.image_size, mode="bilinear", align_corners=False)
+    full = F.interpolate(grid, size=padded_size, mode="bilinear", align_corners=False)
+    full = full[:, :, : resized_size[0], : resized_size[1]]
+    if tuple(resized_size) != tuple(image_size):
+        full = F.interpolate(full, size=image_size, mode="bilinear", align_corners=False)
     return full[0]
 
 
-def region_probabilities(probs: torch.Tensor, region_ids: torch.Tensor, partition: torch.Tensor,
-                         image_size: tuple[int, int]) -> torch.Tensor:
-    """(R, C) probabilities of the regions `region_ids` -> (C, H, W): each pixel of the (H', W')
-    partition, nearest-resized to `image_size`, takes its region's row."""
-    lut = probs.new_zeros(int(partition.max()) + 1, probs.shape[1])
-    lut[region_ids] = probs
-    part = partition
-    if tuple(part.shape) != tuple(image_size):
-        part = F.interpolate(part[None, None].double(), size=image_size, mode="nearest-exact")[0, 0].long()
-    return lut[part].permute(2, 0, 1)
+def region_table(probs: torch.Tensor, region_ids: torch.Tensor, partition: torch.Tensor,
+                 image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R', C) probabilities of every region id of the (H', W') partition (rows of regions without
+    a query stay 0) and the (H, W) region id of every pixel of the image (the partition
+    nearest-resized to `image_size`): pixel p's probabilities are table[pixels[p]]."""
+    table = probs.new_zeros(int(partition.max()) + 1, probs.shape[1])
+    table[region_ids] = probs
+    pixels = partition
+    if tuple(pixels.shape) != tuple(image_size):
+        pixels = F.interpolate(pixels[None, None].double(), size=image_size, mode="nearest-exact")[0, 0].long()
+    return table, pixels
 
 
-class _StageClock:
-    """Wall-clock seconds per stage; synchronises CUDA so GPU work is charged to its stage."""
+def _table_lookup(table: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    return table[pixels].permute(2, 0, 1)
 
-    def __init__(self, device: torch.device, timings: dict[str, float]) -> None:
-        self.cuda = torch.device(device).type == "cuda"
-        self.timings = timings
-        self.last = self._now()
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = self._now()
-        self.timings[stage] += now - self.last
-        self.last = now

@@ -7,21 +7,27 @@ adapter and the segmenter, and wraps them in an `RnsEngine`. The node only needs
 `engine_factory` argument.
 
 Every call into an engine holds `engine.lock`, so class changes happen between frames, never in
-the middle of one.
+the middle of one. (A SAM 2 prompt of the teaching services runs outside it: on CUDA the adapter
+captures its graphs thread-locally, so CUDA work in another thread cannot invalidate a capture;
+see rns_ros/ros/teaching/prompting.py.)
+
+Nothing here imports ROS: the GPU check runs build_engine, segment_batch and close on CUDA where
+no rclpy exists (test/test_engine_without_ros.py).
 """
 from __future__ import annotations
 
 import re
 import resource
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.adapter.fast import describe_execution
 from rns_ros.core.memory.names import check_new_names
-from rns_ros.core.profiles import PROFILE_NAMES, get_profile
+from rns_ros.core.profiles import AUTO, PROFILE_NAMES, get_profile, resolve_profile
 from rns_ros.core.regions.proposals import ProposalConfig
 
 MODES = ("patch", "region")
@@ -39,7 +45,7 @@ class EngineConfig:
     device: str = "cuda"  # cuda | cuda:N | cpu
     allow_cpu_fallback: bool = True  # device cuda* but no CUDA: run on the CPU (logged loudly) or fail
     mode: str = "patch"  # "patch" (patch features) | "region" (SAM 2 regions, much slower)
-    profile: str = "default"  # rns_ros.core.profiles: resolution, and values for settings left at their default
+    profile: str = AUTO  # rns_ros.core.profiles: auto = cuda on a GPU, default elsewhere; fills settings left at their default
     adapter: AdapterConfig = field(default_factory=AdapterConfig)  # test-time training settings
     proposals: ProposalConfig = field(default_factory=ProposalConfig)  # SAM 2 settings (region mode)
 
@@ -94,6 +100,7 @@ class ClassEntry:
     description: str  # prompt used instead of the name ('' = the name)
     has_text: bool
     exemplar_ids: tuple[int, ...]
+    exemplar_origins: tuple[str, ...] = ()  # robot each exemplar came from ('' = this one; fleet sync)
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,8 @@ class Engine(Protocol):
     lock: threading.RLock
     device: str  # the device actually used
     device_warning: str | None  # why `device` differs from the requested one
-    adapter_execution: str  # what runs the test-time adapter's steps
+    profile_note: str | None  # which profile "auto" chose (and TF32), for the log
+    adapter_execution: str  # what runs the test-time adapter's steps (on CUDA: what ran so far)
     adapter_warning: str | None  # why that is a slower fallback, if it is
     backbone_identity: str
 
@@ -161,16 +169,27 @@ def process_rss_mb() -> float:
 class RnsEngine:
     """The real engine: a `rns_ros.core.segmenter.Segmenter` and its support memory."""
 
-    def __init__(self, segmenter, device: str, device_warning: str | None = None,
-                 adapter_execution: str = "", adapter_warning: str | None = None, profile: str = "default"):
+    def __init__(self, segmenter, device: str, device_warning: str | None = None, profile: str = "default",
+                 profile_note: str | None = None):
         self.segmenter = segmenter
         self.profile = get_profile(profile)
+        self.profile_note = profile_note
         self.device = device
         self.device_warning = device_warning
-        self.adapter_execution = adapter_execution  # what runs the adapter's steps
-        self.adapter_warning = adapter_warning  # why that is a slower fallback, if it is
+        self._adapter_config = segmenter.adapter.config
         self.backbone_identity = segmenter.backbone.identity
         self.lock = threading.RLock()
+
+    @property
+    def adapter_execution(self) -> str:
+        """What runs the adapter's steps; on CUDA what ran so far (captured graphs, or eager steps
+        after a failed capture: rns_ros.core.adapter.fast.describe_execution)."""
+        return describe_execution(self._adapter_config, self.device)[0]
+
+    @property
+    def adapter_warning(self) -> str | None:
+        """Why the adapter runs on a slower fallback, if it does."""
+        return describe_execution(self._adapter_config, self.device)[1]
 
     def segment(self, rgb: np.ndarray) -> EngineResult:
         with self.lock:
@@ -184,12 +203,11 @@ class RnsEngine:
         return [self._result(out) for out in outs]
 
     def _result(self, out) -> EngineResult:
-        if out.probabilities.shape[0]:
-            confidence = out.probabilities.max(axis=0).astype(np.float32, copy=False)
-        else:
-            confidence = np.zeros(out.labels.shape, np.float32)
+        """Labels and confidence as the segmenter made them on the device ((H, W) each): the
+        (C, H, W) probabilities are never asked for."""
         version = out.support_version if out.support_version is not None else self.support_version()
-        return EngineResult(out.labels.astype(np.int32, copy=False), confidence, int(version), dict(out.timings))
+        return EngineResult(out.labels.astype(np.int32, copy=False), out.confidence.astype(np.float32, copy=False),
+                            int(version), dict(out.timings))
 
     def add_classes(self, names: Sequence[str], descriptions: Sequence[str] = ()) -> list[int]:
         """Add classes with text features, all or nothing; returns their ids in order. Names follow
@@ -209,7 +227,8 @@ class RnsEngine:
     def classes(self) -> list[ClassEntry]:
         with self.lock:
             return [ClassEntry(id=int(c.id), name=c.name or "", description=c.prompt or "",
-                               has_text=bool(c.has_text), exemplar_ids=tuple(int(e) for e in c.exemplar_ids))
+                               has_text=bool(c.has_text), exemplar_ids=tuple(int(e) for e in c.exemplar_ids),
+                               exemplar_origins=tuple(o or "" for o in c.exemplar_origins))
                     for c in self.segmenter.memory.classes]
 
     def support_version(self) -> int:
@@ -225,14 +244,13 @@ class RnsEngine:
         """Use new test-time training settings from the next frame on (the profile's values for
         fields left at their default)."""
         from rns_ros.core.adapter.test_time import TestTimeAdapter
-        from rns_ros.core.adapter.fast import describe_execution
 
         _, config = self.profile.apply(device=self.device, adapter=config)
         adapter = TestTimeAdapter(config)
-        execution = describe_execution(config, self.device)
+        describe_execution(config, self.device)  # on a CPU: builds the compiled kernel now, not on a frame
         with self.lock:
             self.segmenter.adapter = adapter
-            self.adapter_execution, self.adapter_warning = execution
+            self._adapter_config = config
 
     def memory_usage_mb(self) -> dict[str, float]:
         usage = {"process_peak_rss_mb": process_rss_mb()}
@@ -244,12 +262,16 @@ class RnsEngine:
         return usage
 
     def close(self) -> None:
-        """Drop the models; on CUDA also hand the cached blocks back to the driver."""
+        """Drop the models; on CUDA also the adapter's graphs and buffers, and hand the cached
+        blocks back to the driver."""
         with self.lock:
             self.segmenter = None
         if self.device.startswith("cuda"):
             import torch
 
+            from rns_ros.core.adapter.graphed_steps import release_buffers
+
+            release_buffers()
             torch.cuda.empty_cache()
 
 
@@ -267,7 +289,6 @@ def build_engine(config: EngineConfig) -> RnsEngine:
     """
     from rns_ros.core.adapter.test_time import TestTimeAdapter
     from rns_ros.core.backbones import build_backbone
-    from rns_ros.core.adapter.fast import describe_execution
     from rns_ros.core.segmenter import Segmenter
     from rns_ros.core.memory.support import SupportMemory
 
@@ -277,18 +298,23 @@ def build_engine(config: EngineConfig) -> RnsEngine:
 
         check_checkpoint(config.proposals.model, config.proposals.checkpoint,
                          random_weights=config.proposals.random_weights)
-    profile = get_profile(config.profile)
+    profile, note = resolve_profile(config.profile, device)
     precision, adapter_config = profile.apply(device=device, precision=config.precision, adapter=config.adapter)
-    adapter_execution, adapter_warning = describe_execution(adapter_config, device)
+    describe_execution(adapter_config, device)  # on a CPU: builds the compiled kernel now, not on a frame
+    note = "; ".join(n for n in (note, profile.apply_device_settings(device)) if n) or None
     backbone = build_backbone(config.backbone, device=device, checkpoint=config.checkpoint or None,
                               precision=precision, resolution=profile.resolution)
     memory = SupportMemory(dim=backbone.dim, device=device, backbone_identity=backbone.identity)
     proposer = None
     if config.mode == "region":
-        from dataclasses import replace
-
         from rns_ros.core.regions.proposals import RegionProposer
 
-        proposer = RegionProposer(replace(config.proposals, device=device))
+        proposer = RegionProposer(proposal_config(config.proposals, profile, device))
     segmenter = Segmenter(backbone, memory, TestTimeAdapter(adapter_config), proposer=proposer, mode=config.mode)
-    return RnsEngine(segmenter, device, warning, adapter_execution, adapter_warning, profile.name)
+    return RnsEngine(segmenter, device, warning, profile.name, note)
+
+
+def proposal_config(proposals: ProposalConfig, profile, device: str) -> ProposalConfig:
+    """The SAM 2 settings on `device`: the node's, with the profile's for those left at their
+    defaults (the cuda profile: bf16). Region mode and the teaching prompts use the same."""
+    return replace(profile.apply_proposals(proposals), device=device)

@@ -18,6 +18,7 @@ The parts (docs/architecture.md shows a frame's and a teaching request's path th
   outputs/class_map.py      ~/class_map and ~/label_info (latched)
   depth/output.py           depth input, ~/points and the aligned outputs (depth.*, per camera)
   teaching/teacher.py       the teaching handlers; teaching/services.py puts them on the node
+  fleet/link.py             the memory shared with other robots (fleet.enabled)
   outputs/diagnostics.py    /diagnostics
 The console script's main (signals, executor) is rns_ros/cli/node.py.
 """
@@ -37,6 +38,7 @@ from rns_ros.ros import params
 from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.fleet.link import FleetLink
 from rns_ros.ros.frame_loop import FrameLoop
 from rns_ros.ros.guard import CallbackGuard
 from rns_ros.ros.inputs.cameras import SINGLE_CAMERA_TOPIC, Camera, click_frames, make_cameras, teaching_image
@@ -78,6 +80,7 @@ class RnsNode(LifecycleNode):
         self.frame_loop: FrameLoop | None = None
         self.class_map_output: ClassMapOutput | None = None
         self._teaching: TeachingInterfaces | None = None
+        self.fleet: FleetLink | None = None  # fleet.enabled: the memory shared with other robots
         self._diagnostics: DiagnosticsOutput | None = None
         self._memory_lock: MemoryDirLock | None = None  # held from configure to cleanup
         self._configured = False
@@ -166,6 +169,8 @@ class RnsNode(LifecycleNode):
             return self._fail("could not build the engine", exc)
         if engine.device_warning:
             self.get_logger().error(engine.device_warning)
+        if engine.profile_note:
+            self.get_logger().info(engine.profile_note)
         if engine.adapter_warning:
             self.get_logger().warning(engine.adapter_warning)
         teacher = self._make_teacher(engine, memory_dir)
@@ -188,7 +193,8 @@ class RnsNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _build_parts(self) -> None:
-        """Cameras with their outputs, the class map, the frame loop, teaching and diagnostics."""
+        """Cameras with their outputs, the class map, the frame loop, teaching, the fleet link and
+        diagnostics."""
         config = self.node_config
         self.cameras = make_cameras(config.cameras, self.stats)
         for camera in self.cameras:
@@ -204,9 +210,14 @@ class RnsNode(LifecycleNode):
         clicks = click_frames(self.cameras, lambda: self.node_config.max_image_pixels)
         self._teaching = TeachingInterfaces(self, self.teacher, lambda: self.node_config.teach_class, self.guard,
                                             clicks)
+        if config.fleet.enabled:  # after the restore: what the memory holds then is not a change
+            self.fleet = FleetLink(self, config.fleet, self.engine, self.teacher, self.guard,
+                                   on_change=self.publish_class_map, max_image_pixels=config.max_image_pixels)
+            self.teacher.before_save = self.fleet.before_save
+        fleet_status = lambda: [self.fleet.status(self.get_fully_qualified_name())] if self.fleet else []  # noqa: E731
         self._diagnostics = DiagnosticsOutput(self, config.diagnostics_period_s,
-                                              lambda: [self.diagnostic_status()] + self.camera_statuses(),
-                                              self.guard.wrap)
+                                              lambda: [self.diagnostic_status()] + self.camera_statuses()
+                                              + fleet_status(), self.guard.wrap)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -289,13 +300,14 @@ class RnsNode(LifecycleNode):
 
     def _release(self) -> None:
         """Destroy every part (publishers, services, timer), free the engine and the memory_dir."""
-        for part in [self._teaching, self._diagnostics, self.class_map_output] + \
+        for part in [self.fleet, self._teaching, self._diagnostics, self.class_map_output] + \
                 [o for c in self.cameras for o in (c.outputs, c.depth)]:
             if part is not None:
                 part.destroy()
         for camera in self.cameras:
             camera.outputs = camera.depth = None
         self._teaching = self._diagnostics = self.class_map_output = self.frame_loop = self.teacher = None
+        self.fleet = None
         if self._memory_lock is not None:
             self._memory_lock.release()  # another node may use this memory_dir now
         if self.engine is not None:

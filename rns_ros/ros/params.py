@@ -22,6 +22,7 @@ from rns_ros.core.memory.names import check_new_names, clean_name
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
+from rns_ros.ros.fleet.config import FleetConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, EngineConfig
 from rns_ros.ros.name_lists import parse_names
@@ -51,6 +52,7 @@ class NodeConfig:
     memory_dir: str = ""  # support memory directory, saved on every change ('' = $ROS_HOME/rns_ros/<node>)
     teach_class: str = ""  # class that clicks on ~/click teach ('' = clicks are ignored)
     depth: DepthConfig = field(default_factory=DepthConfig)  # the semantic point cloud (~/points)
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # the memory shared with other robots
     min_confidence: float = 0.0  # pixels whose winning probability is below it get id 0 (0 = off)
     confidence_encoding: str = "32FC1"  # ~/confidence as 32FC1 probabilities or mono8 (x 255, for Nav2)
     image_transport: str = "raw"  # raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`
@@ -102,7 +104,7 @@ class ParamSpec:
     """One ROS parameter: where its value goes and how it is described."""
 
     name: str  # ROS parameter name ("adapter.steps" = key steps under adapter: in YAML)
-    target: str  # "node" | "depth" | "engine" | "adapter" | "proposals": which config it sets
+    target: str  # "node" | "depth" | "fleet" | "engine" | "adapter" | "proposals": which config it sets
     field: str  # field of that config
     description: str
     runtime: bool = False  # True: may change while configured (applies to the next frame)
@@ -194,6 +196,28 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Run the frames waiting in several cameras through the backbone as one batch (shared model "
               "calls): auto = on CUDA only (on the CPU it was measured not to pay, scripts/bench_batching.py), "
               "on, off.", runtime=True, choices=CAMERA_BATCHING),
+    # --- the memory shared with the fleet (rns_ros.ros.fleet.config.FleetConfig; docs/teaching.md "Fleet")
+    ParamSpec("fleet.enabled", "fleet", "enabled",
+              "Share the support memory with every node on fleet.topic: publish this node's teaching, merge "
+              "the others' (classes by name, exemplars by content hash, removals for good)."),
+    ParamSpec("fleet.topic", "fleet", "topic",
+              "Absolute topic of the fleet's memory changes (rns_ros/FleetChange); snapshots for late joiners "
+              "on <topic>/snapshot. One topic per fleet."),
+    ParamSpec("fleet.robot_id", "fleet", "robot_id",
+              "This robot's id in the fleet, unique; '' = the node's fully qualified name + '@' + host name. "
+              "A message from another node using it is refused and reported in /diagnostics."),
+    ParamSpec("fleet.share_masks", "fleet", "share_masks",
+              "Also send each exemplar's image and label map (large), and keep the ones received (so they "
+              "can be re-encoded for another backbone); false = features only."),
+    ParamSpec("fleet.accept_from", "fleet", "accept_from",
+              "Robot ids whose fleet messages are merged ('a, b' or a list); [] = every robot. Ids are "
+              "claimed, not proven: SROS2 authenticates (docs/teaching.md)."),
+    ParamSpec("fleet.max_message_mb", "fleet", "max_message_mb",
+              "Received fleet messages carrying more (features, text, images) are refused, counted.",
+              range=(0.001, 65536.0)),
+    ParamSpec("fleet.snapshot_period_s", "fleet", "snapshot_period_s",
+              "The snapshot of everything this node holds is republished at most this often, after a change.",
+              range=(0.05, 3600.0)),
     # --- the engine
     ParamSpec("backbone", "engine", "backbone",
               "Backbone preset: openclip-vit-b16, dinov3txt-vitl16, siglip2-vitl16-512 (each needs its "
@@ -205,7 +229,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "weights from the Hugging Face cache (downloaded when the hub is reachable)."),
     ParamSpec("precision", "engine", "precision",
               "Backbone autocast precision: fp32, bf16 or fp16 (CUDA only). Left at fp32, the profile's "
-              "applies (cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
+              "applies (cuda: bf16; cpu-fast: bf16 where the CPU computes it natively).", choices=PRECISIONS),
     ParamSpec("device", "engine", "device", "Torch device: cuda, cuda:N or cpu."),
     ParamSpec("allow_cpu_fallback", "engine", "allow_cpu_fallback",
               "When device is cuda* and no CUDA device is visible: true = run on the CPU (logged as an "
@@ -214,9 +238,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "patch: every 16x16 patch is a query (fast). region: SAM 2 regions are the queries "
               "(sharper edges, seconds per frame, needs SAM 2 weights).", choices=MODES),
     ParamSpec("profile", "engine", "profile",
-              "Named settings: default (the paper's protocol) or cpu-fast (for CPUs: one window at short side "
-              "224, bf16 where the CPU has it natively, 140 adapter steps at lr 0.01; coarser, faster). Its values "
-              "apply to precision, adapter.steps and adapter.lr while they are left at their defaults.",
+              "Named settings: auto (cuda on a GPU, default elsewhere; the choice is logged), default (the "
+              "paper's protocol, fp32), cuda (bf16 backbone and SAM 2, TF32 outside the adapter, the adapter "
+              "in fp32) or cpu-fast (for CPUs: one window at short side 224, bf16 where the CPU has it "
+              "natively, 140 adapter steps at lr 0.01; coarser, faster). Its values apply to precision, "
+              "adapter.steps, adapter.lr and SAM 2's precision while they are left at their defaults.",
               choices=PROFILE_NAMES),
     # --- test-time adapter (rns_ros.core.adapter.AdapterConfig)
     ParamSpec("adapter.steps", "adapter", "steps",
@@ -246,10 +272,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("regions.points_per_side", "proposals", "points_per_side",
               "Automatic-mask point grid per side.", range=(1, 128)),
     ParamSpec("regions.points_per_batch", "proposals", "points_per_batch",
-              "Prompts per SAM 2 decoder call (memory vs speed only).", range=(1, 4096)),
+              "Prompts per SAM 2 decoder call (memory vs speed only); 0 = by device: 512 on CUDA (the "
+              "paper's), 64 on a CPU. Lower it on a small GPU.", range=(0, 4096)),
 )
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
-_DEFAULT_CONFIGS = {"node": NodeConfig(), "depth": DepthConfig(), "engine": EngineConfig(),
+_DEFAULT_CONFIGS = {"node": NodeConfig(), "depth": DepthConfig(), "fleet": FleetConfig(), "engine": EngineConfig(),
                     "adapter": AdapterConfig(), "proposals": ProposalConfig()}
 # Parameters every rclpy node has (or that ROS tooling passes), which are not ours to refuse.
 ROS_OWNED_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -280,7 +307,7 @@ def _palette_value(value: Any) -> str | tuple[str, ...]:
 
 
 # Parameters holding a list of names, given as a list or one comma-separated string.
-NAME_LISTS = ("classes", "cameras")
+NAME_LISTS = ("classes", "cameras", "fleet.accept_from")
 
 
 def unknown_parameters(names: Iterable[str]) -> list[str]:
@@ -323,7 +350,8 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
         proposals = replace(_DEFAULT_CONFIGS["proposals"], **changes["proposals"])
         engine = replace(_DEFAULT_CONFIGS["engine"], adapter=adapter, proposals=proposals, **changes["engine"])
         depth = replace(_DEFAULT_CONFIGS["depth"], **changes["depth"])
-        node = replace(_DEFAULT_CONFIGS["node"], depth=depth, **changes["node"])
+        fleet = replace(_DEFAULT_CONFIGS["fleet"], **changes["fleet"])
+        node = replace(_DEFAULT_CONFIGS["node"], depth=depth, fleet=fleet, **changes["node"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid parameter value: {exc}") from exc
     return node, engine

@@ -30,10 +30,11 @@ TINY_SAM = ProposalConfig(model="test-tiny", points_per_side=4, pred_iou_thresh=
 def no_tf32():
     """Full fp32 on the GPU (cuDNN convolutions default to TF32), so CPU and GPU differ by
     float rounding only."""
-    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"  # torch's newer API (matmul_precision.py)
     yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    matmul.fp32_precision, conv.fp32_precision = before
 
 
 def test_pinned_upload_equals_the_cpu_conversion():
@@ -90,3 +91,40 @@ def test_batched_frames_on_cuda_equal_one_frame_at_a_time_on_the_cpu():
     for frame, got in zip(frames, batched):
         assert got.device.type == "cuda"
         torch.testing.assert_close(got.cpu(), adapter.predict(frame, memory), atol=1e-4, rtol=0)
+
+
+def test_stage_timings_do_not_synchronise_the_gpu(monkeypatch):
+    """Issue 27: CUDA events time the stages; the one wait is the labels' copy to the host."""
+    seg = taught_segmenter("cuda", "patch")
+    frame = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    seg.segment(frame)  # warm-up: captures the adapter's graphs
+    calls = []
+    real = torch.cuda.synchronize
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    out = seg.segment(frame)
+    assert calls == [] and all(out.timings[s] > 0 for s in ("features", "adapter", "upsample"))
+
+
+def test_only_label_and_confidence_maps_leave_the_gpu(monkeypatch):
+    seg = taught_segmenter("cuda", "patch")
+    frame = np.random.default_rng(6).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    copies = []
+    real = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: (copies.append(tuple(t.shape)) if t.is_cuda
+                                                                 else None) or real(t, *a, **k))
+    out = seg.segment(frame)
+    assert [shape for shape in copies if np.prod(shape) >= 120 * 160] == [(120, 160), (120, 160)]
+    copies.clear()
+    assert out.probabilities.shape == (2, 120, 160) and copies == [(2, 120, 160)]
+    np.testing.assert_allclose(out.confidence, out.probabilities.max(0), atol=0)
+
+
+def test_region_partition_is_built_on_the_gpu():
+    proposer = RegionProposer(replace(TINY_SAM, device="cuda"))
+    assert proposer.config.batch_size() == 512  # a GPU-sized decoder batch by default
+    frame = np.random.default_rng(7).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    masks = proposer.mask_tensor(frame)
+    assert masks.device.type == "cuda" and np.array_equal(masks.cpu().numpy(), proposer.masks(frame))
+    partition = proposer.partition_tensor(frame)
+    assert partition.device.type == "cuda"
+    assert np.array_equal(partition.cpu().numpy(), proposer.partition(frame))

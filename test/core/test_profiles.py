@@ -1,6 +1,6 @@
-"""Named profiles (rns_ros.core.profiles): what `cpu-fast` sets, that it only fills settings left at
-their defaults, that its resolution really runs one window per frame, and that the command line
-applies it."""
+"""Named profiles (rns_ros.core.profiles): what `cpu-fast` and `cuda` set, that they only fill
+settings left at their defaults, that `auto` picks `cuda` on a GPU and says so, that cpu-fast's
+resolution really runs one window per frame, and that the command line applies it."""
 from __future__ import annotations
 
 import json
@@ -14,12 +14,48 @@ from rns_ros.cli import segment as cli
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.backbones import build_backbone
 from rns_ros.core.backbones.sliding import resized_size, window_starts
-from rns_ros.core.profiles import NATIVE_BF16, get_profile
+from rns_ros.core.profiles import NATIVE_BF16, PROFILE_NAMES, get_profile, resolve_profile
+from rns_ros.core.regions.proposals import ProposalConfig
 
 
 def test_unknown_profile_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="cpu-fast"):
         get_profile("cpu-slow")
+
+
+def test_auto_is_cuda_on_a_gpu_and_default_elsewhere_and_says_so():
+    assert PROFILE_NAMES[0] == "auto" and {"default", "cuda", "cpu-fast"} <= set(PROFILE_NAMES)
+    profile, note = resolve_profile("auto", "cuda:1")
+    assert profile.name == "cuda" and note.startswith("profile auto -> cuda on cuda:1") and "profile:=default" in note
+    profile, note = resolve_profile("auto", torch.device("cpu"))
+    assert profile.name == "default" and note.startswith("profile auto -> default on cpu")
+    for name in ("default", "cpu-fast", "cuda"):  # a named profile wins, on any device
+        assert resolve_profile(name, "cuda") == (get_profile(name), None)
+    with pytest.raises(ValueError, match="auto"):
+        get_profile("auto")  # needs a device
+
+
+def test_cuda_profile_is_bf16_models_with_an_exact_adapter():
+    profile = get_profile("cuda")
+    assert profile.resolution is None and profile.tf32
+    assert profile.apply(device="cuda") == ("bf16", AdapterConfig())  # 700 exact fp32 steps, as the paper
+    assert profile.apply(device="cuda", precision="fp16") == ("fp16", AdapterConfig())
+    assert profile.apply_proposals(ProposalConfig()) == ProposalConfig(precision="bf16")
+    kept = ProposalConfig(precision="fp16", points_per_side=16)
+    assert profile.apply_proposals(kept) == kept  # an explicit SAM 2 precision wins
+    assert get_profile("default").apply_proposals(kept) == kept
+
+
+def test_cuda_profile_turns_tf32_on_for_cuda_only():
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "none"
+        assert get_profile("cuda").apply_device_settings("cpu") is None and matmul.fp32_precision == "none"
+        assert get_profile("default").apply_device_settings("cuda") is None and matmul.fp32_precision == "none"
+        assert "TF32 on" in get_profile("cuda").apply_device_settings("cuda:0") and matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before
 
 
 def test_default_profile_changes_nothing():

@@ -332,3 +332,42 @@ def test_segment_batch_equals_segmenting_each_frame_alone(tiny_backbone):
     assert seg.segment_batch([]) == []
     with pytest.raises(ValueError):
         seg.segment_batch([frames[0], frames[0].astype(np.float32)])  # every frame checked first
+
+
+@pytest.mark.parametrize("mode", ["patch", "region"])
+def test_only_the_label_and_confidence_maps_are_copied_to_the_host(tiny_backbone, monkeypatch, mode):
+    """Issue 27: on a GPU the (C, H, W) probabilities never travel to the host unless asked for.
+    Counted here on the CPU through every tensor -> host conversion the pipeline could use (with
+    the torch retrieval index, what a GPU runs): of the frame-sized ones, only the (H, W) label and
+    confidence maps; `probabilities` makes its one (C, H, W) copy when read."""
+    from rns_ros.core.adapter.config import AdapterConfig
+    from rns_ros.core.adapter.test_time import TestTimeAdapter
+    from rns_ros.core.memory.support import SupportMemory
+
+    memory = SupportMemory(dim=tiny_backbone.dim, backbone_identity=tiny_backbone.identity, index_backend="torch")
+    seg = Segmenter(tiny_backbone, memory, TestTimeAdapter(AdapterConfig(steps=20)), proposer=FakeProposer(), mode=mode)
+    seg.add_class("green")
+    teach_two_tones(seg, two_tone_image())
+    frame = image(60, 90, seed=4)
+    copies = []
+    for name in ("cpu", "numpy", "tolist", "__array__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(tensor, *args, _original=original, **kwargs):
+            if tensor.numel() >= 60 * 90:  # frame-sized
+                copies.append((tuple(tensor.shape), tensor.dtype))
+            return _original(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    out = seg.segment(frame)
+    maps = [c for c in copies if c[0] == (60, 90)]
+    assert [c for c in copies if c not in maps and c[1] != torch.uint8] == []  # uint8: SAM 2's input image
+    assert sorted(str(dtype) for _, dtype in maps) == ["torch.float32", "torch.float32", "torch.int32", "torch.int32"]
+    copies.clear()
+    probabilities = out.probabilities
+    assert copies == [((3, 60, 90), torch.float32)] * 2 and out.probabilities is probabilities  # made once
+    monkeypatch.undo()
+    np.testing.assert_allclose(out.confidence, probabilities.max(0), atol=0)
+    top2 = np.sort(probabilities, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-6
+    np.testing.assert_array_equal(out.labels[clear], np.array(out.class_ids)[probabilities.argmax(0)][clear])

@@ -72,6 +72,7 @@ class FakeEngine:
         self.fail = fail  # callable(rgb) -> bool: raise on such frames
         self.device = device
         self.device_warning = device_warning
+        self.profile_note = None
         self.adapter_execution = "fake adapter"
         self.adapter_warning = adapter_warning
         self.backbone_identity = "fake/engine"

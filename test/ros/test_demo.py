@@ -1,7 +1,9 @@
 """The out-of-the-box job: image-folder camera, rns-demo (tiny model) and its fail-fast path."""
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +167,41 @@ def test_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch):
     demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "1",
                "--output", str(tmp_path / "x")])
     assert "rns-demo: interrupted" in capsys.readouterr().err
+
+
+def test_demo_serves_the_teaching_console_and_prints_its_url(tmp_path, capsys, monkeypatch):
+    """While the demo runs, its console shows the node's overlay; --no-console leaves it out."""
+    import threading
+    import urllib.request
+
+    started = []
+    original = demo._start_console
+    monkeypatch.setattr(demo, "_start_console", lambda *a: started.append(original(*a)) or started[-1])
+    seen = {}
+
+    def use_the_console():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "picture" not in seen:
+            if started and started[-1][1] is not None:
+                server = started[-1][1]
+                request = urllib.request.Request(f"{server.base_url}/api/cameras/default/picture?wait=5",
+                                                 headers={"authorization": f"Bearer {server.token}"})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        if response.status == 200:
+                            seen["picture"] = response.headers["content-type"]
+                except OSError:
+                    pass
+            time.sleep(0.05)  # polling another thread's progress, not synchronising a test step
+
+    user = threading.Thread(target=use_the_console, daemon=True)
+    user.start()
+    code = demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "60",
+                      "--rate", "10", "--output", str(tmp_path / "demo"), "--timeout", "120", "--console-port", "0"])
+    user.join(5)
+    assert code == 0 and seen.get("picture") == "image/jpeg"
+    printed = capsys.readouterr().out
+    assert re.search(r"teach it from a browser, open http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", printed)
+    code = demo.main(["--backbone", "test-tiny", "--device", "cpu", "--steps", "3", "--frames", "2", "--rate", "10",
+                      "--output", str(tmp_path / "demo2"), "--timeout", "120", "--no-console"])
+    assert code == 0 and "teach it from a browser" not in capsys.readouterr().out

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "rns.launch.py"
 EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "classes", "backbone", "checkpoint",
                       "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
-                      "image_transport", "depth_transport", "cameras", "camera_topics", "confidence_encoding", "nav2"}
+                      "image_transport", "depth_transport", "cameras", "camera_topics", "confidence_encoding", "nav2",
+                      "console", "console_host", "console_port", "console_token"}
 
 
 class _Recorded:
@@ -146,6 +147,29 @@ def test_launch_overrides_and_rviz(launch_description, rviz_installed):
     assert kw["ros_arguments"] == ["--log-level", "debug"]
     assert (rviz.kwargs["package"], rviz.kwargs["executable"]) == ("rviz2", "rviz2")
     assert Path(sys.prefix, "share", "rns_ros", "rviz", "rns.rviz").is_file()  # installed with the package
+
+
+def test_console_true_starts_the_teaching_console_of_this_launchs_node(launch_description):
+    from rns_ros.console.settings import config_from_parameters
+
+    _, evaluate = launch_description
+    node, console = evaluate(console="true", namespace="robot1", console_host="0.0.0.0", console_port="9000",
+                             console_token="a-token-of-sixteen-chars")
+    kw = console.kwargs
+    assert (kw["package"], kw["executable"], kw["namespace"]) == ("rns_ros", "rns_console", "robot1")
+    (parameters,) = kw["parameters"]
+    assert parameters == {"target": "/robot1/rns", "host": "0.0.0.0", "port": 9000,
+                          "token": "a-token-of-sixteen-chars"}
+    config_from_parameters(parameters)  # values the console accepts
+    executable = Path(sys.prefix) / "lib" / "rns_ros" / "rns_console"
+    assert executable.is_file() and os.access(executable, os.X_OK)
+    _, console = evaluate(console="true")
+    assert console.kwargs["parameters"] == [{"target": "/rns", "host": "127.0.0.1", "port": 8765}]  # random token
+    assert len(evaluate()) == 1  # console:=false (the default): the node alone
+    Node.created.clear()
+    with pytest.raises(ValueError, match="console_port"):
+        evaluate(console="true", console_port="http")
+    assert Node.created == []  # refused before anything starts
 
 
 def rviz_displays(rviz_node) -> dict[str, dict]:

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -14,33 +13,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from messages import make_image, random_rgb
+from node_processes import ROOT, start_node, stop
 from rns_ros.srv import ListClasses
 from teaching_helpers import call
 
-ROOT = Path(__file__).resolve().parents[2]
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def start_node(tmp_path, name: str, *ros_args: str, code: str = "from rns_ros.cli.node import main; "
-               "sys.exit(main())") -> tuple[subprocess.Popen, Path]:
-    log_path = tmp_path / f"{name}.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "test" / "ros")]))
-    cmd = [sys.executable, "-c", f"import sys; {code}", "--ros-args", "-r", f"__node:={name}",
-           "-p", f"memory_dir:={tmp_path / 'mem'}", *ros_args]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return proc, log_path
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        return proc.wait(timeout=30)
 
 
 def test_accepted_and_refused_clicks_do_not_end_the_process(ros, tmp_path):

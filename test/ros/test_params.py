@@ -11,10 +11,11 @@ from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros import params
 from rns_ros.ros.depth.projection import DepthConfig
 from rns_ros.ros.engine import EngineConfig
+from rns_ros.ros.fleet.config import FleetConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = {"node": params.NodeConfig, "depth": DepthConfig, "engine": EngineConfig, "adapter": AdapterConfig,
-           "proposals": ProposalConfig}
+CONFIGS = {"node": params.NodeConfig, "depth": DepthConfig, "fleet": FleetConfig, "engine": EngineConfig,
+           "adapter": AdapterConfig, "proposals": ProposalConfig}
 
 
 def test_every_parameter_maps_to_a_real_field_and_takes_its_default_from_it():
@@ -30,6 +31,19 @@ def test_every_parameter_maps_to_a_real_field_and_takes_its_default_from_it():
 def test_defaults_build_the_default_configs():
     node, engine = params.build_configs({s.name: params.default_value(s) for s in params.PARAMETERS})
     assert node == params.NodeConfig() and engine == EngineConfig()
+
+
+def test_fleet_parameters_reach_their_fields_and_bad_ones_are_refused():
+    node, _ = params.build_configs({"fleet.enabled": True, "fleet.accept_from": "/a/rns@h1, /b/rns@h2",
+                                    "fleet.topic": "/site1/memory", "fleet.max_message_mb": 2})
+    assert node.fleet == FleetConfig(enabled=True, accept_from=("/a/rns@h1", "/b/rns@h2"), topic="/site1/memory",
+                                     max_message_mb=2.0)
+    assert params.build_configs({"fleet.accept_from": ["/a/rns@h1"]})[0].fleet.accept_from == ("/a/rns@h1",)
+    for bad, why in (({"fleet.topic": "rns_fleet/memory"}, "absolute"), ({"fleet.topic": "/a b"}, "absolute"),
+                     ({"fleet.accept_from": "x, x"}, "twice"), ({"fleet.robot_id": " me"}, "spaces"),
+                     ({"fleet.snapshot_period_s": 0.0}, "snapshot_period_s")):
+        with pytest.raises(ValueError, match=why):
+            params.build_configs(bad)
 
 
 def test_values_reach_their_fields():

@@ -153,6 +153,45 @@ def test_add_exemplar_names_the_frame_it_was_made_from_and_returns_the_mask_only
     assert "from points," in res.message  # not "from a points"
 
 
+@pytest.mark.parametrize("kind", ["mask", "box", "points", "scribble"])
+def test_a_dry_run_returns_the_mask_a_real_add_stores_and_changes_nothing(setup, kind):
+    teacher, engine, _, masker, changes = setup
+    add_classes(teacher, "cup")
+    image = make_image(random_rgb(H, W, seed=3), "rgb8", stamp=(42, 7), frame_id="cam")
+    ann = {"mask": dict(mask=square(H, W, 5, 25, 10, 40)), "box": dict(box=(10, 5, 40, 25)),
+           "points": dict(points=[(20, 15), (50, 35)], labels=[True, False]),
+           "scribble": dict(scribble=square(H, W, 10, 12, 5, 30))}[kind]
+    before, saves = snapshot(teacher), len(changes)
+    for name, create in (("cup", False), ("new cup", True)):
+        req = exemplar_request(name, image, create_class=create, **ann)
+        req.dry_run = True
+        res = teacher.add_exemplar(req, AddExemplar.Response())
+        assert res.success, res.message
+        assert res.message.startswith("dry run, nothing stored") and ("a new class" in res.message) == create
+        assert res.exemplar_id == 0 and res.class_id == (0 if create else 1)
+        assert (res.mask.header.stamp.sec, res.mask.header.frame_id) == (42, "cam")  # mask back, unasked
+        preview = np.frombuffer(bytes(res.mask.data), np.uint8).reshape(H, W) != 0
+        assert snapshot(teacher) == before and len(changes) == saves  # nothing stored, saved, republished
+    # the real add (the default, as for callers that never heard of dry_run) stores exactly that mask
+    res = teacher.add_exemplar(exemplar_request("cup", image, return_mask=True, **ann), AddExemplar.Response())
+    assert res.success and res.exemplar_id >= 1
+    np.testing.assert_array_equal(np.frombuffer(bytes(res.mask.data), np.uint8).reshape(H, W) != 0, preview)
+
+
+def test_a_dry_run_is_refused_for_what_a_real_add_is_refused(setup):
+    teacher, engine, _, _, _ = setup
+    add_classes(teacher, "cup")
+    image = make_image(random_rgb(H, W), "rgb8")
+    before = snapshot(teacher)
+    for req, reason in [(exemplar_request("bowl", image, box=(1, 1, 20, 20)), "unknown class"),
+                        (exemplar_request("cup", image, box=(10, 5, W + 1, 20)), "inside"),
+                        (exemplar_request("cup", image, mask=np.zeros((H, W))), "all zero"),
+                        (exemplar_request("cup", image), "exactly one")]:
+        req.dry_run = True
+        res = teacher.add_exemplar(req, AddExemplar.Response())
+        assert not res.success and reason in res.message and snapshot(teacher) == before, res.message
+
+
 def test_remove_exemplars_by_id_and_by_class(setup):
     teacher, engine, _, _, _ = setup
     add_classes(teacher, "a", "b")

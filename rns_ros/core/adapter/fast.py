@@ -15,10 +15,11 @@ What is restructured (the math is that of `adapter.solve_plain`):
 
 Two step kinds:
 - exact (the default, `fast_subspace=False`; always on CUDA): two full (C, M, d) matmuls per step.
-  Agrees with the plain loop to float rounding. On CUDA the step is captured once as a CUDA graph
-  and replayed (`cuda_graphs`), with an eager fallback if capture fails. On a CPU the softmax and
-  residual between the matmuls (torch's softmax along the class axis costs about as much as a
-  matmul here) run in one pass of the compiled kernel (`native.py`) where it builds.
+  Agrees with the plain loop to float rounding. On CUDA the steps run in `graphed_steps.py`: fixed
+  buffers per problem shape, 50 steps per captured CUDA graph, replayed (`cuda_graphs`; a failed
+  capture falls back to eager steps, warned once and reported by `describe_execution`). On a CPU
+  the softmax and residual between the matmuls (torch's softmax along the class axis costs about
+  as much as a matmul here) run in one pass of the compiled kernel (`native.py`) where it builds.
 - subspace (opt-in approximation, `fast_subspace=True`, CPU only): on a CPU the two full matmuls
   stay in any exact restructuring (BLAS calls no hand-written kernel would beat) and cap it at a
   few times the plain loop's speed, so the per-step matmuls use a small orthonormal
@@ -50,16 +51,17 @@ restored after it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 
 import torch
 
-from rns_ros.core.adapter import native
+from rns_ros.core.adapter import graphed_steps, native
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.adapter.graphed_steps import augmented_width
 from rns_ros.core.adapter.plain import initial_parameters
 from rns_ros.core.adapter.problem import TrainingProblem
 
-_COLUMN_ALIGN = 8  # pad the augmented feature dimension to a multiple of this
 _OVERSAMPLE = 8  # extra random directions of the range finder (standard randomised-SVD practice)
 # The range finder's probe is fixed, not config.seed: the basis is an execution detail, and a
 # start without randomness (init="zeros") must give the same result whatever the seed.
@@ -67,13 +69,13 @@ _RANGE_FINDER_SEED = 0
 
 
 class _FastState:
-    """Preallocated tensors of one solve: constants, parameters, moments, step buffers."""
+    """Preallocated tensors of one solve on a CPU: constants, parameters, moments, step buffers."""
 
     def __init__(self, problem: TrainingProblem, config: AdapterConfig):
         features = problem.features
         rows, dim = features.shape
         device, dtype = features.device, features.dtype
-        width = -(-(dim + 1) // _COLUMN_ALIGN) * _COLUMN_ALIGN
+        width = augmented_width(dim)
         self.dim, self.config = dim, config
         self.inputs = torch.zeros(rows, width, dtype=dtype, device=device)  # X = [features | 1 | 0]
         self.inputs[:, :dim] = features
@@ -89,10 +91,6 @@ class _FastState:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.grad = torch.zeros_like(self.params)
-        self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the CUDA-graph counter
-        # 1, 2, ..., steps as 0-d tensors: the fused kernel reads the step number from a tensor, and
-        # taking a prepared one costs nothing per step (an increment is an extra op)
-        self.step_numbers = torch.arange(1, config.steps + 1, dtype=torch.float32, device=device).unbind()
         self.logits = torch.zeros(problem.num_classes, rows, dtype=dtype, device=device)  # class-major
         self.residual = torch.zeros_like(self.logits)
         self.fused_kernel = torch._fused_adamw_ if config.optimizer == "adamw" else torch._fused_adam_
@@ -105,15 +103,19 @@ class _FastState:
         torch.addcmul(self.neg_target, torch.softmax(self.logits, dim=0), self.prob_scale,
                       out=self.residual)
 
-    def adam_update(self, step: int | None) -> None:
-        """AdamW (or Adam) step number step + 1; None = count in `step_count` (graph capture)."""
-        if step is None:
-            self.step_count.add_(1.0)
-        number = self.step_count if step is None else self.step_numbers[step]
-        self.fused_kernel([self.params], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
-                          [number], **self.hyper)
+    @functools.cached_property
+    def step_numbers(self) -> tuple[torch.Tensor, ...]:
+        """1, 2, ..., steps as 0-d tensors, built on first use (the compiled subspace steps never
+        use them): the fused kernel reads the step number from a tensor, and taking a prepared one
+        costs nothing per step (an increment is an extra op)."""
+        return torch.arange(1, self.config.steps + 1, dtype=torch.float32, device=self.params.device).unbind()
 
-    def exact_step(self, step: int | None) -> None:
+    def adam_update(self, step: int) -> None:
+        """AdamW (or Adam) step number step + 1."""
+        self.fused_kernel([self.params], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                          [self.step_numbers[step]], **self.hyper)
+
+    def exact_step(self, step: int) -> None:
         """One full-batch optimiser step with full-rank matmuls, in place."""
         torch.mm(self.params, self.inputs_t, out=self.logits)
         self.residual_from_logits()
@@ -251,13 +253,22 @@ _warned_unavailable = False
 
 
 def describe_execution(config: AdapterConfig, device: str) -> tuple[str, str | None]:
-    """What will run the adapter's steps for `config` on `device` ("cpu", "cuda", "cuda:N"), and a
+    """What runs the adapter's steps for `config` on `device` ("cpu", "cuda", "cuda:N"), and a
     warning when it is a slower fallback. On a CPU this builds (or finds) the compiled kernel now,
-    so that a node pays for it at start-up rather than on its first frame."""
+    so that a node pays for it at start-up rather than on its first frame. On CUDA it is what ran
+    in this process so far (`graphed_steps.execution_record`): graphs captured and replayed, or
+    the eager fallback after a failed capture; ask again after a frame to know."""
     if config.solver != "fast":
         return f"solver {config.solver}", None
     if device.startswith("cuda"):
-        return "exact steps on CUDA" + (" as a replayed CUDA graph" if config.cuda_graphs else ""), None
+        if not config.cuda_graphs:
+            return "exact steps on CUDA, eager (cuda_graphs=False)", None
+        record = graphed_steps.execution_record()
+        if record.capture_failure is not None:
+            return (f"exact steps on CUDA, {record.path()}",
+                    f"the adapter's steps could not be captured as CUDA graphs, so they run eagerly, about 5x "
+                    f"slower: {record.capture_failure}")
+        return f"exact steps on CUDA as {record.path()}", None
     kind = "subspace steps (approximate)" if config.fast_subspace else "exact steps"
     kernel, reason = _kernel_or_reason(config)
     if kernel is not None:
@@ -267,32 +278,6 @@ def describe_execution(config: AdapterConfig, device: str) -> tuple[str, str | N
     warning = None if reason is None else (
         f"the adapter's compiled CPU kernel is unavailable, so it runs {slower} slower: {reason}")
     return f"{kind} as torch operations", warning
-
-
-def _run_cuda_graph(state: _FastState, steps: int) -> bool:
-    """Run `steps` exact steps by replaying a captured step. Returns False, with the state as it
-    was, when capture is not possible (the caller then runs the eager loop)."""
-    tensors = (state.params, state.exp_avg, state.exp_avg_sq, state.step_count)
-    saved = [t.clone() for t in tensors]
-    try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up before capture (allocations, kernel choice)
-            for _ in range(2):
-                state.exact_step(None)
-        torch.cuda.current_stream().wait_stream(side)
-        for target, value in zip(tensors, saved):
-            target.copy_(value)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            state.exact_step(None)
-    except RuntimeError:
-        for target, value in zip(tensors, saved):
-            target.copy_(value)
-        return False
-    for _ in range(steps):
-        graph.replay()
-    return True
 
 
 def refresh_interval(config: AdapterConfig) -> int:
@@ -306,7 +291,7 @@ def subspace_rank(problem: TrainingProblem, config: AdapterConfig) -> int:
     rows, dim = problem.features.shape
     if not config.fast_subspace or problem.features.is_cuda or rows == 0:
         return 0
-    width = -(-(dim + 1) // _COLUMN_ALIGN) * _COLUMN_ALIGN
+    width = augmented_width(dim)
     rank = min(int(torch.unique(problem.labels).numel()) + config.fast_extra_rank, width)
     return rank if 2 * rank * (rows + width) <= rows * width else 0
 
@@ -354,9 +339,10 @@ def solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.T
 
 
 def _solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    if problem.features.is_cuda:
+        return graphed_steps.solve_graphed([problem], config)[0]
     state = _FastState(problem, config)
-    on_cpu = not state.inputs.is_cuda
-    kernel = native_kernel(config) if on_cpu and state.inputs.dtype == torch.float32 else None
+    kernel = native_kernel(config) if state.inputs.dtype == torch.float32 else None
     if subspace_rank(problem, config) > 0:
         split = _Subspace(state, problem)
         if kernel is not None:
@@ -365,7 +351,7 @@ def _solve_fast(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.
             _run_subspace_torch(state, split, config.steps, refresh_interval(config))
     elif kernel is not None:
         _run_exact_native(state, config.steps, kernel)
-    elif on_cpu or not (config.cuda_graphs and _run_cuda_graph(state, config.steps)):
+    else:
         for step in range(config.steps):
             state.exact_step(step)
     return state.result()

@@ -11,6 +11,9 @@ return softmax(W q + b) for every query. The solvers train the same objective:
   kernel (`native.py`) where a C compiler exists. Its agreement with the plain loop is tested
   (test/core/adapter/test_adapter_fast.py) and benchmarked (scripts/bench_adapter.py).
 - ``solver="lbfgs"`` and batched frames: `options.py`, the speed options that change what is computed.
+
+On CUDA every matmul of the adapter (retrieval, problem building, the steps, the prediction) runs
+in full fp32, whatever TF32 setting the process has (`matmul_precision.exact_fp32`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from rns_ros.core.adapter.fast import solve_fast
 from rns_ros.core.adapter.options import solve_fast_batched, solve_lbfgs
 from rns_ros.core.adapter.plain import solve_plain
 from rns_ros.core.adapter.problem import TrainingProblem, build_training_problem, zero_shot_probabilities
+from rns_ros.core.matmul_precision import exact_fp32
 
 
 def solve(problem: TrainingProblem, config: AdapterConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,12 +41,13 @@ def predict_from_problem(problem: TrainingProblem, queries: torch.Tensor,
                          config: AdapterConfig) -> torch.Tensor:
     """(N, C) probabilities for `queries` given a built problem (trains when mode is "train")."""
     num_queries, num_classes = queries.shape[0], problem.num_classes
-    if problem.mode == "zero_shot":
-        return zero_shot_probabilities(queries, problem.text, config.zero_shot_scale)
-    if problem.mode == "uniform":
-        return queries.new_full((num_queries, num_classes), 1.0 / num_classes)
-    weight, bias = solve(problem, config)
-    return torch.softmax(queries @ weight.T + bias, dim=1)
+    with exact_fp32(queries.device):
+        if problem.mode == "zero_shot":
+            return zero_shot_probabilities(queries, problem.text, config.zero_shot_scale)
+        if problem.mode == "uniform":
+            return queries.new_full((num_queries, num_classes), 1.0 / num_classes)
+        weight, bias = solve(problem, config)
+        return torch.softmax(queries @ weight.T + bias, dim=1)
 
 
 def _class_columns(class_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -64,6 +69,10 @@ def _checked_queries(queries, dim: int | None) -> torch.Tensor:
     if not bool(torch.isfinite(queries).all()):
         raise ValueError("queries contain NaN or inf; pass finite unit-norm features")
     return queries.to(torch.float32)
+
+
+def _device_of(queries) -> torch.device:
+    return queries.device if isinstance(queries, torch.Tensor) else torch.device("cpu")
 
 
 class TestTimeAdapter:
@@ -111,10 +120,11 @@ class TestTimeAdapter:
         if len(memory.class_ids) == 0:
             queries = _checked_queries(queries, getattr(memory, "dim", None))
             return queries.new_zeros(queries.shape[0], 0)
-        queries, problem = self.build_problem(queries, memory)
-        if queries.shape[0] == 0:
-            return queries.new_zeros(0, problem.num_classes)
-        return predict_from_problem(problem, queries, self.config)
+        with exact_fp32(_device_of(queries)):
+            queries, problem = self.build_problem(queries, memory)
+            if queries.shape[0] == 0:
+                return queries.new_zeros(0, problem.num_classes)
+            return predict_from_problem(problem, queries, self.config)
 
     def predict_many(self, queries_list, memory) -> list[torch.Tensor]:
         """`predict` for several images against one memory, their classifiers trained together in
@@ -123,6 +133,12 @@ class TestTimeAdapter:
         rounding. Images without visual support are answered zero-shot, as in predict()."""
         if len(memory.class_ids) == 0:
             return [self.predict(q, memory) for q in queries_list]
+        if not queries_list:
+            return []
+        with exact_fp32(_device_of(queries_list[0])):
+            return self._predict_many(queries_list, memory)
+
+    def _predict_many(self, queries_list, memory) -> list[torch.Tensor]:
         built = [self.build_problem(q, memory) for q in queries_list]
         batch = [i for i, (q, p) in enumerate(built) if p.mode == "train" and q.shape[0] > 0]
         results: list[torch.Tensor | None] = [None] * len(built)

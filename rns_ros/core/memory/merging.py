@@ -5,8 +5,9 @@ The policy:
 - A class of the source whose name the target already has (in any spelling: names.py) *is* that
   class: its exemplars join it, the target's text feature and prompt stay. Nameless source classes, and names the target
   lacks, become new target classes (new ids; their text feature and prompt come along).
-- Every source exemplar becomes a new target exemplar (new id) with its features unchanged and
-  its raw label map renumbered to the target's class ids, so it can be re-encoded later.
+- Every source exemplar becomes a new target exemplar (new id) with its features unchanged, its
+  origin (the robot that taught it) kept, and its raw label map renumbered to the target's class
+  ids, so it can be re-encoded later.
 - Ids already in the target never change; source ids are mapped (returned).
 
 Both memories must hold features of the same backbone (`persistence.load_memory(...,
@@ -54,7 +55,7 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
         stray = set() if raw is None else set(np.unique(raw.labels).tolist()) - {0} - source_class_ids
         if stray:
             raise ValueError(f"source exemplar {eid} annotates class ids {sorted(stray)} that the source lacks")
-        planned.append((eid, feats, class_ids, raw))
+        planned.append((eid, feats, class_ids, raw, source.exemplar_origin(eid)))
 
     mapping = dict(joined)
     new_class_ids: list[int] = []
@@ -66,9 +67,10 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
             new_class_ids.append(cid)
         source_ids = np.array(sorted(mapping), dtype=np.int64)
         target_ids = np.array([mapping[c] for c in source_ids], dtype=np.int64)
-        for eid, feats, class_ids, raw in planned:
+        for eid, feats, class_ids, raw, origin in planned:
             exemplar = None if raw is None else _renumbered(raw, source_ids, target_ids)
-            exemplar_ids[eid] = target.add_image_features(feats, [mapping[c] for c in class_ids], exemplar=exemplar)
+            exemplar_ids[eid] = target.add_image_features(feats, [mapping[c] for c in class_ids], exemplar=exemplar,
+                                                          origin=origin)
     except Exception:
         for new_eid in exemplar_ids.values():  # undo (only an internal error can get here)
             target.remove_exemplar(new_eid)

@@ -4,7 +4,8 @@ Layout of a memory directory::
 
     memory.json        the manifest (the commit point): format version, backbone identity, dim,
                        classes (ids, names, prompts, which text row), next ids, exemplars (ids,
-                       class ids, and the data files holding their features, image and label map)
+                       class ids, origin robot, and the data files holding their features, image
+                       and label map), and the fleet sync's ledger (removals, class stamps)
     memory.prev.json   the manifest of the save before, kept with its data files as a fallback
     data/<sha>.npy     feature arrays (exemplar features, text features)
     data/<sha>.png     raw exemplar images (RGB) and label maps (16-bit; .npy past id 65535)
@@ -18,6 +19,10 @@ listed in the `LoadReport`; loading returns what it can still read. A single wri
 `save_memory` holds the directory's lock (dir_lock.py) while it writes, unless this process holds
 it already (a node holds its memory_dir's lock from configure to cleanup); another writer's lock
 makes it raise MemoryDirBusy, naming the holder.
+
+Format versions: 1 (the first); 2 adds each exemplar's "origin" (the robot that taught it) and the
+"ledger" (SupportMemory.ledger: what the fleet sync must remember with the memory, e.g. removed
+exemplars). Version 1 directories load as memories taught here with an empty ledger.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 from rns_ros.core.memory.support import SupportMemory
 
 FORMAT_NAME = "rns_ros.support_memory"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "memory.json"
 PREVIOUS_MANIFEST = "memory.prev.json"
 DATA_DIR = "data"
@@ -214,7 +219,7 @@ def _save(memory: SupportMemory, directory: Path) -> Path:
     exemplars = []
     for eid in memory.exemplar_ids:
         feats, class_ids = memory.exemplar_features(eid)
-        entry = {"id": eid, "class_ids": class_ids,
+        entry = {"id": eid, "class_ids": class_ids, "origin": memory.exemplar_origin(eid),
                  "features": blobs.put(_npy_bytes(feats.cpu().numpy().astype(np.float32)), "npy"),
                  "image": None, "labels": None}
         raw = memory.exemplar(eid)
@@ -227,7 +232,7 @@ def _save(memory: SupportMemory, directory: Path) -> Path:
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "backbone_identity": memory.backbone_identity, "dim": memory.dim,
         "next_class_id": memory.next_class_id, "next_exemplar_id": memory.next_exemplar_id,
-        "text": text_entry, "classes": classes, "exemplars": exemplars,
+        "text": text_entry, "classes": classes, "exemplars": exemplars, "ledger": memory.ledger,
     }
     manifest_path = directory / MANIFEST
     if manifest_path.exists():
@@ -361,6 +366,8 @@ def load_memory(directory: str | os.PathLike, *, backbone=None, device: str | to
     _load_classes(memory, manifest, directory, backbone, reencode, report, bad)
     _load_exemplars(memory, manifest, directory, backbone, reencode, report, bad)
     memory._set_next_ids(manifest["next_class_id"], manifest["next_exemplar_id"])
+    ledger = manifest.get("ledger")
+    memory.ledger = ledger if isinstance(ledger, dict) else {}
     return memory, report
 
 
@@ -434,4 +441,5 @@ def _load_exemplars(memory, manifest, directory, backbone, reencode, report, bad
         if raw is None and (entry.get("image") or entry.get("labels")):
             report.exemplars_without_raw.append(eid)
         feats, class_ids = memory._check_features(torch.as_tensor(feats), class_ids)
-        memory._insert_exemplar(eid, feats, class_ids, raw)
+        origin = entry.get("origin")
+        memory._insert_exemplar(eid, feats, class_ids, raw, origin if isinstance(origin, str) and origin else None)

@@ -6,10 +6,12 @@ better engineering).
 
 Backends:
 - ``"faiss"``: ``IndexIDMap2(IndexFlatIP)`` on the CPU, exact. The CPU default.
-- ``"faiss-gpu"``: ``GpuIndexFlatIP``, exact; only when faiss has GPU support *and* CUDA is present
-  (faiss-gpu imports on CPU-only machines, but its GPU index fails there).
+- ``"faiss-gpu"``: ``GpuIndexFlatIP``, exact; opt-in only (never "auto"): it takes the queries as
+  host arrays and hands the ids back through the host on every search, and faiss-gpu 1.15.1 brings
+  a CUDA 12 runtime beside torch's CUDA 13. Needs faiss with GPU support *and* CUDA (faiss-gpu
+  imports on CPU-only machines, but its GPU index fails there).
 - ``"torch"``: a resident (M, d) tensor on `device`, one matmul + top-k per search, no host round trip.
-  The default on CUDA when faiss has no GPU support.
+  What "auto" picks on CUDA (issue 27), whether or not faiss-gpu is installed.
 - ``approximate_above=n`` (faiss CPU only): once the index holds n vectors, it is converted once to an
   ``IndexIVFFlat`` (inner product, trained on the contents at that moment); later inserts and
   removals update it. Recall vs exact search is measured by ``scripts/bench_support_scale.py``.
@@ -65,7 +67,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend != "auto":
         return backend
     if device.type == "cuda":
-        return "faiss-gpu" if faiss_has_gpu() else "torch"
+        return "torch"
     if device.type == "cpu":
         return "faiss"
     return "torch"

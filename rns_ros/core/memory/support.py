@@ -5,6 +5,12 @@ Classes have stable integer ids >= 1, assigned in increasing order and never reu
 of those rows is the bank V, held on `device` and mirrored in a retrieval index that is updated on
 every insert and removal. Every refused call raises before anything changes; every successful
 change bumps `version`.
+
+Features and text features are stored unit-norm; a row that is unit-norm already (to float32
+precision) is stored bit for bit as given, so a memory saved and loaded again, or an exemplar sent
+to another robot (rns_ros.core.fleet), holds exactly the same numbers. Each exemplar remembers the
+robot that taught it (`origin`, None = here), and `ledger` carries the fleet sync's bookkeeping;
+both are saved and loaded with the memory.
 """
 from __future__ import annotations
 
@@ -16,6 +22,17 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# Rows whose norm is within this of 1 count as unit-norm already and are stored as given (a second
+# F.normalize changes the last bit of ~40% of float32 rows; this keeps save/load and fleet copies exact).
+UNIT_NORM_TOLERANCE = 1e-5
+
+
+def unit_rows(rows: torch.Tensor) -> torch.Tensor:
+    """`rows` (m, d) float32 made unit-norm along the last dimension; rows that already are (within
+    UNIT_NORM_TOLERANCE) are returned bit for bit."""
+    norms = rows.norm(dim=-1, keepdim=True)
+    return torch.where((norms - 1.0).abs() <= UNIT_NORM_TOLERANCE, rows, F.normalize(rows, dim=-1))
 
 from rns_ros.core.memory.exemplars import Exemplar
 from rns_ros.core.memory.fusion import DEFAULT_LAMBDAS, fuse_features
@@ -32,6 +49,7 @@ class ClassRecord:
     prompt: str | None  # the text the feature was computed from, when it was not the name
     has_text: bool
     exemplar_ids: tuple[int, ...]  # exemplars holding a feature of this class, ascending
+    exemplar_origins: tuple[str | None, ...] = ()  # robot that taught each of them (None = here)
 
 
 @dataclass
@@ -46,6 +64,7 @@ class _ExemplarState:
     exemplar: Exemplar | None
     keys: list[int]  # bank row keys (index ids) of its features
     class_ids: list[int]  # class of each of those rows
+    origin: str | None = None  # the robot that taught it (fleet.robot_id), None = this one
 
 
 class _Bank:
@@ -141,6 +160,9 @@ class SupportMemory:
         self._version = 0
         self._cache: dict[str, object] = {}
         self._lock = threading.RLock()
+        # JSON-ready bookkeeping of the fleet sync (rns_ros.core.fleet.ledger), saved and loaded with
+        # the memory so that it changes atomically with what it describes; opaque to the memory.
+        self.ledger: dict = {}
 
     # ------------------------------------------------------------------ read access
     @property
@@ -204,7 +226,8 @@ class SupportMemory:
         state = self._state(cid)
         eids = tuple(sorted(e for e, ex in self._exemplars.items() if int(cid) in ex.class_ids))
         return ClassRecord(id=int(cid), name=state.name, prompt=state.prompt,
-                           has_text=state.text is not None, exemplar_ids=eids)
+                           has_text=state.text is not None, exemplar_ids=eids,
+                           exemplar_origins=tuple(self._exemplars[e].origin for e in eids))
 
     @_locked
     def class_id(self, name: str) -> int:
@@ -230,6 +253,16 @@ class SupportMemory:
     def exemplar(self, eid: int) -> Exemplar | None:
         """The raw exemplar kept with exemplar `eid` (None when only its features were given)."""
         return self._exemplar_state(eid).exemplar
+
+    @_locked
+    def exemplar_class_ids(self, eid: int) -> list[int]:
+        """The class of each feature row of exemplar `eid` (without copying its features)."""
+        return list(self._exemplar_state(eid).class_ids)
+
+    @_locked
+    def exemplar_origin(self, eid: int) -> str | None:
+        """The robot that taught exemplar `eid` (its fleet.robot_id), or None when it was taught here."""
+        return self._exemplar_state(eid).origin
 
     @_locked
     def exemplar_features(self, eid: int) -> tuple[torch.Tensor, list[int]]:
@@ -334,7 +367,7 @@ class SupportMemory:
             raise ValueError("text_feature contains NaN or inf")
         if float(text.norm()) == 0.0:
             raise ValueError("text_feature is all zeros; pass None for a class without text")
-        return F.normalize(text, dim=0).to(self.device)
+        return unit_rows(text).to(self.device)
 
     @_locked
     def add_class(self, name: str | None, text_feature=None, *, prompt: str | None = None) -> int:
@@ -387,7 +420,7 @@ class SupportMemory:
                 labels = np.where(raw.labels == cid, 0, raw.labels)
                 raw = raw.with_labels(labels) if np.any(labels) else None
             new_states[eid] = _ExemplarState(raw, [state.keys[i] for i in keep],
-                                             [state.class_ids[i] for i in keep])
+                                             [state.class_ids[i] for i in keep], state.origin)
         self._drop_rows(drop_keys)
         for eid, new in new_states.items():
             if new is None:
@@ -421,16 +454,20 @@ class SupportMemory:
         unknown = sorted(set(ids) - set(self._classes))
         if unknown:
             raise ValueError(f"unknown class ids {unknown}; add the classes first (known: {self.class_ids})")
-        return F.normalize(feats, dim=1).to(self.device), ids
+        return unit_rows(feats).to(self.device), ids
 
     @_locked
-    def add_image_features(self, feats, class_ids, *, exemplar: Exemplar | None = None) -> int:
+    def add_image_features(self, feats, class_ids, *, exemplar: Exemplar | None = None,
+                           origin: str | None = None) -> int:
         """Add the per-image class features of one support image; returns its exemplar id.
 
         `feats`: (m, d) float (made unit-norm), `class_ids`: m known class ids (usually from
         `encode_exemplar`). `exemplar`: the raw image + label map, kept for re-encoding; its
-        annotated classes must all be known and include every id in `class_ids`.
+        annotated classes must all be known and include every id in `class_ids`. `origin`: the robot
+        that taught it, when another robot did (fleet sync); None = taught here.
         """
+        if origin is not None and (not isinstance(origin, str) or not origin):
+            raise ValueError(f"origin must be a non-empty robot id or None, got {origin!r}")
         feats, ids = self._check_features(feats, class_ids)
         if exemplar is not None:
             if not isinstance(exemplar, Exemplar):
@@ -442,10 +479,10 @@ class SupportMemory:
             extra = sorted(set(ids) - annotated)
             if extra:
                 raise ValueError(f"class ids {extra} have features but no pixel in the exemplar's labels")
-        return self._insert_exemplar(self._next_exemplar_id, feats, ids, exemplar)
+        return self._insert_exemplar(self._next_exemplar_id, feats, ids, exemplar, origin)
 
     def _insert_exemplar(self, eid: int, feats: torch.Tensor, ids: list[int],
-                         exemplar: Exemplar | None) -> int:
+                         exemplar: Exemplar | None, origin: str | None = None) -> int:
         """Insert validated unit-norm rows under exemplar id `eid` (used by add and by loading)."""
         if eid in self._exemplars:
             raise ValueError(f"exemplar id {eid} is already in use")
@@ -454,7 +491,7 @@ class SupportMemory:
         self._next_key += len(keys)
         self._bank.append(feats, torch.as_tensor(ids, dtype=torch.int64, device=self.device),
                           torch.as_tensor(keys, dtype=torch.int64, device=self.device))
-        self._exemplars[eid] = _ExemplarState(exemplar, keys, list(ids))
+        self._exemplars[eid] = _ExemplarState(exemplar, keys, list(ids), origin)
         self._next_exemplar_id = max(self._next_exemplar_id, eid + 1)
         self._changed()
         return eid

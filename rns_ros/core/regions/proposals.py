@@ -33,6 +33,9 @@ def proposal_input(image: np.ndarray, dense) -> np.ndarray:
     return (resized * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+GPU_POINTS_PER_BATCH = 512  # the paper's, on a GPU
+CPU_POINTS_PER_BATCH = 64  # peak memory near 3.6 GB for Hiera-L at 512x512 (ml-stack.md)
+_PAINT_CHUNK = 64  # masks painted per step by masks_to_partition_tensor (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,9 @@ class ProposalConfig:
     """SAM 2 settings for region proposals and prompting. Defaults = the RNS paper (section 5).
 
     Memory: the mask decoder runs `points_per_batch` prompts at once and upsamples every mask to
-    image size, so peak memory grows with it: the paper's 512 on a GPU; on a CPU 512 peaked at
-    15.6 GB for Hiera-L at 512x512 (ml-stack.md), 64 stays near 3.6 GB. Same masks either way.
+    image size, so peak memory grows with it: the paper's 512 on a GPU (the default there: 32x32
+    points are 2 decoder calls, not 16); on a CPU 512 peaked at 15.6 GB for Hiera-L at 512x512
+    (ml-stack.md), 64 (the default there) stays near 3.6 GB. Same masks either way.
     """
 
     model: str = "sam2.1-hiera-large"  # preset or sam2 config NAME (not a path), see sam2_models
@@ -51,7 +55,7 @@ class ProposalConfig:
     random_weights: bool = False  # build a real-size model untrained: compute-only benchmarks
     # automatic mask generation
     points_per_side: int = 32  # grid of points_per_side^2 single-point prompts
-    points_per_batch: int = 64  # prompts per decoder call: memory vs speed only (paper: 512, GPU)
+    points_per_batch: int = 0  # prompts per decoder call, memory vs speed only; 0: 512 on CUDA (paper), 64 on a CPU
     pred_iou_thresh: float = 0.4  # keep masks with predicted IoU > this
     stability_score_thresh: float = 0.4  # keep masks with stability score >= this
     stability_score_offset: float = 1.0  # logit shift used to compute the stability score
@@ -66,10 +70,10 @@ class ProposalConfig:
         sam2_models.resolve_model(self.model)  # cheap: validates the name, imports nothing
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} unknown; use one of {list(PRECISIONS)}")
-        for name in ("points_per_side", "points_per_batch", "scribble_points"):
+        for name, least in (("points_per_side", 1), ("points_per_batch", 0), ("scribble_points", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -84,9 +88,15 @@ class ProposalConfig:
         return sam2_models.build_sam2_model(self.model, self.checkpoint, self.device,
                                             random_weights=self.random_weights)
 
+    def batch_size(self) -> int:
+        """Prompts per decoder call: `points_per_batch`, or for 0 the size for the device."""
+        if self.points_per_batch:
+            return self.points_per_batch
+        return GPU_POINTS_PER_BATCH if torch.device(self.device).type == "cuda" else CPU_POINTS_PER_BATCH
+
     def generator_settings(self) -> dict:
         """Keyword arguments of `sam2_models.build_mask_generator` for these settings."""
-        return dict(points_per_side=self.points_per_side, points_per_batch=self.points_per_batch,
+        return dict(points_per_side=self.points_per_side, points_per_batch=self.batch_size(),
                     pred_iou_thresh=self.pred_iou_thresh,
                     stability_score_thresh=self.stability_score_thresh,
                     stability_score_offset=self.stability_score_offset,
@@ -139,6 +149,35 @@ def masks_to_partition(masks: np.ndarray) -> np.ndarray:
     return lookup[owner]  # owner == -1 indexes the last slot
 
 
+def masks_to_partition_tensor(masks: torch.Tensor) -> torch.Tensor:
+    """`masks_to_partition` on (R, H, W) bool tensors, where they are (a GPU): the same partition,
+    built without a loop over masks. Each pixel takes the covering mask painted last (paint order:
+    ascending area, ties in input order), found as the largest paint position among the covering
+    masks (64 masks at a time, to bound memory); survivors are renumbered in input order, the
+    uncovered pixels get the next id. Returns an (H, W) int64 tensor on the masks' device."""
+    if masks.dim() != 3 or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be an (R, H, W) bool tensor, got {masks.dtype} {tuple(masks.shape)}")
+    r, h, w = masks.shape
+    device = masks.device
+    if r == 0:
+        return torch.zeros(h, w, dtype=torch.int64, device=device)
+    order = torch.sort(masks.flatten(1).sum(1), stable=True).indices  # paint order
+    position = torch.empty(r, dtype=torch.int32, device=device)
+    position[order] = torch.arange(1, r + 1, dtype=torch.int32, device=device)  # 1-based
+    painted = torch.zeros(h, w, dtype=torch.int32, device=device)  # 0: no mask
+    for start in range(0, r, _PAINT_CHUNK):
+        chunk = masks[start:start + _PAINT_CHUNK] * position[start:start + _PAINT_CHUNK, None, None]
+        painted = torch.maximum(painted, chunk.amax(0))
+    present = torch.zeros(r + 1, dtype=torch.bool, device=device)
+    present[painted.flatten().long()] = True  # by paint position; [0]: some pixel is uncovered
+    survivors = present[1:][position.long() - 1]  # by input index
+    new_id = torch.cumsum(survivors.long(), 0) - 1  # survivors numbered 0..K-1 in input order
+    lookup = torch.empty(r + 1, dtype=torch.int64, device=device)
+    lookup[0] = survivors.sum()  # K: the uncovered pixels
+    lookup[position.long()] = new_id
+    return lookup[painted.long()]
+
+
 class LazySam2:
     """Holds a SAM 2 model given at construction, or builds it from `self.config` on first use."""
 
@@ -189,3 +228,16 @@ class RegionProposer(LazySam2):
     def partition(self, image: np.ndarray) -> np.ndarray:
         """(H, W) int64 region ids of `image`, see `masks_to_partition` for the numbering."""
         return masks_to_partition(self.masks(image))
+
+    def mask_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """`masks` as an (R, H, W) bool tensor on SAM 2's device, never passing through the host."""
+        image = check_image(image)
+        with torch.inference_mode(), sam2_autocast(self.model, self.config.precision):
+            return self.generator.mask_tensor(image)
+
+    def partition_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """`partition` built on SAM 2's device from its mask tensors: (H, W) int64 there."""
+        masks = self.mask_tensor(image)
+        with torch.inference_mode():
+            partition = masks_to_partition_tensor(masks)
+        return partition.clone()  # an ordinary tensor, usable outside inference mode

@@ -21,10 +21,12 @@ milliseconds; its masks mean nothing. Never use it for results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rns_ros.core.advice import MissingWeightsError
@@ -249,16 +251,16 @@ def build_mask_generator(model: torch.nn.Module, *, points_per_side: int, points
                          pred_iou_thresh: float, stability_score_thresh: float,
                          stability_score_offset: float, box_nms_thresh: float,
                          multimask_output: bool, min_mask_region_area: int):
-    """A `sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator` with exactly these settings.
+    """A `sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator` with exactly these settings,
+    which also hands its masks over as one tensor on the model's device (`mask_tensor(image)`,
+    see `_kept_masks_generator`).
 
     Every setting is a named argument here because sam2's constructor swallows unknown keyword
     arguments silently. No image crops (crop_n_layers=0), binary masks out, no mask-to-mask
     refinement.
     """
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # noqa: PLC0415
-
     with _eager_transforms():
-        generator = SAM2AutomaticMaskGenerator(
+        generator = _kept_masks_generator()(
             model,
             points_per_side=points_per_side,
             points_per_batch=points_per_batch,
@@ -274,3 +276,62 @@ def build_mask_generator(model: torch.nn.Module, *, points_per_side: int, points
         )
     generator.predictor._bb_feat_sizes = _backbone_feature_sizes(model)
     return generator
+
+
+@functools.cache
+def _kept_masks_generator():
+    """sam2's `SAM2AutomaticMaskGenerator` with one method more, `mask_tensor(image)`: the masks
+    `generate(image)` returns as numpy "segmentation" arrays, same masks, same order, as one
+    (R, H, W) bool tensor on the model's device (issue 27). `generate` encodes every kept mask to
+    run lengths through the host (sam2 1.1.0, automatic_mask_generator.py, `_process_batch`:
+    `mask_to_rle_pytorch`) and decodes them again on the host (`generate`: `rle_to_mask`);
+    `mask_tensor` keeps the thresholded masks where the decoder made them. The filters are sam2's
+    own `_process_batch` steps (use_m2m=False), the crop and NMS sam2's own `_process_crop`."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # noqa: PLC0415
+    from sam2.utils.amg import (MaskData, batched_mask_to_box, calculate_stability_score,  # noqa: PLC0415
+                                generate_crop_boxes, is_box_near_crop_edge, uncrop_masks)
+
+    class KeptMasksGenerator(SAM2AutomaticMaskGenerator):
+        _keep_masks = False
+
+        def mask_tensor(self, image: np.ndarray) -> torch.Tensor:
+            orig_size = image.shape[:2]
+            crop_boxes, layers = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+            if len(crop_boxes) != 1 or self.use_m2m:
+                raise RuntimeError("mask_tensor supports one crop without mask-to-mask refinement")
+            self._keep_masks = True
+            try:
+                data = self._process_crop(image, crop_boxes[0], layers[0], orig_size)
+            finally:
+                self._keep_masks = False
+            return data["rles"]  # the masks themselves (see _process_batch)
+
+        def _process_batch(self, points, im_size, crop_box, orig_size, normalize=False):
+            if not self._keep_masks:
+                return super()._process_batch(points, im_size, crop_box, orig_size, normalize)
+            orig_h, orig_w = orig_size
+            points = torch.as_tensor(points, dtype=torch.float32, device=self.predictor.device)
+            in_points = self.predictor._transforms.transform_coords(points, normalize=normalize, orig_hw=im_size)
+            in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
+            masks, iou_preds, _ = self.predictor._predict(in_points[:, None, :], in_labels[:, None],
+                                                          multimask_output=self.multimask_output, return_logits=True)
+            data = MaskData(masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1),
+                            points=points.repeat_interleave(masks.shape[1], dim=0))
+            del masks
+            if self.pred_iou_thresh > 0.0:
+                data.filter(data["iou_preds"] > self.pred_iou_thresh)
+            data["stability_score"] = calculate_stability_score(data["masks"], self.mask_threshold,
+                                                                self.stability_score_offset)
+            if self.stability_score_thresh > 0.0:
+                data.filter(data["stability_score"] >= self.stability_score_thresh)
+            data["masks"] = data["masks"] > self.mask_threshold
+            data["boxes"] = batched_mask_to_box(data["masks"])
+            keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+            if not torch.all(keep):
+                data.filter(keep)
+            # under the key sam2's _process_crop counts and filters along: the masks, not run lengths
+            data["rles"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
+            del data["masks"]
+            return data
+
+    return KeptMasksGenerator

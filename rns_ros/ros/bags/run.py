@@ -51,9 +51,9 @@ def prepare_engine(engine_config, node_config, log: Callable[[str], None]):
     from rns_ros.ros.teaching.memory_store import MemoryStore
 
     engine = build_engine(engine_config)
-    for warning in (engine.device_warning, engine.adapter_warning):
-        if warning:
-            log(warning)
+    for line in (engine.device_warning, engine.profile_note, engine.adapter_warning):
+        if line:
+            log(line)
     if engine_config.backbone == "test-tiny":
         log("backbone 'test-tiny' has RANDOM weights: for tests and smoke runs only, its labels are meaningless")
     if node_config.memory_dir:

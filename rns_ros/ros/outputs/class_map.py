@@ -43,6 +43,7 @@ def class_info_message(entry: ClassEntry, palette: Palette) -> ClassInfo:
     return ClassInfo(id=int(entry.id), name=entry.name, description=entry.description,
                      has_text=bool(entry.has_text), exemplar_count=len(entry.exemplar_ids),
                      exemplar_ids=[int(e) for e in entry.exemplar_ids],
+                     exemplar_origins=list(entry.exemplar_origins) or [""] * len(entry.exemplar_ids),
                      color=ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0))
 
 

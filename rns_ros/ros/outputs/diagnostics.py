@@ -69,7 +69,7 @@ def node_status(name: str, state: str, stats: StatsSnapshot, engine, teacher, in
             problems.append("running on the CPU fallback")
         if engine.adapter_warning:
             level = DiagnosticStatus.WARN
-            problems.append("adapter on its slower torch fallback (no compiled kernel)")
+            problems.append("adapter on a slower fallback (see adapter)")
     if teacher is not None:
         extra.update(teacher.diagnostics())
         if teacher.store.load_problems or teacher.store.last_save_error:

@@ -1,6 +1,14 @@
 """SAM 2 prompts of the teaching services: a box, points or a scribble on an image -> the exemplar
 mask. One `PromptMasker` per node, built on first use (it can share region mode's SAM 2 model), used
-by one request at a time."""
+by one request at a time, with the engine's SAM 2 settings (the profile's precision included).
+
+A prompt runs SAM 2 outside the engine's lock, beside the frame loop, so that teaching never stalls
+the camera's frames for a SAM 2 image encoding. On CUDA that is safe (issue 27): the adapter
+captures its CUDA graphs with thread-local capture mode (rns_ros/core/adapter/graphed_steps.py),
+so this thread's allocations and synchronisations can neither fail nor invalidate a capture in
+progress (tested on a GPU: test_graphed_steps.py, CUDA work in another thread during captures);
+while the adapter runs, this thread's fp32 matmuls run without TF32 (matmul_precision.py): only
+more exact. The mask then lands in the memory under the engine's lock (teacher.py)."""
 from __future__ import annotations
 
 import threading
@@ -10,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from rns_ros.core.advice import explain
+from rns_ros.ros.engine import proposal_config
 from rns_ros.ros.params import ERROR_SPELLING
 from rns_ros.ros.teaching.requests import Refused
 
@@ -54,12 +63,15 @@ class PromptMasks:
 
 
 def prompt_masker_factory(engine, proposals) -> Callable[[], object]:
-    """() -> PromptMasker for the engine's device, sharing region mode's SAM 2 model if there is one."""
+    """() -> PromptMasker for the engine's device and profile, sharing region mode's SAM 2 model
+    if there is one."""
     def build():
         from rns_ros.core.regions.prompts import PromptMasker
         from rns_ros.core.regions.sam2_models import check_checkpoint
 
-        config = replace(proposals, device=engine.device)
+        profile = getattr(engine, "profile", None)  # a test's fake engine has none
+        config = (proposal_config(proposals, profile, engine.device) if profile is not None
+                  else replace(proposals, device=engine.device))
         proposer = getattr(getattr(engine, "segmenter", None), "proposer", None)
         if proposer is not None:
             return PromptMasker(proposer.model, config=config)

@@ -53,6 +53,8 @@ class Teacher:
     "the latest frame" falls back to when the newest one is malformed.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
+    before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
+    the change, rns_ros/ros/fleet/link.py); an error inside it is logged, the change stands.
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
     class_id_ceiling: () -> (largest class id allowed, why) or None: changes that would create a
     class above it are refused (class_ids.py; the node sets 255 with depth.aligned_outputs).
@@ -79,6 +81,7 @@ class Teacher:
         self.max_image_pixels = max_image_pixels
         self.processing_enabled = True
         self.id_limit = ClassIdLimit(class_id_ceiling)
+        self.before_save: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -135,7 +138,13 @@ class Teacher:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
         if getattr(self.engine, "segmenter", None) is None:
             return None
-        return self.store.save(self.engine.segmenter.memory)
+        memory = self.engine.segmenter.memory
+        if self.before_save is not None:
+            try:
+                self.before_save(memory)
+            except Exception as exc:  # noqa: BLE001 - the change stands in the node and on disk
+                self.log_error(f"sharing the change with the fleet failed: {exc!r}")
+        return self.store.save(memory)
 
     def _applied(self, message: str, warning: str | None) -> str:
         try:
@@ -193,6 +202,8 @@ class Teacher:
 
     @service_handler
     def add_exemplar(self, request, response):
+        """Teach one exemplar; with `dry_run` run every step and check of a real add (SAM 2 for a
+        prompt, the backbone's encoding under the lock) and answer with the mask, storing nothing."""
         from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
         name = clean_name(request.class_name, "class_name")
@@ -216,20 +227,29 @@ class Teacher:
             if not class_ids:
                 raise Refused("the marked area vanishes at the backbone's resolution; mark a larger area")
             created = cid is None
-            if created:
-                cid = memory.add_class(name)
-            try:
-                eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
-            except Exception:
+            if not request.dry_run:
                 if created:
-                    memory.remove_class(cid)
-                raise
-            warning = self.save()
+                    cid = memory.add_class(name)
+                try:
+                    eid = memory.add_image_features(feats, [cid], exemplar=Exemplar.from_mask(rgb, mask, cid))
+                except Exception:
+                    if created:
+                        memory.remove_class(cid)
+                    raise
+                warning = self.save()
+        source = f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels"
+        if request.dry_run:  # the mask always comes back: it is what a dry run is for
+            response.class_id = int(cid or 0)
+            taught_on = describe_taught_frame(response, frame, mask, True)
+            what = "a new class" if created else f"id {cid}"
+            response.message = f"dry run, nothing stored: an exemplar of {name!r} ({what}) from {source}, {taught_on}"
+            response.class_map = self.class_map()
+            return
         response.exemplar_id, response.class_id = int(eid), int(cid)
         taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
-            f"exemplar {eid} of {shorten(name)} (id {cid}{', new class' if created else ''}) from "
-            f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels, {taught_on}", warning)
+            f"exemplar {eid} of {shorten(name)} (id {cid}{', new class' if created else ''}) from {source}, {taught_on}",
+            warning)
         response.class_map = self.class_map()
 
     @service_handler

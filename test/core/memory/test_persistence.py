@@ -69,10 +69,11 @@ def state(memory: SupportMemory):
 
 
 def same(a: dict, b: dict) -> bool:
-    """Equal states; features equal up to float rounding (loading re-normalises rows)."""
+    """Equal states, features bit for bit (unit-norm rows are stored as given, so loading does not
+    normalise them a second time)."""
     floats = ("text", "bank")
     return ({k: v for k, v in a.items() if k not in floats} == {k: v for k, v in b.items() if k not in floats}
-            and all(a[k].shape == b[k].shape and np.allclose(a[k], b[k], atol=1e-6) for k in floats))
+            and all(a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in floats))
 
 
 def test_round_trip_keeps_ids_features_and_raw_exemplars(tmp_path):
@@ -260,6 +261,34 @@ def test_identity_change_reencodes_raw_exemplars_and_text(tmp_path):
     assert has.tolist() == [True, True, False]
     expected_text = new_backbone.encode_text(["cat", "a photo of a dog"])  # prompt when there is one
     np.testing.assert_allclose(text[:2].numpy(), expected_text.numpy(), atol=1e-6)
+
+
+def test_origins_and_the_ledger_are_saved_and_a_version_1_memory_still_loads(tmp_path):
+    """Format 2 keeps which robot taught each exemplar and the fleet sync's ledger; a directory
+    written by format 1 (no such fields) loads as a memory taught here, with an empty ledger."""
+    backbone = FakeBackbone(dim=D)
+    memory = build_memory(backbone)
+    received = memory.add_image_features(torch.randn(1, D), [memory.class_id("cat")], origin="/b/rns@robot-b")
+    memory.ledger = {"clock": 7, "removed_exemplars": ["ab" * 32]}
+    directory = tmp_path / "mem"
+    save_memory(memory, directory)
+    loaded, report = load_memory(directory)
+    assert report.ok and same(state(loaded), state(memory)) and loaded.ledger == memory.ledger
+    assert [loaded.exemplar_origin(e) for e in loaded.exemplar_ids] == \
+        [None] * (len(loaded.exemplar_ids) - 1) + ["/b/rns@robot-b"]
+    assert loaded.class_record(loaded.class_id("cat")).exemplar_origins[-1] == "/b/rns@robot-b"
+    assert received == loaded.exemplar_ids[-1]
+
+    manifest = manifest_of(directory)
+    manifest["format_version"] = 1
+    del manifest["ledger"]
+    for entry in manifest["exemplars"]:
+        del entry["origin"]
+    (directory / "memory.json").write_text(json.dumps(manifest))
+    old, report = load_memory(directory)
+    assert report.ok and report.format_version == 1 and old.ledger == {}
+    assert [old.exemplar_origin(e) for e in old.exemplar_ids] == [None] * len(old.exemplar_ids)
+    assert old.bank()[0].numpy().tobytes() == memory.bank()[0].numpy().tobytes()
 
 
 def test_identity_mismatch_without_backbone_and_newer_format_are_refused(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from rns_ros.core.memory import retrieval
 from rns_ros.core.memory.retrieval import InnerProductIndex, IvfSettings, resolve_backend
 
 CPU_BACKENDS = ["faiss", "torch"]
@@ -77,8 +78,12 @@ def test_refused_updates_change_nothing(backend):
     assert index.search(torch.eye(4)[1:2], 2)[1].tolist() == [[2, 1]]
 
 
-def test_auto_backend_and_bad_names():
+def test_auto_backend_and_bad_names(monkeypatch):
     assert resolve_backend("auto", torch.device("cpu")) == "faiss"
+    monkeypatch.setattr(retrieval, "faiss_has_gpu", lambda: True)  # faiss-gpu installed, a GPU present
+    assert resolve_backend("auto", torch.device("cuda:1")) == "torch"  # faiss-gpu is opt-in only
+    assert resolve_backend("faiss-gpu", torch.device("cuda")) == "faiss-gpu"
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown index backend"):
         InnerProductIndex(4, backend="annoy")
     if not torch.cuda.is_available():
@@ -110,7 +115,7 @@ def test_approximate_index_converts_once_and_keeps_updating():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("backend", ["torch", "faiss-gpu"])
 def test_gpu_backends_match_brute_force(backend):
-    if backend == "faiss-gpu" and resolve_backend("auto", torch.device("cuda")) != "faiss-gpu":
+    if backend == "faiss-gpu" and not retrieval.faiss_has_gpu():
         pytest.skip("faiss has no GPU support in this environment")
     rng = np.random.default_rng(2)
     feats, ids = unit_rows(rng, 500, 64), np.arange(500, dtype=np.int64) + 5

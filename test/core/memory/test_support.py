@@ -250,3 +250,23 @@ def test_a_replacing_memory_continues_the_version_sequence():
     ahead = loaded.version
     loaded.continue_version_after(0)  # never goes back
     assert loaded.version == ahead
+
+
+def test_unit_norm_rows_are_stored_bit_for_bit_and_others_normalised():
+    """A row that is unit-norm already is kept as given (a second normalisation changes the last
+    bit of many float32 rows: a saved and loaded memory, or a copy on another robot, would differ);
+    any other row is normalised."""
+    memory = SupportMemory(dim=64)
+    cid = memory.add_class("a", text_feature=torch.nn.functional.normalize(torch.randn(64), dim=0))
+    unit = torch.nn.functional.normalize(torch.randn(200, 64), dim=1)
+    assert not torch.equal(torch.nn.functional.normalize(unit, dim=1), unit)  # why it matters
+    for row in unit:
+        memory.add_image_features(row[None], [cid])
+    assert torch.equal(memory.bank()[0], unit)
+    scaled = unit[:3] * torch.tensor([[2.0], [0.5], [1.01]])
+    eid = memory.add_image_features(scaled, [cid] * 3)
+    np.testing.assert_allclose(memory.exemplar_features(eid)[0].norm(dim=1).numpy(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(memory.exemplar_features(eid)[0].numpy(), unit[:3].numpy(), atol=1e-6)
+    text = torch.nn.functional.normalize(torch.randn(64), dim=0)
+    memory.set_text_feature(cid, text)
+    assert torch.equal(memory.text_feature(cid), text)

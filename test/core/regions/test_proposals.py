@@ -17,7 +17,8 @@ from _tiny_sam2 import TINY
 from rns_ros.core.backbones.base import DenseFeatures
 from rns_ros.core.regions.pooling import pool_segments, to_feature_grid
 from rns_ros.core.regions.prompts import PromptMasker
-from rns_ros.core.regions.proposals import ProposalConfig, RegionProposer, masks_to_partition
+from rns_ros.core.regions.proposals import ProposalConfig, RegionProposer, masks_to_partition, \
+    masks_to_partition_tensor
 
 
 # ---------------------------------------------------------------- partition rule
@@ -61,19 +62,47 @@ def test_partition_ties_go_to_the_later_mask_and_covered_masks_disappear():
     assert out.dtype == np.int64
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_partition_matches_the_pixel_loop_on_random_overlapping_masks(seed):
+def random_masks(seed: int, h: int = 11, w: int = 13, most: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    h, w, r = 11, 13, int(rng.integers(1, 7))
+    r = int(rng.integers(1, most))
     masks = np.zeros((r, h, w), bool)
     for i in range(r):
         y0, x0 = rng.integers(0, h), rng.integers(0, w)
         masks[i, y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = True
     if seed % 2:
         masks[r - 1] = masks[0]  # an exact duplicate: a tie
+    return masks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_partition_matches_the_pixel_loop_on_random_overlapping_masks(seed):
+    masks = random_masks(seed)
     out = masks_to_partition(masks)
     assert np.array_equal(out, reference_partition(masks))
     assert set(np.unique(out)) == set(range(out.max() + 1))  # ids contiguous from 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_partition_from_tensors_equals_the_numpy_partition(seed, monkeypatch):
+    """The device path (issue 27) against the numpy one: small masks as above, and many masks
+    (over 64: several painting chunks) with ties, empty and fully covered masks."""
+    import rns_ros.core.regions.proposals as proposals
+
+    if seed >= 6:
+        monkeypatch.setattr(proposals, "_PAINT_CHUNK", 5)
+    masks = random_masks(seed, 17, 23, most=80 if seed % 3 == 0 else 7)
+    if len(masks) > 3:
+        masks[2] = False  # an empty mask
+        masks[3] = masks[1] & ~masks[0]  # may be fully painted over
+    got = masks_to_partition_tensor(torch.from_numpy(masks))
+    assert got.dtype == torch.int64 and np.array_equal(got.numpy(), masks_to_partition(masks))
+
+
+def test_partition_from_tensors_without_masks_and_refusals():
+    assert torch.equal(masks_to_partition_tensor(torch.zeros(0, 3, 5, dtype=torch.bool)),
+                       torch.zeros(3, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match="bool"):
+        masks_to_partition_tensor(torch.zeros(2, 3, 4, dtype=torch.uint8))
 
 
 def test_partition_without_masks_is_one_unassigned_region():
@@ -113,7 +142,10 @@ def test_defaults_are_the_paper_settings():
     c = ProposalConfig()
     assert (c.points_per_side, c.pred_iou_thresh, c.stability_score_thresh, c.box_nms_thresh,
             c.multimask_output, c.min_mask_region_area) == (32, 0.4, 0.4, 0.7, False, 0)
-    assert c.points_per_batch == 64 and c.model == "sam2.1-hiera-large"
+    assert c.model == "sam2.1-hiera-large"
+    assert c.points_per_batch == 0 and c.batch_size() == 64  # by device: 64 on a CPU
+    assert dataclasses.replace(c, device="cuda:1").batch_size() == 512  # the paper's, on a GPU
+    assert dataclasses.replace(c, device="cuda", points_per_batch=100).generator_settings()["points_per_batch"] == 100
 
 
 @pytest.mark.parametrize("change", [
@@ -192,6 +224,22 @@ def test_masks_and_partition_have_image_shape(proposer, image):
     part = proposer.partition(image)
     assert part.shape == image.shape[:2] and part.dtype == np.int64
     assert np.array_equal(part, masks_to_partition(masks))
+
+
+def test_mask_tensors_are_the_generators_masks_without_the_host_round_trip(proposer, image):
+    """sam2's generate() (run lengths through the host) and mask_tensor() give the same masks in
+    the same order (sam2 1.1.0, automatic_mask_generator.py: _process_batch, _process_crop), with
+    and without filtering; the partitions built from them agree."""
+    lenient = RegionProposer(dataclasses.replace(TINY, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                                 box_nms_thresh=1.0), model=proposer.model)
+    for source in (proposer, lenient):
+        masks = source.masks(image)
+        tensor = source.mask_tensor(image)
+        assert tensor.dtype == torch.bool and tensor.device == torch.device("cpu")
+        assert np.array_equal(tensor.numpy(), masks)
+        partition = source.partition_tensor(image)
+        assert not partition.is_inference() and np.array_equal(partition.numpy(), source.partition(image))
+    assert len(lenient.masks(image)) > 1
 
 
 @pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),

@@ -1,0 +1,28 @@
+"""scripts/bench_fleet.py stays runnable (tiny sizes, two teaches): every table and row, no timing
+checked; the byte counts are checked against the features they carry."""
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_fleet.py"
+
+
+@pytest.mark.slow
+def test_the_fleet_benchmark_runs_and_prints_every_row(capsys):
+    spec = importlib.util.spec_from_file_location("bench_fleet", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--dims", "32", "--snapshot", "20", "--snapshot-dim", "32", "--repeats", "1",
+                       "--teaches", "2"]) == 0
+    out = capsys.readouterr().out
+    sizes = {m.group(1): int(m.group(2).replace(",", ""))
+             for m in re.finditer(r"^\| (.+?) \| 32 \| ([\d,]+) \|$", out, re.M)}
+    assert 4 * 32 < sizes["one exemplar, features only"] < 4 * 32 + 1000  # the floats plus names and hash
+    assert sizes["one exemplar + 640x480 image and labels (share_masks)"] > 640 * 480 * 4  # rgb8 + mono8
+    assert sizes["snapshot of 20 exemplars, 20 classes: whole"] > 20 * 4 * 32
+    for row in ("receiver: FleetSync.receive (check + merge)", "receiver: save_memory (atomic)",
+                "DDS delivery to a late subscription (transient local)", "A answers", "B's class map holds it"):
+        assert re.search(rf"^\| {re.escape(row)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), row
+    assert "load average" in out
