@@ -2,11 +2,10 @@
 
     rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
 
-Lifecycle: configure locks `memory_dir` (one writer per memory), fixes the C allocator's mmap
-threshold (process_memory.py: memory freed after teaching goes back), builds the engine (models on the
-device), restores the memory and adds the initial `classes`, then creates the parts; activate
-subscribes to the cameras and starts the worker; deactivate stops both; cleanup frees the models and
-the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
+Lifecycle: configure locks `memory_dir` (one writer per memory), fixes glibc's mmap threshold
+(process_memory.py), builds the engine (models on the device), restores the memory and adds the
+initial `classes`, then creates the parts; activate subscribes to the cameras and starts the
+worker; deactivate stops both; cleanup frees the models and the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
 callback is guarded (guard.py): an error inside one is logged and counted, never the end of the
 process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
 
