@@ -5,9 +5,9 @@
 Lifecycle: configure locks `memory_dir` (one writer per memory), fixes glibc's mmap threshold
 (process_memory.py), builds the engine (models on the device), restores the memory and adds the
 initial `classes`, then creates the parts; activate subscribes to the cameras and starts the
-worker; deactivate stops both; cleanup frees the models and the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
-callback is guarded (guard.py): an error inside one is logged and counted, never the end of the
-process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
+worker; deactivate stops both; cleanup frees the models and the memory_dir. With `autostart`
+(default) the node configures and activates itself on start. Every callback is guarded (guard.py):
+an error inside one is logged and counted, never the end of the process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
 
 The parts (docs/architecture.md shows a frame's and a teaching request's path through them):
   engine.py                 the RNS engine (the one place touching rns_ros.core)
@@ -35,7 +35,7 @@ from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
 from rns_ros.core.memory.names import describe_names
 from rns_ros.ros import params
-from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
+from rns_ros.ros.depth.aligned import class_id_ceiling
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.engine_log import core_log_on, log_engine_notes
@@ -178,11 +178,6 @@ class RnsNode(LifecycleNode):
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine, self.teacher = engine, teacher
-        over = teacher.id_limit.over(e.id for e in engine.classes())
-        if over:  # a memory restored from before depth.aligned_outputs was on
-            self.get_logger().error(f"the support memory holds class ids {over[:8]} above {MAX_ALIGNED_CLASS_ID}: "
-                                    "frames labelled with them get no aligned outputs (aligned_invalid in "
-                                    "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
         self._build_parts()
         self._configured = True
         names = describe_names(e.name for e in engine.classes())
@@ -276,14 +271,8 @@ class RnsNode(LifecycleNode):
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
                        max_image_pixels=self.node_config.max_image_pixels,
-                       class_id_ceiling=self._class_id_ceiling)
+                       class_id_ceiling=lambda: class_id_ceiling(self.node_config.depth))
 
-    def _class_id_ceiling(self) -> tuple[int, str] | None:
-        """With aligned outputs, class ids must fit their one byte (teaching refuses larger ones)."""
-        if not self.node_config.depth.aligned_outputs:
-            return None
-        return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
-                                      "Nav2's semantic costmap layer reads them")
 
     @property
     def outputs(self) -> FrameOutputs | None:

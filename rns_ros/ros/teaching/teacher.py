@@ -332,7 +332,8 @@ class Teacher:
     def restore(self, initial_classes: Sequence[str] = ()) -> None:
         """On configure: load memory_dir into the engine if a memory is stored there, then add the
         `initial_classes` it lacks (in their order) and save. What could not be restored is logged
-        and kept in `store.load_problems` (shown in /diagnostics); an engine error is raised."""
+        and kept in `store.load_problems` (shown in /diagnostics), and so are class ids above the
+        id ceiling (a memory taught before it was on); an engine error is raised."""
         segmenter = getattr(self.engine, "segmenter", None)
         if segmenter is not None:
             with self.engine.lock:
@@ -343,6 +344,9 @@ class Teacher:
             self.log_error(f"support memory: {problem}")
         with self.engine.lock:
             known = [e.name for e in self.engine.classes()]
+            above_ceiling = self.id_limit.restored_problem(e.id for e in self.engine.classes())
+            if above_ceiling:
+                self.log_error(above_ceiling)
             missing = [n for n in initial_classes if find_name(n, known) is None]
             if missing:
                 self.id_limit.check_new(self.engine, len(missing))
