@@ -7,7 +7,8 @@ Arguments (empty = keep the value of the params file):
   image_topic  camera topic the node subscribes to                      [/camera/image_raw]
   params_file  parameter YAML                              [share/rns_ros/config/rns.yaml]
   device       cuda | cuda:N | cpu                                                      ['']
-  classes      comma-separated initial class names                                      ['']
+  classes      initial class names, 'mug, plate' or [mug, plate] (a name holding a comma:
+               "['mug, red', plate]")                                                   ['']
   backbone     backbone preset (test-tiny = TEST-ONLY random weights)                   ['']
   checkpoint   local backbone weights file                                               ['']
   mode         patch | region                                                           ['']
@@ -55,7 +56,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from rns_ros.ros.demo.rviz_config import write_rviz_config
-from rns_ros.ros.name_lists import parse_names
+from rns_ros.ros.name_lists import format_names, parse_names
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
@@ -173,9 +174,9 @@ def _nodes(context, *args, **kwargs):
     if use_rviz and not _rviz_installed():  # before any process starts: nothing is left running
         raise RuntimeError(RVIZ_MISSING)
     overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
-    for key in ("classes", "cameras"):  # '[a, b]' as 'a, b': read alike with or without launch_ros's YAML step
-        if key in overrides:
-            overrides[key] = ", ".join(_names(overrides[key], key))
+    for key in ("classes", "cameras"):  # either form, passed on as "['a, b', c]": a name holding a comma
+        if key in overrides:            # stays one name
+            overrides[key] = format_names(_names(overrides[key], key))
     remappings = [("image", value["image_topic"])] + _camera_remappings(value)
     cameras = _names(value["cameras"], "cameras")
     depth_topic = value["depth_topic"].strip()

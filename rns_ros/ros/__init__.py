@@ -5,6 +5,7 @@ node.py          the `rns` lifecycle node: parameters -> the parts, lifecycle tr
 params.py        the parameter table (ROS names -> config fields, validation, docs)
 name_lists.py    list-of-names values ('a, b' or '[a, b]'), shared with the launch file
 engine.py        EngineConfig, the device policy, build_engine (the one place touching rns_ros.core)
+engine_log.py    the engine's notes and the core's log lines (a runtime's export) on the node's logger
 frame_loop.py    a frame's way: subscription callback -> mailbox -> worker -> engine -> outputs
 conversions.py   sensor_msgs/Image <-> numpy (step and endianness aware, no cv_bridge)
 stats.py         counters, rates and latency windows (per camera and node totals)

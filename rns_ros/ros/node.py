@@ -11,6 +11,7 @@ an error inside one is logged and counted, never the end of the process. Paramet
 
 The parts (docs/architecture.md shows a frame's and a teaching request's path through them):
   engine.py                 the RNS engine (the one place touching rns_ros.core)
+  engine_log.py             what the engine says, on the node's logger
   inputs/cameras.py         each camera: input subscription, outputs, statistics, newest frame
   frame_loop.py             subscription callback -> mailboxes -> worker -> engine -> outputs
   outputs/frames.py         ~/labels, ~/confidence, ~/overlay, ~/labels_color (per camera)
@@ -37,6 +38,7 @@ from rns_ros.ros import params
 from rns_ros.ros.depth.aligned import class_id_ceiling
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
+from rns_ros.ros.engine_log import core_log_on, log_engine_notes
 from rns_ros.ros.fleet.link import FleetLink
 from rns_ros.ros.frame_loop import FrameLoop
 from rns_ros.ros.guard import CallbackGuard
@@ -162,20 +164,12 @@ class RnsNode(LifecycleNode):
         if not process_memory.return_large_blocks():  # teaching for days must not grow the process
             self.get_logger().info("not on glibc: freed memory is kept or returned as the C library decides")
         try:
-            engine = self._engine_factory(cfg)
+            with core_log_on(self.get_logger()):  # e.g. a runtime's one-time ONNX export (20-40 s)
+                engine = self._engine_factory(cfg)
         except Exception as exc:  # weights missing, device policy, bad checkpoint ...
             self._memory_lock.release()
             return self._fail("could not build the engine", exc)
-        if engine.device_warning:
-            self.get_logger().error(engine.device_warning)
-        if engine.profile_note:
-            self.get_logger().info(engine.profile_note)
-        if engine.adapter_warning:
-            self.get_logger().warning(engine.adapter_warning)
-        if engine.runtime_warning:  # the profile's faster runtime is not installed here
-            self.get_logger().warning(engine.runtime_warning)
-        else:
-            self.get_logger().info(engine.runtime_note)
+        log_engine_notes(engine, self.get_logger())
         teacher = self._make_teacher(engine, memory_dir)
         try:
             teacher.restore(initial_classes=self.node_config.classes)

@@ -139,7 +139,7 @@ def test_launch_overrides_and_rviz(launch_description, rviz_installed):
                           image_topic="/cam/rgb", log_level="debug", backbone="test-tiny",
                           checkpoint="/weights/tiny.bin", mode="region", memory_dir="/data/rns/robot1")
     kw = node.kwargs
-    assert kw["parameters"][1] == {"device": "cpu", "classes": "mug, plate", "backbone": "test-tiny",
+    assert kw["parameters"][1] == {"device": "cpu", "classes": "[mug, plate]", "backbone": "test-tiny",
                                    "checkpoint": "/weights/tiny.bin", "mode": "region",
                                    "memory_dir": "/data/rns/robot1"}
     params.build_configs(kw["parameters"][1])  # values the node accepts
@@ -292,7 +292,7 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
     (node,) = evaluate(cameras="front, left", camera_topics="/cam_f/image_raw, /cam_l/image_raw",
                        image_transport="compressed")
     kw = node.kwargs
-    assert kw["parameters"][1] == {"cameras": "front, left", "image_transport": "compressed"}
+    assert kw["parameters"][1] == {"cameras": "[front, left]", "image_transport": "compressed"}
     node_config, _ = params.build_configs(kw["parameters"][1])
     assert node_config.cameras == ("front", "left") and node_config.image_transport == "compressed"
     assert kw["remappings"][1:] == [("front/image", "/cam_f/image_raw"), ("left/image", "/cam_l/image_raw")]
@@ -308,10 +308,8 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
 def test_launch_takes_lists_in_the_ros_syntax_and_comma_separated(launch_description, cameras, topics):
     """Issue 25, item 3: `cameras:=[front,rear]` (the ROS list syntax) failed with
     got ['[front', 'rear]']; both forms name the same cameras, for the launch file and the node.
-    The launch file hands the node 'front, rear' either way: launch_ros (jazzy,
-    launch_ros/utilities/evaluate_parameters.py, evaluate_parameter_dict) passes a string parameter
-    through yaml.safe_load, which keeps 'front, rear' a string, so the node reads the same names
-    whether or not that step runs (this stand-in skips it)."""
+    The launch file hands the node '[front, rear]' either way (see the next test for why that
+    string reaches the node as it is)."""
     _, evaluate = launch_description
     (node,) = evaluate(cameras=cameras, camera_topics=topics, classes="[mug, 'my plate']")
     kw = node.kwargs
@@ -321,6 +319,34 @@ def test_launch_takes_lists_in_the_ros_syntax_and_comma_separated(launch_descrip
     assert params.build_configs({"cameras": cameras})[0].cameras == ("front", "rear")  # the node reads both too
     with pytest.raises(ValueError, match="cannot read"):
         evaluate(cameras="[front, [rear]")
+
+
+def through_launch_ros(overrides: dict) -> dict:
+    """A dict of parameters as launch_ros (jazzy) writes them into its params file: a str value is
+    yaml.dump'ed into substitutions (launch_ros/utilities/normalize_parameters.py,
+    normalize_parameter_dict) and read back with yaml.safe_load (evaluate_parameters.py,
+    evaluate_parameter_dict); other scalars pass unchanged. The stand-in Node skips that step."""
+    return {key: yaml.safe_load(yaml.dump(v)) if isinstance(v, str) else v for key, v in overrides.items()}
+
+
+def test_a_name_holding_a_comma_stays_one_name(launch_description):
+    """The name rule allows a comma in a class name, and the node reads classes: ['mug, red', plate]
+    as two names. Checked with the real ros2 launch (jazzy), classes:="['mug, red', plate]" gave the
+    node the string 'mug, red, plate': three classes. The launch file now passes the list syntax on."""
+    _, evaluate = launch_description
+    (node,) = evaluate(classes="['mug, red', plate]", cameras="[front, rear]")
+    overrides = node.kwargs["parameters"][1]
+    assert through_launch_ros(overrides) == overrides  # the node reads what the launch file wrote
+    node_config, _ = params.build_configs(through_launch_ros(overrides))
+    assert node_config.classes == ("mug, red", "plate") and node_config.cameras == ("front", "rear")
+    (node,) = evaluate(classes="mug, my plate")  # the comma-separated form: a comma separates
+    assert params.build_configs(node.kwargs["parameters"][1])[0].classes == ("mug", "my plate")
+    (node,) = evaluate(classes="[]")  # an empty list: no classes (not the params file's)
+    assert params.build_configs(through_launch_ros(node.kwargs["parameters"][1]))[0].classes == ()
+    Node.created.clear()
+    with pytest.raises(ValueError, match=r"YAML reads \[True, 123\] .* quote such names"):
+        evaluate(classes="[yes, 123]")  # YAML's booleans and numbers are not names: say how to quote them
+    assert Node.created == []
 
 
 def test_launch_several_cameras_with_rviz_shows_the_first_and_depth_topic_is_refused(launch_description,

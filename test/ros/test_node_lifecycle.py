@@ -198,6 +198,54 @@ def test_a_missing_onnx_model_fails_the_configure_naming_the_node_parameter(ros,
     assert "does not exist" in error and "-p onnx_model:=DIR" in error and "--onnx-model" not in error
 
 
+def test_a_runtimes_one_time_export_is_said_in_the_nodes_log(ros, tmp_path, monkeypatch, capfd):
+    """Checked with the real ros2 launch (jazzy): `runtime:=onnxruntime` exported the encoder into
+    the cache during configure (20-40 s for ViT-B/16) and the node's log said nothing about it; the
+    core logged it through Python's logging, which a ROS node does not show."""
+    import logging
+
+    monkeypatch.setenv("RNS_ROS_CACHE_DIR", str(tmp_path / "cache"))  # nothing exported yet
+    core_logger = logging.getLogger("rns_ros")
+    before = (list(core_logger.handlers), core_logger.level, core_logger.propagate)
+    node = manual_node(ros, build_engine, device="cpu", classes="a", backbone="test-tiny", runtime="onnxruntime")
+    capfd.readouterr()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    err = capfd.readouterr().err
+    export_lines = [line for line in err.splitlines() if "no cached ONNX export of test-tiny" in line]
+    assert len(export_lines) == 1, err
+    export_line = export_lines[0]
+    assert "[rns]:" in export_line and str(tmp_path / "cache" / "onnx") in export_line  # the node's logger
+    assert "exported in" in err and list((tmp_path / "cache" / "onnx").glob("*/encoder.onnx"))
+    assert (list(core_logger.handlers), core_logger.level, core_logger.propagate) == before  # as it was
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    capfd.readouterr()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS  # the second time: from the cache
+    err = capfd.readouterr().err
+    assert "dense encoder on onnxruntime" in err and "no cached ONNX export" not in err
+
+
+def test_the_core_log_keeps_its_severity_on_the_ros_logger():
+    import logging
+
+    from rns_ros.ros.engine_log import core_log_on
+
+    class Recorder:
+        def __init__(self):
+            self.lines = []
+            self.info = lambda text: self.lines.append(("info", text))
+            self.warning = lambda text: self.lines.append(("warning", text))
+            self.error = lambda text: self.lines.append(("error", text))
+
+    ros_logger, core = Recorder(), logging.getLogger("rns_ros.runtimes")
+    with core_log_on(ros_logger):
+        core.debug("not shown")
+        core.info("exporting %s", "x")
+        core.warning("slow")
+        core.error("failed")
+    core.info("after the block: not forwarded")
+    assert ros_logger.lines == [("info", "exporting x"), ("warning", "slow"), ("error", "failed")]
+
+
 def test_missing_weights_name_the_node_parameters_not_the_cli_or_the_api(ros, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
