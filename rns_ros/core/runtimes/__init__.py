@@ -38,7 +38,7 @@ RUNTIME_PRECISIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "torch": {"fp32": ("cpu", "cuda"), "bf16": ("cpu", "cuda"), "fp16": ("cuda",)},
     "onnxruntime": {"fp32": ("cpu", "cuda"), "int8": ("cpu",), "fp16": ("cuda",)},
     "tensorrt": {"fp16": ("cuda",), "fp32": ("cuda",)},
-    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",)},
+    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",), "int8": ("cpu",)},
 }
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # every precision some runtime computes in
 
@@ -102,7 +102,13 @@ def attach_runtime(backbone, runtime: str, *, precision: str = "fp32", onnx_mode
     if runtime == "openvino":
         from rns_ros.core.runtimes.openvino_encoder import OpenVinoEncoder
 
-        encoder = OpenVinoEncoder(exported, precision=precision, compile_cache=cache_dir() / "openvino")
+        model_path = None
+        if precision == "int8":  # quantized once per machine from the fp32 file (openvino_int8.py)
+            from rns_ros.core.runtimes.openvino_int8 import cached_int8
+
+            model_path = cached_int8(exported, backbone)
+        encoder = OpenVinoEncoder(exported, precision=precision, compile_cache=cache_dir() / "openvino",
+                                  model_path=model_path)
     else:
         from rns_ros.core.runtimes.onnxruntime_encoder import OnnxRuntimeEncoder
 

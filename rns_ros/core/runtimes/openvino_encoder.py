@@ -27,7 +27,7 @@ import torch
 from rns_ros.core.runtimes.errors import import_runtime_package
 from rns_ros.core.runtimes.exported import ExportedEncoder
 
-HINTS = {"fp32": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: what the quantized model leaves in float runs in bf16
 
 
 class OpenVinoEncoder:
@@ -36,7 +36,7 @@ class OpenVinoEncoder:
     name = "openvino"
 
     def __init__(self, exported: ExportedEncoder, *, precision: str, threads: int | None = None,
-                 compile_cache: Path | None = None, static_shapes: int = 8) -> None:
+                 compile_cache: Path | None = None, static_shapes: int = 8, model_path: Path | None = None) -> None:
         ov = import_runtime_package("openvino", "openvino")
         self.exported, self.precision, self.static_shapes = exported, precision, int(static_shapes)
         self.threads = int(threads or torch.get_num_threads())
@@ -46,7 +46,7 @@ class OpenVinoEncoder:
             self._core.set_property({"CACHE_DIR": str(compile_cache)})
         self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": self.threads,
                         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
-        self._model = self._core.read_model(str(exported.onnx_path))
+        self._model = self._core.read_model(str(model_path or exported.onnx_path))
         self._dynamic = self._core.compile_model(self._model, "CPU", self._config).create_infer_request()
         self._static: OrderedDict[tuple[int, ...], object] = OrderedDict()  # shape -> infer request
         self._seen: set[tuple[int, ...]] = set()
