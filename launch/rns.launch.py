@@ -21,8 +21,8 @@ Arguments (empty = keep the value of the params file):
   depth_info_topic  its CameraInfo                  ['' = camera_info next to depth_topic]
   image_transport  raw | compressed (reads <image topic>/compressed)                       ['']
   depth_transport  raw | compressedDepth (reads <depth topic>/compressedDepth)              ['']
-  cameras      comma-separated camera names: several cameras on one node               ['']
-  camera_topics    comma-separated input topics, one per camera ('' = <camera>/image)      ['']
+  cameras      camera names, 'front, rear' or [front, rear]: several cameras on one node ['']
+  camera_topics    input topics, one per camera, either form ('' = <camera>/image)         ['']
   console      start the teaching console (rns_console): a web page to teach this node [false]
   console_host address its web server binds (0.0.0.0 = reachable from a phone)   [127.0.0.1]
   console_port its TCP port                                                            [8765]
@@ -55,6 +55,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from rns_ros.ros.demo.rviz_config import write_rviz_config
+from rns_ros.ros.name_lists import parse_names
 
 PACKAGE = "rns_ros"
 # Launch arguments passed on as node parameters when not empty (they win over params_file).
@@ -73,7 +74,7 @@ ARGUMENTS = {
     "image_topic": ("/camera/image_raw", "camera topic (sensor_msgs/Image) to segment"),
     "params_file": (None, "parameter YAML (default: the package's config/rns.yaml)"),
     "device": ("", "torch device: cuda, cuda:N or cpu ('' = the params file's)"),
-    "classes": ("", "comma-separated initial class names ('' = the params file's)"),
+    "classes": ("", "initial class names, 'mug, plate' or [mug, plate] ('' = the params file's)"),
     "backbone": ("", "backbone preset, e.g. openclip-vit-b16; test-tiny = TEST-ONLY random weights "
                      "('' = the params file's)"),
     "checkpoint": ("", "local backbone weights file ('' = the params file's)"),
@@ -91,8 +92,9 @@ ARGUMENTS = {
     "image_transport": ("", "raw or compressed (subscribe to <image topic>/compressed) ('' = the params file's)"),
     "depth_transport": ("", "raw or compressedDepth (subscribe to <depth topic>/compressedDepth) "
                             "('' = the params file's depth.transport)"),
-    "cameras": ("", "comma-separated camera names, several cameras on one node ('' = one camera on image_topic)"),
-    "camera_topics": ("", "comma-separated camera topics, one per name in `cameras` ('' = <camera>/image)"),
+    "cameras": ("", "camera names, 'front, rear' or [front, rear]: several cameras on one node "
+                    "('' = one camera on image_topic)"),
+    "camera_topics": ("", "camera topics, one per name in `cameras`, either form ('' = <camera>/image)"),
     "console": ("false", "start the teaching console (rns_console), a web page that teaches this node"),
     "console_host": ("127.0.0.1", "address the console's web server binds (0.0.0.0: reachable from other machines)"),
     "console_port": ("8765", "TCP port of the console's web server"),
@@ -137,13 +139,14 @@ def nav2_topics(namespace: str, cameras: list[str], depth_remapped: bool) -> str
     return "\n".join(lines)
 
 
-def _names(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _names(text: str, what: str) -> list[str]:
+    """A list argument in either form users type: 'front, rear' or the ROS list syntax '[front, rear]'."""
+    return list(parse_names(text, what))
 
 
 def _camera_remappings(value: dict) -> list[tuple[str, str]]:
     """<camera>/image -> its topic, for each camera named in `cameras` (in order)."""
-    cameras, topics = _names(value["cameras"]), _names(value["camera_topics"])
+    cameras, topics = _names(value["cameras"], "cameras"), _names(value["camera_topics"], "camera_topics")
     if topics and len(topics) != len(cameras):
         raise ValueError(f"camera_topics names {len(topics)} topics for {len(cameras)} cameras {cameras}: "
                          "give one topic per camera, in the same order")
@@ -170,8 +173,11 @@ def _nodes(context, *args, **kwargs):
     if use_rviz and not _rviz_installed():  # before any process starts: nothing is left running
         raise RuntimeError(RVIZ_MISSING)
     overrides = {key: value[key] for key in PARAMETER_ARGUMENTS if value[key].strip()}
+    for key in ("classes", "cameras"):  # '[a, b]' as 'a, b': read alike with or without launch_ros's YAML step
+        if key in overrides:
+            overrides[key] = ", ".join(_names(overrides[key], key))
     remappings = [("image", value["image_topic"])] + _camera_remappings(value)
-    cameras = _names(value["cameras"])
+    cameras = _names(value["cameras"], "cameras")
     depth_topic = value["depth_topic"].strip()
     if depth_topic and cameras:
         raise ValueError(CAMERAS_DEPTH)

@@ -41,9 +41,11 @@ from rns_ros.core.adapter.fast import describe_execution, refresh_interval, subs
 from rns_ros.machine import cpu_model  # noqa: E402
 
 
-def solvers() -> dict[str, AdapterConfig]:
-    """Name -> config. "plain" is the reference, "fast" the default; the rest are options."""
-    return {
+def solvers(threads: int = 1) -> dict[str, AdapterConfig]:
+    """Name -> config. "plain" is the reference, "fast" the default; the rest are options. Every
+    solver runs on `threads` CPU threads (the fast ones through cpu_threads, else they would step on
+    their default single thread while the plain loop had `threads`)."""
+    configs = {
         "plain (reference loop)": AdapterConfig(solver="plain"),
         "fast (default: exact steps)": AdapterConfig(),
         "fast, exact steps as torch ops (fast_kernel='torch')": AdapterConfig(fast_kernel="torch"),
@@ -54,6 +56,37 @@ def solvers() -> dict[str, AdapterConfig]:
         "option: lr 0.01, 140 steps": AdapterConfig(lr=0.01, steps=140),
         "option: L-BFGS, 30 iterations": AdapterConfig(solver="lbfgs", lbfgs_iterations=30),
     }
+    return {name: replace(config, cpu_threads=threads) for name, config in configs.items()}
+
+
+def thread_table(problem, queries, repeats: int, counts=(1, 2)) -> None:
+    """The exact default against the plain loop at 1 and 2 threads, interleaved in one run: the
+    fast solver on the same threads as the plain loop, and as shipped (cpu_threads=1 whatever
+    torch's count)."""
+    variants = {"plain": lambda n: AdapterConfig(solver="plain"),
+                "fast, same threads": lambda n: AdapterConfig(cpu_threads=n),
+                "fast as shipped (cpu_threads=1)": lambda n: AdapterConfig()}
+    times = {(n, name): [] for n in counts for name in variants}
+    before = torch.get_num_threads()
+    try:
+        for _ in range(repeats):
+            for n in counts:
+                torch.set_num_threads(n)
+                for name, config in variants.items():
+                    start = time.perf_counter()
+                    predict_from_problem(problem, queries, config(n))
+                    times[(n, name)].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    median = {key: statistics.median(v) for key, v in times.items()}
+    print(f"\nThreads (torch's count for the plain loop; {repeats} interleaved repetitions, load average "
+          f"{os.getloadavg()[0]:.1f}):\n")
+    print("| threads | plain ms | fast, same threads ms | plain / fast | fast as shipped (1 thread) ms | plain / shipped |")
+    print("|---|---|---|---|---|---|")
+    for n in counts:
+        plain, same, shipped = (median[(n, name)] for name in variants)
+        print(f"| {n} | {1e3 * plain:.0f} | {1e3 * same:.0f} | {plain / same:.1f}x | {1e3 * shipped:.0f} | "
+              f"{plain / shipped:.1f}x |")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,7 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per solver")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: steadiest on a shared machine; same for all solvers)")
+                        help="CPU threads of every solver (1: steadiest on a shared machine); the thread "
+                             "table after the main one always compares 1 and 2")
+    parser.add_argument("--no-thread-table", action="store_true", help="skip the 1-vs-2-threads table")
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=800)
@@ -115,7 +150,7 @@ def main() -> None:
     raw_queries, memory = build_scenario(spec, index_backend="auto")
     queries, problem = on_device(*TestTimeAdapter().build_problem(raw_queries, memory))
     skipped = [word for word in args.skip.split(",") if word]
-    configs = {name: config for name, config in solvers().items()
+    configs = {name: config for name, config in solvers(args.threads).items()
                if name == "plain (reference loop)" or name.startswith("fast (default")
                or not any(word in name for word in skipped)}
     frames = [torch.nn.functional.normalize(raw_queries + 0.02 * torch.randn(
@@ -201,6 +236,8 @@ def main() -> None:
               f"{row['end_to_end_wall']:.1f}x / "
               f"{(shared_cpu + cpu_median[plain_name]) / (shared_cpu + cpu_median[name]):.1f}x | "
               f"{format_agreement(vs_plain)} | {format_agreement(vs_default)} |")
+    if device.type == "cpu" and not args.no_thread_table:
+        thread_table(problem, queries, args.repeats)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "device": str(device), "problem": scenario,
                                                "default_execution": execution, "rows": rows}, indent=2) + "\n")

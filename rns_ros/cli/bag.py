@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     except BagError as exc:
         print(f"rns-bag: {exc}", file=sys.stderr)
         return 2
+    if getattr(reader, "note", ""):  # a cut-off recording, read as far as it goes
+        print(f"rns-bag: {reader.note}", file=sys.stderr)
     try:
         topics = find_topics(reader, args)
         storage = args.storage or storage_of(args.in_bag)

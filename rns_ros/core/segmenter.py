@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from rns_ros.core.backbones.base import DenseFeatures
 from rns_ros.core.backbones.sliding import check_image
+from rns_ros.core.memory.names import clean_name
 from rns_ros.core.regions.pooling import IGNORE, pool_segments
 from rns_ros.core.regions.proposals import proposal_input
 from rns_ros.core.stage_clock import StageClock
@@ -94,6 +95,8 @@ class Segmenter:
     def add_class(self, name: str | None, prompt: str | None = None, use_text: bool = True) -> int:
         """Register a class and return its id. The text feature is the backbone's encoding of
         `prompt` (default: `name`); `use_text=False` adds the class without text."""
+        if name is not None:
+            name = clean_name(name)  # before the text is encoded from it
         text = None
         if use_text:
             source = prompt if prompt is not None else name

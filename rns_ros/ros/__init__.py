@@ -3,6 +3,7 @@ time. The node on top only wires; each room below does one job.
 
 node.py          the `rns` lifecycle node: parameters -> the parts, lifecycle transitions
 params.py        the parameter table (ROS names -> config fields, validation, docs)
+name_lists.py    list-of-names values ('a, b' or '[a, b]'), shared with the launch file
 engine.py        EngineConfig, the device policy, build_engine (the one place touching rns_ros.core)
 frame_loop.py    a frame's way: subscription callback -> mailbox -> worker -> engine -> outputs
 conversions.py   sensor_msgs/Image <-> numpy (step and endianness aware, no cv_bridge)

@@ -26,6 +26,7 @@ import numpy as np
 
 from rns_ros.core.adapter.config import AdapterConfig
 from rns_ros.core.adapter.fast import describe_execution
+from rns_ros.core.memory.names import check_new_names
 from rns_ros.core.profiles import AUTO, PROFILE_NAMES, get_profile, resolve_profile
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.core.runtimes import RUNTIMES
@@ -109,6 +110,20 @@ class ClassEntry:
 
 
 @dataclass(frozen=True)
+class ClassSnapshot:
+    """The classes at one support version: what a frame was segmented with, and so the class map
+    its outputs are published with."""
+
+    version: int
+    entries: tuple[ClassEntry, ...]
+
+
+def class_snapshot(engine) -> ClassSnapshot:
+    """The engine's classes now (call it holding `engine.lock`, in the same hold as the frame)."""
+    return ClassSnapshot(int(engine.support_version()), tuple(engine.classes()))
+
+
+@dataclass(frozen=True)
 class EngineResult:
     """Segmentation of one (H, W) frame."""
 
@@ -145,17 +160,13 @@ class Engine(Protocol):
 EngineFactory = Callable[[EngineConfig], Engine]
 
 
-def validate_new_class_names(names: Sequence[str], descriptions: Sequence[str], existing: Sequence[str]) -> None:
-    """ValueError unless `names` are non-empty, unique, new, and `descriptions` is empty or one per name."""
+def validate_new_class_names(names: Sequence[str], descriptions: Sequence[str], existing: Sequence[str]) -> list[str]:
+    """`names` cleaned by the one name rule (rns_ros.core.memory.names: stripped, at most 128
+    characters, unique without case among themselves and `existing`); ValueError otherwise, or when
+    `descriptions` is neither empty nor one per name."""
     if descriptions and len(descriptions) != len(names):
         raise ValueError(f"descriptions must be empty or one per name: {len(descriptions)} for {len(names)} names")
-    seen = set(existing)
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"class names must be non-empty strings, got {name!r}")
-        if name in seen:
-            raise ValueError(f"class {name!r} already exists or is listed twice; names must be unique")
-        seen.add(name)
+    return check_new_names(names, existing)
 
 
 def process_rss_mb() -> float:
@@ -209,11 +220,12 @@ class RnsEngine:
                             int(version), dict(out.timings))
 
     def add_classes(self, names: Sequence[str], descriptions: Sequence[str] = ()) -> list[int]:
-        """Add classes with text features, all or nothing; returns their ids in order."""
+        """Add classes with text features, all or nothing; returns their ids in order. Names follow
+        the one name rule (validate_new_class_names): ' Mug ' is added as 'Mug', unless 'mug' exists."""
         with self.lock:
             memory = self.segmenter.memory
-            validate_new_class_names(names, descriptions,
-                                     [c.name for c in memory.classes if c.name is not None])
+            names = validate_new_class_names(names, descriptions,
+                                             [c.name for c in memory.classes if c.name is not None])
             prompts = [descriptions[i] if descriptions and descriptions[i] else name
                        for i, name in enumerate(names)]
             # Encode every prompt before touching the memory: a failure then changes nothing.

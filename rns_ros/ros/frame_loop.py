@@ -7,11 +7,15 @@
 Contract:
 - `on_image` (the subscription callback) never blocks and never decodes: it keeps the message as
   the camera's latest frame (for teaching from "now") and drops it into the camera's one-slot
-  mailbox (newest wins: an untaken frame is replaced and counted as stale).
+  mailbox (newest wins: an untaken frame is replaced and counted as stale). The worker keeps the
+  newest frame it decoded as `latest_valid_image`: teaching's "latest frame" when the newest one
+  is malformed.
 - One worker thread takes the waiting frames (the least recently served camera first; several
   cameras' at once with camera_batching), decodes them, runs the engine (under its lock, so a class
   change lands between two frames) and publishes each camera's outputs with its own frame's
-  header; the depth outputs follow the labels and never hold them back.
+  header and with the class map the frame was segmented with (outputs/class_map.py's contract: a
+  class removed meanwhile is still in the class map published before that frame, and its newer
+  class map follows the frame); the depth outputs follow the labels and never hold them back.
 - A bad frame is dropped and counted under its reason, an engine error costs that frame, an
   internal error is counted and logged: the worker never dies. Warnings are logged at most once
   per second (a broken camera must not flood the log).
@@ -24,6 +28,7 @@ import time
 from typing import Callable, Sequence
 
 from rns_ros.ros.conversions import FrameError
+from rns_ros.ros.engine import class_snapshot
 from rns_ros.ros.inputs.batching import batch_size, segment_frames
 from rns_ros.ros.inputs.cameras import Camera, decode_frame
 from rns_ros.ros.inputs.mailboxes import CameraMailboxes
@@ -48,6 +53,7 @@ class FrameLoop:
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.latest_image = None  # newest frame of any camera, for teaching from "now"
+        self.latest_valid_image = None  # newest frame the worker decoded (teaching's fallback)
 
     # ------------------------------------------------------------------ callback side
     def on_image(self, camera: Camera, msg) -> None:
@@ -114,17 +120,28 @@ class FrameLoop:
                 self.warn(f"frame dropped: bad frame: {exc}" + (f" (camera {camera.name})" if camera.name else ""))
                 continue
             decoded.append((camera, msg, rgb, arrived, early_partner))
+            self.latest_valid_image = msg
         if not decoded:
             return
-        segmented = segment_frames(self.engine, decoded, self._engine_failed)
-        if not segmented:
-            return
-        self.class_map_output.publish(self.engine, False, settings.min_confidence)  # a no-op unless changed
+        class_map = self.class_map_output
+        with self.engine.lock:  # the frames and their classes in one hold (class_map.py's contract)
+            segmented = segment_frames(self.engine, decoded, self._engine_failed)
+            classes = class_snapshot(self.engine)
+            class_map.lock.acquire()  # before the engine lock goes: no newer class map before these frames
+        try:
+            if segmented:
+                class_map.publish_classes(classes, self.engine.backbone_identity, False, settings.min_confidence)
+                self._publish(segmented, class_map, settings, started)
+        finally:
+            class_map.lock.release()
+
+    def _publish(self, segmented: list, class_map, settings, started: float) -> None:
+        """Each segmented frame's outputs, with the class map just published (its classes')."""
         for (camera, msg, rgb, arrived, early_partner), result in segmented:
             if camera.outputs is None:
                 return
             try:
-                labels = camera.publish(rgb, result, msg.header, self.class_map_output, settings)
+                labels = camera.publish(rgb, result, msg.header, class_map, settings)
             except ValueError as exc:  # ids beyond mono16
                 camera.stats.frame_failed(f"labels not encodable: {exc}")
                 self.warn(f"frame dropped: {exc}")

@@ -2,12 +2,12 @@
 
     rns_node --ros-args -r image:=/camera/image_raw --params-file config/rns.yaml
 
-Lifecycle: configure locks `memory_dir` (one writer per memory), builds the engine (models on the
-device), restores the memory and adds the initial `classes`, then creates the parts; activate
-subscribes to the cameras and starts the worker; deactivate stops both; cleanup frees the models and
-the memory_dir. With `autostart` (default) the node configures and activates itself on start. Every
-callback is guarded (guard.py): an error inside one is logged and counted, never the end of the
-process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
+Lifecycle: configure locks `memory_dir` (one writer per memory), fixes glibc's mmap threshold
+(process_memory.py), builds the engine (models on the device), restores the memory and adds the
+initial `classes`, then creates the parts; activate subscribes to the cameras and starts the
+worker; deactivate stops both; cleanup frees the models and the memory_dir. With `autostart`
+(default) the node configures and activates itself on start. Every callback is guarded (guard.py):
+an error inside one is logged and counted, never the end of the process. Parameters (params.py) are read into NodeConfig/EngineConfig; runtime ones apply at once.
 
 The parts (docs/architecture.md shows a frame's and a teaching request's path through them):
   engine.py                 the RNS engine (the one place touching rns_ros.core)
@@ -29,10 +29,12 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from rns_ros import process_memory
 from rns_ros.core.advice import explain
 from rns_ros.core.memory.dir_lock import MemoryDirBusy, MemoryDirLock
+from rns_ros.core.memory.names import describe_names
 from rns_ros.ros import params
-from rns_ros.ros.depth.aligned import MAX_ALIGNED_CLASS_ID
+from rns_ros.ros.depth.aligned import class_id_ceiling
 from rns_ros.ros.depth.output import DepthOutput
 from rns_ros.ros.engine import Engine, EngineFactory, build_engine
 from rns_ros.ros.fleet.link import FleetLink
@@ -157,6 +159,8 @@ class RnsNode(LifecycleNode):
             self._memory_lock.acquire()
         except (OSError, MemoryDirBusy) as exc:
             return self._fail("could not use the memory directory", exc)
+        if not process_memory.return_large_blocks():  # teaching for days must not grow the process
+            self.get_logger().info("not on glibc: freed memory is kept or returned as the C library decides")
         try:
             engine = self._engine_factory(cfg)
         except Exception as exc:  # weights missing, device policy, bad checkpoint ...
@@ -180,14 +184,9 @@ class RnsNode(LifecycleNode):
             engine.close()
             return self._fail("could not add the initial classes", exc)
         self.engine, self.teacher = engine, teacher
-        over = teacher.id_limit.over(e.id for e in engine.classes())
-        if over:  # a memory restored from before depth.aligned_outputs was on
-            self.get_logger().error(f"the support memory holds class ids {over[:8]} above {MAX_ALIGNED_CLASS_ID}: "
-                                    "frames labelled with them get no aligned outputs (aligned_invalid in "
-                                    "/diagnostics); remove those classes or renumber the memory (docs/ros.md)")
         self._build_parts()
         self._configured = True
-        names = ", ".join(e.name for e in engine.classes()) or "none"
+        names = describe_names(e.name for e in engine.classes())
         self.get_logger().info(f"configured on {engine.device}; classes: {names}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -267,22 +266,19 @@ class RnsNode(LifecycleNode):
 
     def _make_teacher(self, engine, memory_dir) -> Teacher:
         logger = self.get_logger()
-        latest = lambda: teaching_image(self.frame_loop.latest_image if self.frame_loop else None,  # noqa: E731
-                                        self.node_config.max_image_pixels)
-        return Teacher(engine, memory_dir=memory_dir, latest_frame=latest,
+
+        def frame(attribute: str):
+            return lambda: teaching_image(getattr(self.frame_loop, attribute, None), self.node_config.max_image_pixels)
+
+        return Teacher(engine, memory_dir=memory_dir, latest_frame=frame("latest_image"),
+                       latest_valid_frame=frame("latest_valid_image"),
                        masker=prompt_masker_factory(engine, self.engine_config.proposals),
                        on_change=self.publish_class_map, stamp=lambda: self.get_clock().now().to_msg(),
                        palette=lambda: self.node_config.colors(),
                        log_error=logger.error, log_info=logger.info,
                        max_image_pixels=self.node_config.max_image_pixels,
-                       class_id_ceiling=self._class_id_ceiling)
+                       class_id_ceiling=lambda: class_id_ceiling(self.node_config.depth))
 
-    def _class_id_ceiling(self) -> tuple[int, str] | None:
-        """With aligned outputs, class ids must fit their one byte (teaching refuses larger ones)."""
-        if not self.node_config.depth.aligned_outputs:
-            return None
-        return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
-                                      "Nav2's semantic costmap layer reads them")
 
     @property
     def outputs(self) -> FrameOutputs | None:

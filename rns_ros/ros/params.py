@@ -18,12 +18,14 @@ from typing import Any, Iterable, Mapping
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from rns_ros.core.adapter.config import AdapterConfig
+from rns_ros.core.memory.names import check_new_names, clean_name
 from rns_ros.core.profiles import PROFILE_NAMES
 from rns_ros.core.regions.proposals import ProposalConfig
 from rns_ros.ros.depth.projection import DEPTH_TRANSPORTS, DepthConfig
 from rns_ros.ros.fleet.config import FleetConfig
 from rns_ros.ros.conversions import CONFIDENCE_ENCODINGS
 from rns_ros.ros.engine import MODES, PRECISIONS, RUNTIME_CHOICES, EngineConfig
+from rns_ros.ros.name_lists import parse_names
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette
 
 IMAGE_QOS = ("sensor_data", "reliable")
@@ -68,8 +70,10 @@ class NodeConfig:
             raise ValueError(f"diagnostics_period_s must be in [0.05, 3600], got {self.diagnostics_period_s}")
         if self.max_image_pixels < 1:
             raise ValueError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be unique, got {list(self.classes)}")
+        # the one name rule (rns_ros/core/memory/names.py), as the teaching services apply it
+        check_new_names(self.classes)
+        if self.teach_class.strip():
+            clean_name(self.teach_class, "teach_class")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         for name, value, choices in (("confidence_encoding", self.confidence_encoding, CONFIDENCE_ENCODINGS),
@@ -113,7 +117,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- the node
     ParamSpec("classes", "node", "classes",
               "Initial class names, added on configure: a comma-separated string ('car, person') or "
-              "a list of strings. Later changes: the ~/add_classes and ~/remove_classes services."),
+              "a list of strings; names are stripped, at most 128 characters, unique without case "
+              "(the teaching services' rule). Later changes: the ~/add_classes and ~/remove_classes services."),
     ParamSpec("autostart", "node", "autostart",
               "Configure and activate on start. false: stay unconfigured until a lifecycle manager "
               "(or `ros2 lifecycle set`) drives the transitions."),
@@ -264,6 +269,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Use the class names' text features (false = visual exemplars only).", runtime=True),
     ParamSpec("adapter.seed", "adapter", "seed", "Seed of the adapter's random start.", runtime=True,
               range=(0, 2**31 - 1)),
+    ParamSpec("adapter.cpu_threads", "adapter", "cpu_threads",
+              "CPU threads of the fast solver's steps (0 = torch's own count). 1 is steadiest where other "
+              "processes share the cores; 2 is ~1.3x faster on two idle cores (docs/adapter.md, Threads).",
+              runtime=True, range=(0, 256)),
     # --- SAM 2 region proposals (mode region; rns_ros.core.regions.proposals.ProposalConfig)
     ParamSpec("regions.model", "proposals", "model", "SAM 2 model preset for region mode."),
     ParamSpec("regions.checkpoint", "proposals", "checkpoint",
@@ -292,17 +301,6 @@ def default_value(spec: ParamSpec) -> Any:
     if value is None and spec.none_if_empty:
         return ""
     return list(value) if isinstance(value, tuple) else value
-
-
-def parse_classes(value: Any, what: str = "classes") -> tuple[str, ...]:
-    """`classes` as a tuple of names: from 'a, b' or ['a', 'b']; blanks dropped, names stripped."""
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        items = list(value)
-    else:
-        raise ValueError(f"{what} must be a comma-separated string or a list of strings, got {value!r}")
-    return tuple(name.strip() for name in items if name.strip())
 
 
 def _palette_value(value: Any) -> str | tuple[str, ...]:
@@ -341,7 +339,7 @@ def build_configs(values: Mapping[str, Any]) -> tuple[NodeConfig, EngineConfig]:
             continue
         default = getattr(_DEFAULT_CONFIGS[spec.target], spec.field)
         if spec.name in NAME_LISTS:
-            value = parse_classes(value, spec.name)
+            value = parse_names(value, spec.name)
         elif spec.name == "palette":
             value = _palette_value(value)
         elif spec.none_if_empty and value == "":

@@ -5,6 +5,7 @@ ROS-free (numpy and Pillow only), so the node (rns_ros.ros), the offline CLI `rn
 
 palette.py   Palette (class id -> RGB), the built-in palettes, parse_palette for the `palette` setting
 legend.py    the legend: a swatch and a name per class present, placed in the corner that hides least
+fonts.py     the legend's font: DejaVu Sans (Latin, Greek, Cyrillic) where found, visible fallback
 overlay.py   blend / colorize / contours, and render_overlay (everything the overlay shows)
 
 All colours are RGB triples in R, G, B order, 0..255; id 0 (unlabeled) is black.

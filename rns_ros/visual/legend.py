@@ -8,9 +8,9 @@ jump between frames. It never covers more than `max_width_share` x `max_height_s
 image: long names are shortened with an ellipsis, and classes beyond what fits (or beyond
 `max_entries`) are summarised as "+N more". Images too small for one readable row get no legend.
 
-Text uses the font that ships inside Pillow (`ImageFont.load_default`: a scalable FreeType font
-when Pillow has FreeType, as its wheels do; else Pillow's fixed bitmap font), never a system font.
-Swatches are drawn opaque, so a swatch's pixels are exactly the class colour.
+Text uses DejaVu Sans (Latin, Greek, Cyrillic), from the system or matplotlib's copy, else Pillow's
+built-in font; characters the font lacks are drawn as '?' with a warning (fonts.py). Swatches are
+drawn opaque, so a swatch's pixels are exactly the class colour.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from rns_ros.visual.fonts import drawable, load_font
 from rns_ros.visual.palette import RGB, Palette
 
 CORNERS = ("auto", "top_left", "top_right", "bottom_left", "bottom_right")
@@ -95,10 +96,9 @@ def legend_entries(areas: np.ndarray, names: Mapping[int, str]) -> list[LegendEn
     return [LegendEntry(i, names.get(i, f"class {i}"), int(areas[i]) / total) for i in ids]
 
 
-@functools.lru_cache(maxsize=16)
 def legend_font(size: int):
-    """Pillow's built-in font at `size` px (the bitmap font, at its own size, without FreeType)."""
-    return ImageFont.load_default(size=size)
+    """The legend font at `size` px (fonts.py: DejaVu Sans where found, else Pillow's built-in font)."""
+    return load_font(size)
 
 
 def _scalable(font) -> bool:
@@ -111,8 +111,8 @@ def _row_height(font) -> int:
 
 
 def _drawable(text: str, font) -> str:
-    """The bitmap font knows Latin-1 only: other characters become '?'."""
-    return text if _scalable(font) else text.encode("latin-1", "replace").decode("latin-1")
+    """Characters the font has no glyph for become '?' (fonts.drawable; never an empty box)."""
+    return drawable(text, font)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,12 +22,54 @@ def expected_labels(rgb: np.ndarray, class_ids: list[int]) -> np.ndarray:
     return out
 
 
+class HandOverLock:
+    """An RLock that can hand itself over once: after `hand_over(done)`, the worker thread's last
+    release of it waits (10 s at most) for `done`, so a critical section that was waiting for the
+    lock runs to its end before the worker goes on. That is the schedule in which issue 25 lost a
+    frame: a teaching change that waited for a frame lands the moment the frame lets the lock go.
+    Works as the engine's lock (`with lock:`, acquire/release, re-entrant)."""
+
+    def __init__(self, thread_name: str = "rns-worker"):
+        self._lock = threading.RLock()
+        self._depth = threading.local()
+        self._thread_name = thread_name
+        self._pending: threading.Event | None = None
+
+    def hand_over(self, done: threading.Event) -> None:
+        self._pending = done
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self._depth.n = getattr(self._depth, "n", 0) + 1
+        return got
+
+    def release(self) -> None:
+        self._depth.n -= 1
+        self._lock.release()
+        done = self._pending
+        if done is not None and self._depth.n == 0 and threading.current_thread().name == self._thread_name:
+            self._pending = None
+            done.wait(10)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class FakeEngine:
     def __init__(self, config=None, *, delay_s: float = 0.0, fail=None, first_id: int = 1,
                  device: str = "cpu", device_warning: str | None = None, adapter_warning: str | None = None,
-                 runtime_warning: str | None = None):
+                 runtime_warning: str | None = None, gate: threading.Event | None = None,
+                 started_file: str | None = None):
         self.config = config
-        self.delay_s = delay_s
+        self.delay_s = delay_s  # a slow engine (workload; tests wait on `entered` or `gate`, not on time)
+        self.gate = gate  # when given, every frame waits (30 s at most) until it is set
+        self.entered = threading.Event()  # set when a frame is inside segment()
+        self.started_file = started_file  # a line is appended there when a frame enters (other processes)
         self.fail = fail  # callable(rgb) -> bool: raise on such frames
         self.device = device
         self.device_warning = device_warning
@@ -50,6 +92,12 @@ class FakeEngine:
         with self.lock:
             if self.fail is not None and self.fail(rgb):
                 raise RuntimeError("fake engine failure")
+            self.entered.set()
+            if self.started_file:
+                with open(self.started_file, "a") as marks:
+                    marks.write("frame\n")
+            if self.gate is not None:
+                self.gate.wait(30)
             if self.delay_s:
                 time.sleep(self.delay_s)
             self.segmented.append(rgb.copy())
@@ -64,7 +112,7 @@ class FakeEngine:
 
     def add_classes(self, names, descriptions=()):
         with self.lock:
-            validate_new_class_names(names, descriptions, [c.name for c in self._classes.values()])
+            names = validate_new_class_names(names, descriptions, [c.name for c in self._classes.values()])
             ids = []
             for i, name in enumerate(names):
                 cid = self._next_id
@@ -74,6 +122,12 @@ class FakeEngine:
                 ids.append(cid)
             self._version += 1
             return ids
+
+    def remove_class(self, name: str) -> None:
+        with self.lock:
+            cid = next(c.id for c in self._classes.values() if c.name == name)
+            del self._classes[cid]
+            self._version += 1
 
     def classes(self):
         with self.lock:

@@ -23,8 +23,12 @@ import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from rns_ros.ros.spinning import spin_in_thread, stop_executor  # noqa: E402
+
+# /rosout as rcl publishes it (reliable, transient local): a late subscriber gets the earlier lines too.
+ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class RosHarness:

@@ -125,6 +125,7 @@ class SemanticLayerSource:
         self.tiles: dict[tuple[int, int], ObservationQueue] = {}
         self.taken: list[tuple] = []  # (segmentation, confidence, cloud) sets the synchroniser emitted
         self.buffered: list[tuple] = []  # the sets that became observations
+        self.handled = 0  # sets whose callback has returned (taken, then buffered or warned about)
         self.warnings: list[str] = []
         self.ignored_names: list[str] = []
         self._lock = threading.Lock()  # the C++ buffer lock: callbacks may come from several threads
@@ -161,6 +162,12 @@ class SemanticLayerSource:
 
     # ---------------------------------------------------------------- syncSegmConfPointcloudCb
     def _on_set(self, segmentation, confidence, cloud) -> None:
+        try:
+            self._take(segmentation, confidence, cloud)
+        finally:
+            self.handled += 1  # the set's callback has returned, whatever it did
+
+    def _take(self, segmentation, confidence, cloud) -> None:
         self.taken.append((segmentation, confidence, cloud))
         if segmentation.width * segmentation.height != cloud.width * cloud.height:
             self.warnings.append(f"Pointcloud and segmentation sizes are different: segmentation "

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from vision_msgs.msg import LabelInfo
 
 from bags import camera_frames, depth_frame, read_bag, write_bag
 from compressed_depth_encoder import encode_compressed_depth
@@ -61,6 +62,11 @@ def test_every_frame_gets_labels_with_its_stamp_and_the_input_is_kept(tmp_path, 
     assert all((m.height, m.width, m.encoding) == (24, 32, "mono8") for _, m in labels)
     (_, cmap), = outputs(tmp_path / "out", "/rns/class_map")
     assert [c.name for c in cmap.classes] == ["road", "sky", "tree"] and "test-tiny" in cmap.backbone
+    (_, info), = [(t, m) for top, t, m in read_bag(tmp_path / "out", classes={"vision_msgs/msg/LabelInfo": LabelInfo})
+                  if top == "/rns/label_info"]  # issue 25, item 9: a replay feeds vision_msgs consumers too
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        [(0, "unlabeled")] + [(c.id, c.name) for c in cmap.classes]
+    assert info.header.stamp == labels[0][1].header.stamp
     ids = {c.id for c in cmap.classes}
     assert all(set(np.unique(labels_from_image(m))) <= ids for _, m in labels)
     assert len(outputs(tmp_path / "out", "/rns/confidence")) == 6
@@ -303,10 +309,20 @@ def test_a_recording_that_was_not_closed_or_is_damaged_gives_a_clear_error_or_a_
     assert rns_bag(tmp_path / "in", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "no metadata.yaml" in err and "ros2 bag reindex" in err and "in.mcap" in err
-    mcap = tmp_path / "in" / "in.mcap"
-    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])  # cut: no summary, no footer
-    assert rns_bag(mcap, tmp_path / "out") == 2
-    assert "cannot read input bag" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    write_bag(tmp_path / "long", camera_frames(60, h=128, w=128), "mcap")  # 3 MB: chunks of 1 MiB
+    mcap = tmp_path / "long" / "long.mcap"
+    whole = mcap.read_bytes()
+    mcap.write_bytes(whole[: len(whole) // 2])  # a recorder that crashed: no summary, no footer, no end magic
+    assert rns_bag(mcap, tmp_path / "cut") == 0  # issue 25, item 9: what can be read is segmented
+    err = capsys.readouterr().err
+    read = int(re.search(r"read (\d+) messages", err).group(1))
+    assert "has no summary or end" in err and f"of {len(whole) // 2} bytes" in err and 0 < read < 60, err
+    labels = outputs(tmp_path / "cut", "/rns/labels")
+    assert len(labels) == read  # every intact frame, in order, with its stamp
+    assert [stamp for stamp, _ in labels] == sorted(stamp for stamp, _ in labels)
+    mcap.write_bytes(whole[:40])  # nothing readable at all: refused, nothing written
+    assert rns_bag(mcap, tmp_path / "out2") == 2
+    assert "cannot read input bag" in capsys.readouterr().err and not (tmp_path / "out2").exists()
     # damaged pages in the middle of a sqlite3 recording: found only while reading it
     write_bag(tmp_path / "db", camera_frames(30, h=48, w=64), "sqlite3")
     db3 = tmp_path / "db" / "db.db3"

@@ -62,26 +62,29 @@ def test_a_fast_camera_does_not_starve_a_slow_one_and_a_silent_one_blocks_nothin
 
 
 def test_put_never_waits_for_a_slow_worker():
+    """The worker holds a frame and does not come back until the test lets it: every put still
+    returns (a put that waited for the worker would never end)."""
     boxes = CameraMailboxes(["only"])
-    taken = []
+    taken, busy, release = [], threading.Event(), threading.Event()
 
     def slow_worker():
         while len(taken) < 2:
-            for _, item in boxes.take(timeout=1):
+            for _, item in boxes.take(timeout=10):
                 taken.append(item)
-                time.sleep(0.2)  # "processing"
+                busy.set()
+                release.wait(30)  # "processing", until the puts are done
 
     worker = threading.Thread(target=slow_worker)
     worker.start()
-    durations = []
-    for i in range(50):
-        start = time.perf_counter()
-        boxes.put("only", i)
-        durations.append(time.perf_counter() - start)
-        time.sleep(0.002)
-    worker.join()
-    assert max(durations) < 0.15  # the worker sleeps 200 ms per frame: put never waited on it (margin for a busy machine)
-    assert taken[-1] == 49 or boxes.take(timeout=0) == [("only", 49)]  # the newest frame survives
+    boxes.put("only", -1)
+    assert busy.wait(10)  # the worker holds frame -1 now
+    putter = threading.Thread(target=lambda: [boxes.put("only", i) for i in range(50)])
+    putter.start()
+    putter.join(30)
+    assert not putter.is_alive() and taken == [-1]  # all 50 puts done while the worker was busy
+    release.set()
+    worker.join(30)
+    assert taken == [-1, 49]  # then the newest frame, the others replaced
 
 
 def test_timeout_and_close_wake_a_waiting_worker():

@@ -29,7 +29,7 @@ def test_classes_are_added_all_or_nothing(engine):
     assert all(e.has_text and e.exemplar_ids == () for e in entries)
     version = engine.support_version()
     for names, descriptions, match in [(["bird", "cat"], [], "already exists"), (["x", "x"], [], "listed twice"),
-                                       (["  "], [], "non-empty"), (["bird"], ["a", "b"], "one per name")]:
+                                       (["  "], [], "must not be empty"), (["bird"], ["a", "b"], "one per name")]:
         with pytest.raises(ValueError, match=match):
             engine.add_classes(names, descriptions)
     assert engine.classes() == entries and engine.support_version() == version  # refused: nothing changed

@@ -302,6 +302,27 @@ def test_launch_several_cameras_and_compressed_input(launch_description):
         evaluate(cameras="front, left", camera_topics="/only/one")
 
 
+@pytest.mark.parametrize("cameras, topics", [("[front,rear]", "[/f/image_raw, /r/image_raw]"),
+                                             ("['front', 'rear']", "/f/image_raw, /r/image_raw"),
+                                             ("front, rear", "['/f/image_raw', '/r/image_raw']")])
+def test_launch_takes_lists_in_the_ros_syntax_and_comma_separated(launch_description, cameras, topics):
+    """Issue 25, item 3: `cameras:=[front,rear]` (the ROS list syntax) failed with
+    got ['[front', 'rear]']; both forms name the same cameras, for the launch file and the node.
+    The launch file hands the node 'front, rear' either way: launch_ros (jazzy,
+    launch_ros/utilities/evaluate_parameters.py, evaluate_parameter_dict) passes a string parameter
+    through yaml.safe_load, which keeps 'front, rear' a string, so the node reads the same names
+    whether or not that step runs (this stand-in skips it)."""
+    _, evaluate = launch_description
+    (node,) = evaluate(cameras=cameras, camera_topics=topics, classes="[mug, 'my plate']")
+    kw = node.kwargs
+    assert kw["remappings"][1:] == [("front/image", "/f/image_raw"), ("rear/image", "/r/image_raw")]
+    node_config, _ = params.build_configs(kw["parameters"][1])
+    assert node_config.cameras == ("front", "rear") and node_config.classes == ("mug", "my plate")
+    assert params.build_configs({"cameras": cameras})[0].cameras == ("front", "rear")  # the node reads both too
+    with pytest.raises(ValueError, match="cannot read"):
+        evaluate(cameras="[front, [rear]")
+
+
 def test_launch_several_cameras_with_rviz_shows_the_first_and_depth_topic_is_refused(launch_description,
                                                                                      rviz_installed):
     _, evaluate = launch_description

@@ -8,11 +8,12 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from fakes import FakeEngine, expected_labels
 from messages import make_image, random_rgb
+from ros_harness import ROSOUT_QOS
 from rns_ros.ros.conversions import labels_from_image
 from rns_ros.ros.depth.pointcloud import cloud_to_array
 from rns_ros.ros.node import RnsNode
@@ -23,7 +24,6 @@ H, W = 24, 32  # the depth image; the colour frames are 48x64 (registered, twice
 FX, FY, CX, CY = 30.0, 30.0, 15.5, 11.5
 ALIGNED = ("labels", "confidence", "points")
 NODE_NUMBERS = itertools.count()
-ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def info_msg(width=W, height=H) -> CameraInfo:

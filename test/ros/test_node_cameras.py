@@ -168,7 +168,7 @@ def test_an_engine_error_in_a_batch_is_counted_for_each_camera_and_the_node_goes
     assert not labels["left"] and not labels["rear"]
 
 
-def test_clicks_teach_from_the_camera_they_name(ros, tmp_path):
+def test_clicks_teach_from_the_camera_they_name(ros, tmp_path, capfd):
     engine = tiny_engine()
     node = start(ros, engine, teach_class="mug", memory_dir=str(tmp_path / "mem"), device="cpu",
                  **{"regions.model": "test-tiny"})
@@ -198,8 +198,11 @@ def test_clicks_teach_from_the_camera_they_name(ros, tmp_path):
     ros.wait_for(lambda: len(taught_images()) == 2, timeout=30, what="exemplar from ~/click by frame_id")
     np.testing.assert_array_equal(taught_images()[1], frames["rear"])
     click.header.frame_id = "nowhere"  # matches no camera: ignored, nothing taught
+    capfd.readouterr()
     clicks["click"].publish(click)
-    time.sleep(0.5)
+    logged = []
+    ros.wait_for(lambda: logged.append(capfd.readouterr().err) or "click ignored: no camera's latest frame has "
+                 "frame_id 'nowhere'" in "".join(logged), what="the click refused")
     assert len(taught_images()) == 2
 
 

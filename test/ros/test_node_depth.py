@@ -110,6 +110,29 @@ def test_a_depth_stream_that_stops_does_not_stop_the_labels(ros):
     assert "no depth frame within 0.05 s" in values["depth_last_problem"]
 
 
+def test_depth_last_problem_shows_plain_numbers(ros):
+    """Issue 25, item 8: depth_last_problem read `np.float64(nan)`."""
+    rig = Rig(ros, diagnostics_period_s=0.1)
+    info = info_msg()
+    info.k[0] = float("nan")
+    rig.info.publish(info)
+    rig.depth.publish(depth_msg(1))
+    ros.wait_for(lambda: rig.node.depth_output.input.diagnostics()["depth_frames_received"] == 1, what="depth")
+    ros.wait_for(lambda: rig.node.depth_output.input._info is not None, what="camera_info")
+    rig.colour(random_rgb(H, W), 1)
+
+    def problem():
+        for arr in reversed(rig.diags):
+            for status in arr.status:
+                text = {kv.key: kv.value for kv in status.values}.get("depth_last_problem", "")
+                if "finite" in text:
+                    return text
+        return None
+
+    text = ros.wait_for(problem, what="the camera_info problem in /diagnostics")
+    assert f"[nan, 0.0, {CX}, 0.0, {FY}, {CY}, 0.0, 0.0, 1.0]" in text and "np." not in text, text
+
+
 def test_a_depth_frame_that_arrives_after_its_colour_frame_is_still_its_partner(ros):
     rig = Rig(ros, engine=FakeEngine(delay_s=0.3))  # the frame is taken before its depth arrives
     rig.info.publish(info_msg())

@@ -89,9 +89,9 @@ def test_the_layer_takes_every_frame_and_marks_the_taught_class_where_it_is(ros,
         depth.publish(make_image(np.full((H, W), int(PLANE_M * 1000), np.uint16), "16UC1", stamp=(sec, 0),
                                  frame_id="camera_depth_optical_frame"))
         ros.wait_for(lambda: node.depth_output.input.diagnostics()["depth_frames_received"] > received)
-        taken = len(layer.taken)
+        handled = layer.handled
         image.publish(make_image(scene(), "rgb8", stamp=(sec, 0), frame_id="camera_color_optical_frame"))
-        ros.wait_for(lambda: len(layer.taken) > taken or errors, what=f"the layer's set of frame {sec}")
+        ros.wait_for(lambda: layer.handled > handled or errors, what=f"the layer's set of frame {sec}")
 
     frame(100)  # "puddle" is not taught yet: the blue half is unlabeled, nothing is marked
     assert not layer.costs(100.0) and not errors

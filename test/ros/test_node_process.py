@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -39,13 +38,18 @@ def test_accepted_and_refused_clicks_do_not_end_the_process(ros, tmp_path):
         frames = helper.create_publisher(Image, "/image", RELIABLE)
         clicks = helper.create_publisher(PointStamped, f"/{name}/click", 10)
         ros.wait_for(lambda: frames.get_subscription_count() and clicks.get_subscription_count(), what="discovery")
+        labels = []
+        helper.create_subscription(Image, f"/{name}/labels", labels.append, 10)
+        ros.wait_for(lambda: frames.get_subscription_count() and helper.count_publishers(f"/{name}/labels"),
+                     what="labels publisher")
         frames.publish(make_image(random_rgb(48, 64, seed=1), "rgb8"))
-        time.sleep(0.5)  # the frame is the node's latest before the clicks
-        for x in (30.0, 5000.0, 5001.0, 40.0):  # accepted, refused, refused, accepted
+        ros.wait_for(lambda: labels, timeout=60, what="the frame segmented: the node's latest before the clicks")
+        for i, x in enumerate((30.0, 5000.0, 5001.0, 40.0)):  # accepted, refused, refused, accepted
             click = PointStamped()
             click.point.x, click.point.y = x, 20.0
             clicks.publish(click)
-            time.sleep(0.3)
+            ros.wait_for(lambda: proc.poll() is not None or log.read_text().count("click at (") > i, timeout=60,
+                         what=f"click {i} answered")
 
         def taught():
             classes = call(ros, listing, ListClasses.Request()).class_map.classes
@@ -64,8 +68,9 @@ def test_sigint_during_a_frame_stops_the_worker_before_the_context(ros, tmp_path
     """A frame in the engine when SIGINT arrives used to be published after rclpy had shut the
     context down ('frame failed: ... publisher's context is invalid')."""
     name = f"rns_sigint_{os.getpid()}"
+    started = tmp_path / "frames_started"
     code = ("from fakes import FakeEngine; from rns_ros.cli.node import main; "
-            "sys.exit(main(engine_factory=lambda cfg: FakeEngine(cfg, delay_s=2.0)))")
+            f"sys.exit(main(engine_factory=lambda cfg: FakeEngine(cfg, delay_s=2.0, started_file={str(started)!r})))")
     proc, log = start_node(tmp_path, name, "-p", "classes:=a", "-p", "image_qos:=reliable", code=code)
     try:
         helper = ros.node("helper")
@@ -77,7 +82,8 @@ def test_sigint_during_a_frame_stops_the_worker_before_the_context(ros, tmp_path
         frames.publish(make_image(random_rgb(8, 8, seed=1), "rgb8", stamp=(1, 0)))
         ros.wait_for(lambda: labels, timeout=30, what="the first frame's labels")
         frames.publish(make_image(random_rgb(8, 8, seed=2), "rgb8", stamp=(2, 0)))
-        time.sleep(0.7)  # the second frame is inside the 2 s engine call now
+        ros.wait_for(lambda: started.read_text().count("frame") == 2, timeout=30,
+                     what="the second frame inside the 2 s engine call")
         proc.send_signal(signal.SIGINT)
         exit_code = proc.wait(timeout=60)
     finally:

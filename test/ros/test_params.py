@@ -53,6 +53,7 @@ def test_values_reach_their_fields():
     assert engine.adapter.steps == 25 and engine.device == "cpu" and engine.proposals.checkpoint is None
     assert params.build_configs({"profile": "cpu-fast"})[1].profile == "cpu-fast"
     assert params.build_configs({"classes": ["a", " b "]})[0].classes == ("a", "b")
+    assert params.build_configs({"adapter.cpu_threads": 2})[1].adapter.cpu_threads == 2  # issue 25, item 10
     node, _ = params.build_configs({"cameras": "front, left_2", "image_transport": "compressed",
                                     "min_confidence": 0.4, "confidence_encoding": "mono8", "camera_batching": "on"})
     assert node.cameras == ("front", "left_2") and node.image_transport == "compressed"
@@ -84,6 +85,9 @@ def test_palette_values_become_the_palette_of_every_output():
     ({"overlay_alpha": "half"}, "overlay_alpha"),
     ({"image_qos": "fast"}, "image_qos"),
     ({"classes": "a, b, a"}, "unique"),
+    ({"classes": "mug, Mug"}, "listed twice"),  # the teaching services' rule (issue 25)
+    ({"classes": ["x" * 129]}, "longer than 128"),
+    ({"teach_class": "y" * 129}, "teach_class .* longer than 128"),
     ({"classes": [1, 2]}, "classes"),
     ({"autostart": 1}, "autostart"),
     ({"no_such_parameter": 1}, "unknown parameter"),

@@ -19,10 +19,11 @@ H, W = 40, 56
 @pytest.fixture
 def setup(tmp_path):
     engine = tiny_engine()
-    frames = {"latest": None}
+    frames = {"latest": None, "valid": None}
     masker = BoxMasker()
     changes = []
     teacher = Teacher(engine, memory_dir=tmp_path / "mem", latest_frame=lambda: frames["latest"],
+                      latest_valid_frame=lambda: frames["valid"],
                       masker=lambda: masker, on_change=lambda: changes.append(engine.support_version()))
     return teacher, engine, frames, masker, changes
 
@@ -102,6 +103,36 @@ def test_latest_frame_path_and_create_class(setup):
     assert res.success, res.message
     assert [(c.name, c.has_text, c.exemplar_count) for c in res.class_map.classes] == [("my mug", False, 1)]
     np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, rgb)
+
+
+def test_only_the_empty_image_means_the_latest_frame_and_that_is_the_latest_valid_one(setup):
+    """Issue 25, item 6: an image of height 0 with 1,440 bytes of data silently used the latest
+    camera frame; and a malformed newest frame made "the latest frame" fail."""
+    teacher, engine, frames, _, _ = setup
+    add_classes(teacher, "mug")
+    good = random_rgb(H, W, seed=8)
+    frames["latest"] = frames["valid"] = make_image(good, "rgb8", stamp=(5, 0))
+    before = snapshot(teacher)
+    malformed = make_image(random_rgb(H, W, seed=9), "rgb8")
+    malformed.height = 0  # its data (40 x 56 x 3 bytes) stays
+    for field in ("image", "mask"):
+        req = exemplar_request("mug", make_image(good, "rgb8"), mask=square(H, W, 5, 25, 5, 30))
+        setattr(req, field, malformed)
+        res = teacher.add_exemplar(req, AddExemplar.Response())
+        assert not res.success and f"{field} is malformed: {W}x0 with {H * W * 3} bytes" in res.message, res.message
+        assert snapshot(teacher) == before
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert res.success and res.frame_header.stamp.sec == 5, res.message  # empty image: the latest frame
+
+    broken = make_image(random_rgb(H, W, seed=10), "rgb8", stamp=(6, 0))
+    broken.data = bytes(broken.data)[:-7]  # the newest frame is malformed
+    frames["latest"] = broken
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert res.success and res.frame_header.stamp.sec == 5, res.message  # the latest *valid* frame
+    np.testing.assert_array_equal(engine.segmenter.memory.exemplar(res.exemplar_id).image, good)
+    frames["valid"] = None  # nothing valid to fall back on: refused with the newest frame's problem
+    res = teacher.add_exemplar(exemplar_request("mug", mask=square(H, W, 5, 25, 5, 30)), AddExemplar.Response())
+    assert not res.success and "latest camera frame" in res.message, res.message
 
 
 def test_add_exemplar_names_the_frame_it_was_made_from_and_returns_the_mask_only_when_asked(setup):
@@ -201,7 +232,7 @@ def test_refusals_give_reasons_and_change_nothing(setup):
                                                                           "32FC1"), mask=ok_mask), "32FC1"),
         ("unsupported mask encoding", exemplar_request("cup", image), "mono8"),
         ("no frame yet", exemplar_request("cup", mask=ok_mask), "no camera frame"),
-        ("empty class name", exemplar_request("", image, mask=ok_mask), "class_name is empty"),
+        ("empty class name", exemplar_request("", image, mask=ok_mask), "class_name must not be empty"),
     ]
     cases[12][1].mask = make_image(np.full((H, W, 3), 255, np.uint8), "rgb8")
     for what, req, reason in cases:
@@ -211,7 +242,7 @@ def test_refusals_give_reasons_and_change_nothing(setup):
         assert snapshot(teacher) == before, what
     for req, reason in [(AddClasses.Request(names=["cup"]), "already exists"),
                         (AddClasses.Request(names=["x", "x"]), "listed twice"),
-                        (AddClasses.Request(names=["x", ""]), "non-empty"),
+                        (AddClasses.Request(names=["x", ""]), "must not be empty"),
                         (AddClasses.Request(names=[]), "no class names"),
                         (AddClasses.Request(names=["x"], descriptions=["a", "b"]), "one per name")]:
         res = teacher.add_classes(req, AddClasses.Response())
@@ -232,6 +263,36 @@ def test_refusals_give_reasons_and_change_nothing(setup):
     res = teacher.segment(Segment.Request(image=make_image(np.zeros((4, 4), np.uint16), "mono16")),
                           Segment.Response())
     assert not res.success and "mono16" in res.message
+
+
+def test_class_names_follow_one_rule_in_every_service(setup):
+    """Issue 25, items 4 and 5: ' mug ' and 'Mug' were added next to 'mug'; a 10,000-character name
+    was accepted and printed in full in every later refusal."""
+    teacher, engine, frames, _, _ = setup
+    assert add_classes(teacher, "mug").success
+    before = snapshot(teacher)
+    for names in ([" mug "], ["Mug"], ["cup", "CUP"], ["n" * 129], ["n" * 10_000]):
+        res = add_classes(teacher, *names)
+        assert not res.success and snapshot(teacher) == before, res.message
+        assert len(res.message) < 300, res.message  # the name is shortened in the refusal
+    res = add_classes(teacher, "  Cup ")
+    assert res.success and [c.name for c in res.class_map.classes] == ["mug", "Cup"] and "'Cup'" in res.message
+    image = random_rgb(H, W, seed=3)
+    res = teacher.add_exemplar(exemplar_request(" cup", make_image(image, "rgb8"), mask=square(H, W, 5, 25, 5, 30)),
+                               AddExemplar.Response())
+    assert res.success and res.class_id == 2, res.message  # the class, in another spelling
+    res = teacher.add_exemplar(exemplar_request("MUG ", make_image(image, "rgb8"), mask=square(H, W, 5, 25, 5, 30),
+                                                create_class=True), AddExemplar.Response())
+    assert res.success and res.class_id == 1 and "new class" not in res.message, res.message
+    res = teacher.remove_exemplars(RemoveExemplars.Request(class_name="CUP"), RemoveExemplars.Response())
+    assert res.success and res.removed_count == 1, res.message
+    many = [f"missing class {i}" for i in range(50)] + ["n" * 10_000]
+    res = teacher.remove_classes(RemoveClasses.Request(names=many), RemoveClasses.Response())
+    assert not res.success and "and 43 more" in res.message and len(res.message) < 600, res.message
+    res = teacher.remove_classes(RemoveClasses.Request(names=["cup", " Cup"]), RemoveClasses.Response())
+    assert not res.success and "twice" in res.message
+    res = teacher.remove_classes(RemoveClasses.Request(names=[" CUP "]), RemoveClasses.Response())
+    assert res.success and [c.name for c in res.class_map.classes] == ["mug"], res.message
 
 
 def test_save_load_segment_and_enable(setup, tmp_path):

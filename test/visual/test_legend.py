@@ -1,9 +1,11 @@
 """The overlay legend: which classes it lists, where it goes, how big it may get."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import ImageFont
 
-from rns_ros.visual import legend
+from rns_ros.visual import fonts, legend
 from rns_ros.visual.legend import LegendStyle, class_areas, draw_legend, legend_entries
 from rns_ros.visual.palette import Palette, parse_palette
 
@@ -135,3 +137,32 @@ def test_without_freetype_the_bitmap_font_draws_any_name(monkeypatch):
 def test_bad_styles_are_refused(kwargs):
     with pytest.raises(ValueError):
         LegendStyle(**kwargs)
+
+
+def test_names_in_latin_greek_and_cyrillic_are_drawn_not_boxed():
+    """Issue 25, item 7: 'ñandú' was drawn as '□and□' (Pillow's built-in font has no 'ñ')."""
+    font_path = fonts.font_file()
+    assert font_path is not None and Path(font_path).name == "DejaVuSans.ttf"  # system or matplotlib's copy
+    font = legend.legend_font(16)
+    for name in ("ñandú", "λάμα", "Москва", "Øresund ß"):
+        assert legend._drawable(name, font) == name
+        drawn = legend._text_mask(name, 16)
+        boxes = legend._text_mask(fonts._NOT_A_CHARACTER * len(name), 16)  # the missing-glyph look
+        assert drawn.shape != boxes.shape or (drawn != boxes).any()
+    assert legend._drawable("杯子", font) == "??"  # no CJK in DejaVu Sans: '?', not a box
+
+
+def test_without_a_covering_font_missing_characters_are_question_marks_with_a_warning(monkeypatch):
+    monkeypatch.setattr(fonts, "FONT_FILES", ())
+    monkeypatch.setattr(fonts, "_matplotlib_font", lambda: None)
+    monkeypatch.setattr(fonts, "_warned", False)
+    for cached in (fonts.font_file, fonts.load_font, legend._fit_name, legend._text_mask):
+        cached.cache_clear()
+    try:
+        font = legend.legend_font(16)
+        with pytest.warns(RuntimeWarning, match="fonts-dejavu-core"):
+            assert legend._drawable("ñandú", font) == "?and?"
+        assert legend._drawable("plain ascii", font) == "plain ascii"
+    finally:
+        for cached in (fonts.font_file, fonts.load_font, legend._fit_name, legend._text_mask):
+            cached.cache_clear()

@@ -40,11 +40,13 @@ Two step kinds:
   built on first use where a C compiler exists; the refreshes stay torch matmuls.
   `fast_kernel="torch"` (and "auto" without a compiler) runs the same steps as torch operations.
 
-Threads: on a CPU the steps run on `config.cpu_threads` torch threads (1 by default). Each step is
-a few small operations, too small to gain from a second thread, and every parallel region is a
-barrier: on a machine where other processes compete for the cores, 2 threads made the 700 exact
-steps of the benchmark problem 40x slower here (12 s instead of 0.3 s). torch's thread count
-is process-wide, so it is set for the solve and restored after it.
+Threads: on a CPU the steps run on `config.cpu_threads` torch threads (1 by default). On two idle
+cores a second thread makes the exact steps ~1.3x faster (issue 25: 88 vs 120 ms on the hard
+benchmark problem), but every parallel region is a barrier: where other processes compete for
+the cores, 2 threads made the 700 exact steps several times slower (12 s instead of 0.3 s with
+spinning OpenMP threads). Hence 1 by default, 2 (the `adapter.cpu_threads` parameter) on a robot
+with cores to spare. torch's thread count is process-wide, so it is set for the solve and
+restored after it.
 """
 from __future__ import annotations
 

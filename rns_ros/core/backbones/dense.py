@@ -8,6 +8,7 @@ one text vector each, in the space of the patch features).
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TEXT_CACHE_SIZE = 1024  # prompts whose text features are kept (least recently used leave first)
 
 
 class WindowedBackbone:
@@ -67,7 +69,7 @@ class WindowedBackbone:
         self.text_batch = int(text_batch)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=device).view(3, 1, 1)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> (d,), least recent first
 
     def __repr__(self) -> str:
         compute = self.runtime.describe() if self.runtime is not None else f"precision={self.precision}"
@@ -145,7 +147,8 @@ class WindowedBackbone:
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """(C, d) float32 unit-norm text features: per prompt, every template filled in, each
-        sentence encoded and normalised, averaged, normalised. Cached by prompt string."""
+        sentence encoded and normalised, averaged, normalised. Cached by prompt string, the
+        TEXT_CACHE_SIZE most recently used (a robot taught new names for days keeps no more)."""
         if isinstance(prompts, str):
             raise ValueError(f"encode_text takes a list of prompts, got the string {prompts!r}; "
                              f"wrap it: [{prompts!r}]")
@@ -153,13 +156,17 @@ class WindowedBackbone:
         for p in prompts:
             if not isinstance(p, str) or not p.strip():
                 raise ValueError(f"every prompt must be a non-empty string, got {p!r}")
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
-        if missing:
-            for p, feat in zip(missing, self._encode_new_prompts(missing)):
-                self._text_cache[p] = feat
         if not prompts:
             return torch.zeros(0, self.dim, dtype=torch.float32, device=self.device)
-        return torch.stack([self._text_cache[p] for p in prompts])
+        cache = self._text_cache
+        missing = list(dict.fromkeys(p for p in prompts if p not in cache))
+        encoded = dict(zip(missing, self._encode_new_prompts(missing))) if missing else {}
+        features = torch.stack([encoded[p] if p in encoded else cache[p] for p in prompts])
+        for p in dict.fromkeys(prompts):  # most recently used last; the oldest leave past the bound
+            cache[p] = encoded[p].clone() if p in encoded else cache.pop(p)
+        while len(cache) > TEXT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return features
 
     def _encode_new_prompts(self, prompts: list[str]) -> torch.Tensor:
         sentences = [t.format(p) for p in prompts for t in self.templates]

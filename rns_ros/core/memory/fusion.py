@@ -23,6 +23,6 @@ def fuse_features(visual: torch.Tensor, text: torch.Tensor,
         raise ValueError(f"visual {tuple(visual.shape)} and text {tuple(text.shape)} must both be (K, d)")
     lam = torch.as_tensor(list(lambdas), dtype=visual.dtype, device=visual.device)
     if lam.numel() == 0 or bool(((lam < 0) | (lam > 1)).any()):
-        raise ValueError(f"lambdas must be a non-empty list of values in [0, 1], got {list(lambdas)}")
+        raise ValueError(f"lambdas must be a non-empty list of values in [0, 1], got {[float(v) for v in lambdas]}")
     mixed = lam[None, :, None] * visual[:, None, :] + (1 - lam)[None, :, None] * text[:, None, :]
     return F.normalize(mixed, dim=-1)

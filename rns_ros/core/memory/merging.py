@@ -2,8 +2,8 @@
 added to what this one knows, without renumbering anything this one already has.
 
 The policy:
-- A class of the source whose name the target already has *is* that class: its exemplars join
-  it, the target's text feature and prompt stay. Nameless source classes, and names the target
+- A class of the source whose name the target already has (in any spelling: names.py) *is* that
+  class: its exemplars join it, the target's text feature and prompt stay. Nameless source classes, and names the target
   lacks, become new target classes (new ids; their text feature and prompt come along).
 - Every source exemplar becomes a new target exemplar (new id) with its features unchanged, its
   origin (the robot that taught it) kept, and its raw label map renumbered to the target's class
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rns_ros.core.memory.exemplars import Exemplar
+from rns_ros.core.memory.names import name_key
 from rns_ros.core.memory.support import SupportMemory
 
 
@@ -41,8 +42,9 @@ def merge_memory(target: SupportMemory, source: SupportMemory) -> MergeResult:
         raise ValueError(f"cannot merge features of backbone {source.backbone_identity!r} into a memory of "
                          f"{target.backbone_identity!r}; load the source with the running backbone first "
                          "(load_memory re-encodes it)")
-    existing = {record.name: record.id for record in target.classes if record.name is not None}
-    joined = {record.id: existing[record.name] for record in source.classes if record.name in existing}
+    existing = {name_key(record.name): record.id for record in target.classes if record.name is not None}
+    joined = {record.id: existing[name_key(record.name)] for record in source.classes
+              if record.name is not None and name_key(record.name) in existing}
     created = classes_to_create(target, source)
     # the exemplars as they will be inserted, read and checked before anything changes
     source_class_ids = {record.id for record in source.classes}
@@ -82,8 +84,8 @@ def classes_to_create(target: SupportMemory, source: SupportMemory) -> list:
     """The source's class records that `merge_memory` adds to `target` as new classes, in the order
     it adds them (they get target ids next_class_id, next_class_id + 1, ...): nameless ones and
     names the target lacks."""
-    names = {record.name for record in target.classes if record.name is not None}
-    return [record for record in source.classes if record.name is None or record.name not in names]
+    names = {name_key(record.name) for record in target.classes if record.name is not None}
+    return [record for record in source.classes if record.name is None or name_key(record.name) not in names]
 
 
 def _renumbered(exemplar: Exemplar, source_ids: np.ndarray, target_ids: np.ndarray) -> Exemplar:

@@ -36,6 +36,7 @@ def unit_rows(rows: torch.Tensor) -> torch.Tensor:
 
 from rns_ros.core.memory.exemplars import Exemplar
 from rns_ros.core.memory.fusion import DEFAULT_LAMBDAS, fuse_features
+from rns_ros.core.memory.names import check_new_names, describe_names, find_name, shorten
 from rns_ros.core.memory.retrieval import InnerProductIndex
 
 
@@ -230,12 +231,12 @@ class SupportMemory:
 
     @_locked
     def class_id(self, name: str) -> int:
-        """The id of the class called `name`."""
-        for cid, state in self._classes.items():
-            if state.name is not None and state.name == name:
-                return cid
-        raise ValueError(f"no class named {name!r}; known names: "
-                         f"{[s.name for s in self._classes.values() if s.name is not None]}")
+        """The id of the class called `name`, in any spelling (names.find_name)."""
+        names = {state.name: cid for cid, state in self._classes.items() if state.name is not None}
+        found = find_name(name, names) if isinstance(name, str) else None
+        if found is None:
+            raise ValueError(f"no class named {shorten(str(name))}; known names: {describe_names(names)}")
+        return names[found]
 
     @_locked
     def text_feature(self, cid: int) -> torch.Tensor | None:
@@ -372,16 +373,13 @@ class SupportMemory:
     def add_class(self, name: str | None, text_feature=None, *, prompt: str | None = None) -> int:
         """Register a class and return its new id (>= 1, never reused).
 
-        `name`: unique display name, or None for a nameless class. `text_feature`: (d,) tensor (made
+        `name`: unique display name (names.py's rule: stripped, at most MAX_NAME_CHARS characters,
+        unique without case), or None for a nameless class. `text_feature`: (d,) tensor (made
         unit-norm) or None = no text. `prompt`: the text the feature came from, when not the name
         (kept for re-encoding).
         """
         if name is not None:
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"class name must be a non-empty string or None, got {name!r}")
-            if any(s.name == name for s in self._classes.values()):
-                raise ValueError(f"a class named {name!r} already exists (id {self.class_id(name)}); "
-                                 "names must be unique")
+            name = check_new_names([name], [s.name for s in self._classes.values()])[0]
         if prompt is not None and not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string or None, got {prompt!r}")
         text = self._check_text(text_feature)

@@ -18,6 +18,8 @@ from pathlib import Path
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
+from rns_ros.ros.bags.salvage import SalvagedMcap
+
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")  # raw or compressed frames
 _INFINITE = QosTime(9223372036, 854775807)  # RMW_DURATION_INFINITE as rosbag2 (Jazzy) records it
@@ -38,31 +40,36 @@ def message_class(msgtype: str):
         raise BagError(f"message type {msgtype!r} is not available in this Python environment") from exc
 
 
-def _msg_dirs() -> list[Path]:
-    """Where the rns_ros .msg files may be: installed share folders, then the source tree."""
+def _msg_dirs(package: str) -> list[Path]:
+    """Where a package's .msg files may be: installed share folders, then this source tree (the
+    rns_ros messages, and interfaces/ for the vision_msgs stand-in)."""
     prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    dirs = [Path(p) / "share" / "rns_ros" / "msg" for p in prefixes]
-    return dirs + [Path(__file__).resolve().parents[2] / "msg"]
+    dirs = [Path(p) / "share" / package / "msg" for p in prefixes]
+    root = Path(__file__).resolve().parents[3]
+    return dirs + [root / "msg" if package == "rns_ros" else root / "interfaces" / package / "msg"]
 
 
 def typestore():
-    """rosbags' Jazzy type store plus this package's messages (for their definitions and hashes)."""
+    """rosbags' Jazzy type store plus this package's messages and vision_msgs' LabelInfo (for their
+    definitions and hashes)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_JAZZY)
-    folder = next((d for d in _msg_dirs() if (d / "ClassMap.msg").is_file()), None)
-    if folder is None:
-        raise BagError("cannot find rns_ros/msg/ClassMap.msg (looked in the AMENT_PREFIX_PATH share "
-                       "folders and the source tree): install the package (scripts/setup.sh or colcon build)")
     types = {}
-    for path in sorted(folder.glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(), f"rns_ros/msg/{path.stem}"))
+    for package, probe in (("rns_ros", "ClassMap.msg"), ("vision_msgs", "LabelInfo.msg")):
+        folder = next((d for d in _msg_dirs(package) if (d / probe).is_file()), None)
+        if folder is None:
+            raise BagError(f"cannot find {package}/msg/{probe} (looked in the AMENT_PREFIX_PATH share "
+                           "folders and the source tree): install the package (scripts/setup.sh or colcon build)")
+        for path in sorted(folder.glob("*.msg")):
+            types.update(get_types_from_msg(path.read_text(), f"{package}/msg/{path.stem}"))
     store.register(types)
     return store
 
 
 def open_reader(path: str | Path) -> Reader:
-    """Open a rosbag2 folder (or one .mcap / .db3 file of it); BagError says what is wrong."""
+    """Open a rosbag2 folder (or one .mcap / .db3 file of it); BagError says what is wrong. A .mcap
+    file that was cut off is read as far as it goes (salvage.SalvagedMcap; its `note` says how far)."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"input bag {path} does not exist")
@@ -75,8 +82,14 @@ def open_reader(path: str | Path) -> Reader:
     try:
         reader.open()
     except (ReaderError, OSError, ValueError, KeyError) as exc:
-        raise BagError(f"cannot read input bag {path}: {exc} (a damaged or unfinished recording? `mcap recover` "
-                       "repairs MCAP files, sqlite3's `.recover` db3 files)") from exc
+        mcap = path if path.suffix == ".mcap" else None
+        if mcap is not None:  # cut off (no summary, no end magic): read it record by record
+            salvaged = SalvagedMcap(mcap)
+            if salvaged.message_count:
+                return salvaged
+        raise BagError(f"cannot read input bag {path}: {exc} (a damaged or unfinished recording? "
+                       + ("no message could be read from it either)" if mcap is not None else
+                          "sqlite3's `.recover` repairs db3 files)")) from exc
     return reader
 
 

@@ -19,6 +19,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 
 from rns_ros.ros import params
 from rns_ros.ros.outputs.class_map import class_map_message
+from rns_ros.ros.outputs.label_info import label_info
 from rns_ros.ros.bags.io import LATCHED_QOS, BagError, BagWriter, message_class, typestore
 from rns_ros.ros.inputs.cameras import decode_frame
 from rns_ros.ros.conversions import FrameError
@@ -95,13 +96,14 @@ class BagRun:
                        for c in reader.connections}
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         outputs = {"labels": "sensor_msgs/msg/Image", "confidence": "sensor_msgs/msg/Image",
-                   "class_map": "rns_ros/msg/ClassMap"}
+                   "class_map": "rns_ros/msg/ClassMap", "label_info": "vision_msgs/msg/LabelInfo"}
         if self.depth:
             outputs["points"] = "sensor_msgs/msg/PointCloud2"
         taken = {c.topic for c in reader.connections} & {f"{ns}/{name}" for name in outputs}
         if taken:
             raise BagError(f"the input bag already has {sorted(taken)}; choose another --namespace")
-        self.out = {name: writer.add_topic(f"{ns}/{name}", msgtype, qos=[LATCHED_QOS] if name == "class_map" else ())
+        self.out = {name: writer.add_topic(f"{ns}/{name}", msgtype,
+                                           qos=[LATCHED_QOS] if name in ("class_map", "label_info") else ())
                     for name, msgtype in outputs.items()}
         self.image_class = message_class(topics.image.msgtype)
         self.info = None
@@ -239,9 +241,11 @@ class BagRun:
     def _class_map(self, header, time_ns: int) -> None:
         version = self.engine.support_version()
         if version != self.class_map_version:
-            cmap = class_map_message(self.engine.classes(), version, self.engine.backbone_identity, header.stamp,
+            entries = self.engine.classes()
+            cmap = class_map_message(entries, version, self.engine.backbone_identity, header.stamp,
                                         self.palette)
             self._write("class_map", time_ns, cmap)
+            self._write("label_info", time_ns, label_info(entries, self.config.min_confidence, header.stamp))
             self.class_map_version = version
 
     def _write(self, name: str, time_ns: int, msg) -> None:

@@ -37,6 +37,15 @@ from rns_ros.ros.depth.projection import Intrinsics, depth_grid
 from rns_ros.ros.outputs.frames import OUTPUT_QOS
 
 MAX_ALIGNED_CLASS_ID = 255  # the aligned labels are mono8: Nav2's layer reads one byte per pixel
+
+
+def class_id_ceiling(depth_config) -> tuple[int, str] | None:
+    """With aligned outputs on, class ids must fit their one byte: (largest id, why) for the
+    teaching services' ClassIdLimit; None while they are off."""
+    if not depth_config.aligned_outputs:
+        return None
+    return MAX_ALIGNED_CLASS_ID, ("depth.aligned_outputs publishes class ids as one byte (mono8), the way "
+                                  "Nav2's semantic costmap layer reads them")
 ALIGNED_TOPICS = ("labels", "confidence", "points")  # under <prefix>aligned/
 
 

@@ -68,9 +68,10 @@ class Intrinsics:
         """From a sensor_msgs/CameraInfo (K row-major: fx 0 cx / 0 fy cy / 0 0 1); FrameError if unusable."""
         k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
         if k.size != 9 or not np.isfinite(k).all():
-            raise FrameError(f"camera_info K must hold 9 finite numbers, got {list(k)}")
+            raise FrameError(f"camera_info K must hold 9 finite numbers, got {k.tolist()}")  # plain numbers
         if k[0] <= 0 or k[4] <= 0:
-            raise FrameError(f"camera_info K has no focal length (fx={k[0]}, fy={k[4]}): is the camera calibrated?")
+            raise FrameError(f"camera_info K has no focal length (fx={float(k[0])}, fy={float(k[4])}): "
+                             "is the camera calibrated?")
         return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(msg.width), int(msg.height))
 
 

@@ -53,6 +53,17 @@ class ClassIdLimit:
         ceiling = self._ceiling()
         return [] if ceiling is None else sorted(i for i in class_ids if i > ceiling[0])
 
+    def restored_problem(self, class_ids: Iterable[int]) -> str | None:
+        """What to log when a memory restored on configure (taught before the ceiling was on) holds
+        ids above it; None when it does not."""
+        over = self.over(class_ids)
+        if not over:
+            return None
+        ceiling = self._ceiling()
+        return (f"the support memory holds class ids {over[:8]} above {ceiling[0]} ({ceiling[1]}): frames labelled "
+                "with them get no aligned outputs (aligned_invalid in /diagnostics); remove those classes or "
+                "renumber the memory (docs/ros.md)")
+
     def _refuse(self, what: str, ceiling: Ceiling) -> None:
         self.refusals += 1
         raise Refused(f"{what}, above {ceiling[0]}: {ceiling[1]}. Class ids are never reused (removing a class "

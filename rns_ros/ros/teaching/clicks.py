@@ -17,6 +17,7 @@ from typing import Callable
 from geometry_msgs.msg import Point32, PointStamped
 from sensor_msgs.msg import Image
 
+from rns_ros.core.memory.names import shorten
 from rns_ros.srv import AddExemplar
 
 
@@ -56,7 +57,7 @@ class ClickTeacher:
             request.image = frame
         response = self.teacher.add_exemplar(request, AddExemplar.Response())
         self.last_response = response
-        text = f"click at ({click.point.x:.0f}, {click.point.y:.0f}) for {name!r}: {response.message}"
+        text = f"click at ({click.point.x:.0f}, {click.point.y:.0f}) for {shorten(name)}: {response.message}"
         # One severity per call site: rclpy refuses a call site whose severity changes between calls.
         if response.success:
             self.log_info(text)

@@ -22,9 +22,18 @@ class Refused(ValueError):
     """A request the node refuses; the message says why and how to fix it."""
 
 
-def given(img: Image) -> bool:
-    """Whether a request's optional image field was filled (an empty Image means "not given")."""
-    return int(img.width) > 0 and int(img.height) > 0
+def given(img: Image, what: str = "image") -> bool:
+    """Whether a request's optional image field was filled. Only the empty Image (no data, width
+    and height 0) means "not given"; one without pixels but with data, or with one of its two
+    sizes, is malformed: Refused with the reason (it never stands for "not given")."""
+    width, height, size = int(img.width), int(img.height), len(img.data)
+    if width == 0 and height == 0 and size == 0:
+        return False
+    if width == 0 or height == 0:
+        raise Refused(f"{what} is malformed: {width}x{height} with {size} bytes of data; send a whole image, "
+                      "or leave it empty (no data, width and height 0)" +
+                      (" to use the latest camera frame" if what == "image" else ""))
+    return True
 
 
 def decode_request_image(msg: Image, what: str = "image") -> np.ndarray:
@@ -58,9 +67,9 @@ def parse_annotation(request, size: tuple[int, int]) -> tuple[str, object]:
     ("box", (4,) float [x_min, y_min, x_max, y_max]) or ("points", ((n, 2) float xy, (n,) int32
     labels, 1 = on the object)). Refused when none or several are given, or one is malformed.
     """
-    present = [k for k, filled in (("mask", given(request.mask)), ("box", len(request.box) > 0),
+    present = [k for k, filled in (("mask", given(request.mask, "mask")), ("box", len(request.box) > 0),
                                    ("points", len(request.points) > 0 or len(request.point_labels) > 0),
-                                   ("scribble", given(request.scribble))) if filled]
+                                   ("scribble", given(request.scribble, "scribble"))) if filled]
     if len(present) != 1:
         raise Refused(f"give exactly one annotation (mask, box, points or scribble), got {present or 'none'}")
     kind = present[0]

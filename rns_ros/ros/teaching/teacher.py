@@ -7,6 +7,10 @@ DDS. `Teacher(engine, ...)` holds everything a handler needs; the node registers
 docs/teaching.md). Request checks live in requests.py, SAM 2 prompting in prompting.py,
 saving and restoring the memory in memory_store.py.
 
+Class names follow one rule everywhere (rns_ros/core/memory/names.py): stripped, at most 128
+characters, unique without case; a request may name a class in any spelling ('Mug' finds 'mug').
+Messages shorten long names and long lists of them.
+
 Contract of every handler: it never raises; a refused request answers success=false with the
 reason and changes nothing (memory, version, files). A mutating request is applied under
 `engine.lock`, which the engine also holds for a whole frame, so a change lands between two frames;
@@ -22,6 +26,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
+from rns_ros.core.memory.names import clean_name, describe_names, find_name, shorten
 from rns_ros.ros.outputs.class_map import class_map_message
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image
 from rns_ros.ros.teaching.memory_store import MemoryStore, describe_report, save_copy
@@ -32,11 +37,20 @@ from rns_ros.ros.teaching.class_ids import Ceiling, ClassIdLimit
 from rns_ros.visual import Palette
 
 
+def describe_ids(ids: Sequence[int], limit: int = 8) -> str:
+    """Ids for a message: the first `limit`, then "and N more"."""
+    shown = ", ".join(str(int(i)) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 class Teacher:
     """Teaching handlers over an engine (`RnsEngine`: memory at `engine.segmenter.memory`).
 
     memory_dir: where every change is saved (None = no automatic saving).
-    latest_frame: () -> the latest camera Image the node received, or None.
+    latest_frame: () -> the latest camera Image the node received, or None (FrameError if it is
+    a compressed frame that cannot be decoded).
+    latest_valid_frame: () -> the latest camera Image the node decoded without error, or None: what
+    "the latest frame" falls back to when the newest one is malformed.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
     before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
@@ -48,6 +62,7 @@ class Teacher:
 
     def __init__(self, engine, *, memory_dir: str | Path | None = None,
                  latest_frame: Callable[[], Image | None] = lambda: None,
+                 latest_valid_frame: Callable[[], Image | None] = lambda: None,
                  masker: Callable[[], object] | None = None, on_change: Callable[[], None] = lambda: None,
                  stamp: Callable[[], object] | None = None, palette: Callable[[], Palette] = Palette,
                  log_error: Callable[[str], None] = lambda s: None,
@@ -56,6 +71,7 @@ class Teacher:
         self.engine = engine
         self.store = MemoryStore(memory_dir, log_error)
         self.latest_frame = latest_frame
+        self.latest_valid_frame = latest_valid_frame
         self.prompts = PromptMasks(masker)
         self.on_change = on_change
         self.stamp = stamp
@@ -84,20 +100,39 @@ class Teacher:
     def _class_ids_by_name(self) -> dict[str, int]:
         return {e.name: e.id for e in self.engine.classes() if e.name}
 
+    def _find_class(self, name: str) -> tuple[str, int] | None:
+        """(the name as the memory spells it, its id) of the class `name` refers to in any spelling
+        (names.py), or None. The caller holds the engine lock."""
+        ids = self._class_ids_by_name()
+        found = find_name(name, ids)
+        return None if found is None else (found, ids[found])
+
     def _image(self, msg: Image, latest_if_empty: bool = True) -> tuple[np.ndarray, Image]:
-        """(RGB, the Image it came from): the request image, or the latest camera frame when empty."""
-        what = "image"
-        if not given(msg):
-            msg = self.latest_frame() if latest_if_empty else None
-            if msg is None:
+        """(RGB, the Image it came from): the request image, or, when it is empty (and only then:
+        requests.given), the latest valid camera frame: the newest one, or when that one cannot be
+        used, the newest one the node could decode."""
+        if given(msg):
+            return self._decoded(msg, "image"), msg
+        if not latest_if_empty:
+            raise Refused("no image given")
+        try:
+            newest = self.latest_frame()
+            if newest is None:
                 raise Refused("no image given and no camera frame seen yet on `image`; send an image "
-                              "or wait for the camera" if latest_if_empty else "no image given")
-            what = "latest camera frame"
+                              "or wait for the camera")
+            return self._decoded(newest, "latest camera frame"), newest
+        except ValueError:  # a malformed newest frame: fall back to the newest valid one
+            valid = self.latest_valid_frame()
+            if valid is None or valid is newest:
+                raise
+            return self._decoded(valid, "latest valid camera frame"), valid
+
+    def _decoded(self, msg: Image, what: str) -> np.ndarray:
         rgb = decode_request_image(msg, what)
         if rgb.shape[0] * rgb.shape[1] > self.max_image_pixels:
             raise Refused(f"{what} has {rgb.shape[0] * rgb.shape[1]} pixels, above max_image_pixels "
                           f"{self.max_image_pixels}")
-        return rgb, msg
+        return rgb
 
     def save(self) -> str | None:
         """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
@@ -127,10 +162,11 @@ class Teacher:
         with self.engine.lock:
             self.id_limit.check_new(self.engine, len(names))
             ids = self.engine.add_classes(names, descriptions)
+            spelled = {e.id: e.name for e in self.engine.classes()}
+            names = [spelled[i] for i in ids]  # as added: stripped
             warning = self.save()
         response.class_ids = [int(i) for i in ids]
-        response.message = self._applied(f"added {', '.join(f'{n!r} (id {i})' for n, i in zip(names, ids))}",
-                                         warning)
+        response.message = self._applied(f"added {describe_names(names)} as id(s) {describe_ids(ids)}", warning)
         response.class_map = self.class_map()
 
     @service_handler
@@ -138,18 +174,19 @@ class Teacher:
         names = list(request.names)
         if not names:
             raise Refused("no class names given")
-        if len(set(names)) != len(names):
-            raise Refused(f"class names listed twice in {names}")
         memory = self._segmenter.memory
         with self.engine.lock:
-            ids = self._class_ids_by_name()
-            unknown = [n for n in names if n not in ids]
+            found = [self._find_class(n) for n in names]
+            unknown = [n for n, f in zip(names, found) if f is None]
             if unknown:
-                raise Refused(f"unknown class(es) {unknown}; known: {sorted(ids)}")
-            for name in names:
-                memory.remove_class(ids[name])
+                raise Refused(f"unknown class(es) {describe_names(unknown)}; known: "
+                              f"{describe_names(sorted(self._class_ids_by_name()))}")
+            if len(set(found)) != len(found):
+                raise Refused(f"a class is listed twice in {describe_names(names)} (names compare without case)")
+            for _, cid in found:
+                memory.remove_class(cid)
             warning = self.save()
-        response.message = self._applied(f"removed {names}", warning)
+        response.message = self._applied(f"removed {describe_names([name for name, _ in found])}", warning)
         response.class_map = self.class_map()
 
     @service_handler
@@ -169,22 +206,19 @@ class Teacher:
         prompt, the backbone's encoding under the lock) and answer with the mask, storing nothing."""
         from rns_ros.core.memory.exemplars import Exemplar, encode_exemplar
 
-        name = request.class_name
-        if not name.strip():
-            raise Refused("class_name is empty")
+        name = clean_name(request.class_name, "class_name")
         segmenter = self._segmenter
         with self.engine.lock:
-            exists = name in self._class_ids_by_name()
+            exists = self._find_class(name) is not None
         if not exists and not request.create_class:
-            raise Refused(f"unknown class {name!r}; add it first or set create_class")
+            raise Refused(f"unknown class {shorten(name)}; add it first or set create_class")
         rgb, frame = self._image(request.image)
         kind, mask = self._annotation(request, rgb)
         with self.engine.lock:
             memory = segmenter.memory
-            ids = self._class_ids_by_name()
-            cid = ids.get(name)
+            name, cid = self._find_class(name) or (name, None)
             if cid is None and not request.create_class:
-                raise Refused(f"class {name!r} was removed meanwhile")
+                raise Refused(f"class {shorten(name)} was removed meanwhile")
             if cid is None:
                 self.id_limit.check_new(self.engine, 1)
             # Encode before touching the memory, so a failure changes nothing.
@@ -214,7 +248,7 @@ class Teacher:
         response.exemplar_id, response.class_id = int(eid), int(cid)
         taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
-            f"exemplar {eid} of {name!r} (id {cid}{', new class' if created else ''}) from {source}, {taught_on}",
+            f"exemplar {eid} of {shorten(name)} (id {cid}{', new class' if created else ''}) from {source}, {taught_on}",
             warning)
         response.class_map = self.class_map()
 
@@ -231,12 +265,13 @@ class Teacher:
                 raise Refused(f"unknown exemplar id(s) {unknown}; known: {sorted(known)}")
             targets = set(wanted)
             if request.class_name:
-                ids = self._class_ids_by_name()
-                if request.class_name not in ids:
-                    raise Refused(f"unknown class {request.class_name!r}; known: {sorted(ids)}")
-                of_class = set(memory.class_record(ids[request.class_name]).exemplar_ids)
+                found = self._find_class(request.class_name)
+                if found is None:
+                    raise Refused(f"unknown class {shorten(request.class_name)}; known: "
+                                  f"{describe_names(sorted(self._class_ids_by_name()))}")
+                of_class = set(memory.class_record(found[1]).exemplar_ids)
                 if not of_class and not wanted:
-                    raise Refused(f"class {request.class_name!r} has no exemplars")
+                    raise Refused(f"class {shorten(found[0])} has no exemplars")
                 targets |= of_class
             for eid in sorted(targets):
                 memory.remove_exemplar(eid)
@@ -297,7 +332,8 @@ class Teacher:
     def restore(self, initial_classes: Sequence[str] = ()) -> None:
         """On configure: load memory_dir into the engine if a memory is stored there, then add the
         `initial_classes` it lacks (in their order) and save. What could not be restored is logged
-        and kept in `store.load_problems` (shown in /diagnostics); an engine error is raised."""
+        and kept in `store.load_problems` (shown in /diagnostics), and so are class ids above the
+        id ceiling (a memory taught before it was on); an engine error is raised."""
         segmenter = getattr(self.engine, "segmenter", None)
         if segmenter is not None:
             with self.engine.lock:
@@ -307,8 +343,11 @@ class Teacher:
         for problem in self.store.load_problems:
             self.log_error(f"support memory: {problem}")
         with self.engine.lock:
-            known = {e.name for e in self.engine.classes()}
-            missing = [n for n in initial_classes if n not in known]
+            known = [e.name for e in self.engine.classes()]
+            above_ceiling = self.id_limit.restored_problem(e.id for e in self.engine.classes())
+            if above_ceiling:
+                self.log_error(above_ceiling)
+            missing = [n for n in initial_classes if find_name(n, known) is None]
             if missing:
                 self.id_limit.check_new(self.engine, len(missing))
                 self.engine.add_classes(missing)

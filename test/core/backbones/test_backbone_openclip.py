@@ -176,6 +176,20 @@ def test_text_features_are_cached_by_prompt(tiny, monkeypatch):
             tiny.encode_text(bad)
 
 
+def test_text_feature_cache_keeps_the_most_recently_used_prompts(tiny, monkeypatch):
+    """Issue 25: a node taught new names for days must not keep every name's features."""
+    from rns_ros.core.backbones import dense
+
+    monkeypatch.setattr(dense, "TEXT_CACHE_SIZE", 3)
+    monkeypatch.setattr(tiny, "_text_cache", type(tiny._text_cache)())
+    first = tiny.encode_text(["p0"])[0].clone()
+    for name in ("p1", "p2", "p0", "p3"):  # p0 used again: p1 is now the least recent
+        tiny.encode_text([name])
+    assert list(tiny._text_cache) == ["p2", "p0", "p3"]
+    torch.testing.assert_close(tiny.encode_text(["p0"])[0], first)  # kept, and the same
+    assert all(t.untyped_storage().nbytes() == t.numel() * 4 for t in tiny._text_cache.values())  # own storage
+
+
 def test_protocol_identity_and_seed(tiny):
     assert isinstance(tiny, DenseBackbone)
     assert (tiny.dim, tiny.patch_size, tiny.device.type) == (32, 16, "cpu")
