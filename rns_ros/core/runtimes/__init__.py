@@ -11,13 +11,14 @@ the adapter) is unaware, and a memory taught under one runtime serves under anot
 | `torch`       | fp32, bf16, fp16    | any    | the eager torch image tower (the default)                 |
 | `onnxruntime` | fp32, int8 / fp16   | CPU / CUDA | ONNX Runtime's CPU provider (int8: dynamic quantization) or CUDA provider (fp16) |
 | `tensorrt`    | fp16, fp32          | CUDA   | ONNX Runtime's TensorRT provider, engines cached on disk  |
-| `openvino`    | fp32, bf16          | CPU    | OpenVINO (bf16: AMX / AVX512-BF16)                        |
+| `openvino`    | fp32, bf16, int8    | CPU    | OpenVINO (bf16: AMX / AVX512-BF16; int8: NNCF's static quantization, openvino_int8.py) |
 
 Every runtime but torch runs the ONNX export of the encoder (export.py): the folder given as
 `onnx_model` (made by `rns-export`), checked against the backbone (exported.py), or, when none is
 given, the backbone's own export, made once per machine into the cache (logged). Modules:
 errors.py (errors naming the fix), exported.py (the files and their checks), export.py (torch ->
-ONNX), onnxruntime_encoder.py, openvino_encoder.py. Which runtime a profile picks on this CPU is
+ONNX), onnxruntime_encoder.py, openvino_encoder.py, openvino_int8.py (OpenVINO's int8 model, made
+once per machine from the fp32 file). Which runtime a profile picks on this CPU is
 the profile's business (core/profiles.py, `Profile.runtime_for`).
 """
 from __future__ import annotations

@@ -6,7 +6,8 @@
 OpenVINO reads the fp32 ONNX file and compiles it for this CPU. `precision` is its inference
 precision hint: "bf16" runs the matrix products in bfloat16 (AMX tiles or AVX512-BF16; OpenVINO
 already picks bf16 by default on CPUs with AMX, so "fp32" asks for f32 explicitly), "fp32" keeps
-float32 throughout. One stream, `INFERENCE_NUM_THREADS` = torch's thread count, the latency hint,
+float32 throughout; "int8" reads `model_path`, the int8 model quantized from that file
+(openvino_int8.py), and runs what it leaves in float in bf16. One stream, `INFERENCE_NUM_THREADS` = torch's thread count, the latency hint,
 and threads not pinned to cores (a robot's CPU is shared with its other processes).
 
 Shapes: the model compiled with its dynamic batch and window size serves every call; a crop shape
