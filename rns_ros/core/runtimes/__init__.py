@@ -120,7 +120,7 @@ def attach_runtime(backbone, runtime: str, *, precision: str = "fp32", onnx_mode
             profile=tensorrt_profile(backbone) if runtime == "tensorrt" else None)
     backbone.runtime = encoder
     log.info("backbone %s: dense encoder on %s, from %s", backbone.model_identity, encoder.describe(),
-             exported.onnx_path)
+             getattr(encoder, "model_path", None) or exported.onnx_path)
 
 
 def tensorrt_profile(backbone) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

@@ -40,6 +40,7 @@ class OpenVinoEncoder:
                  compile_cache: Path | None = None, static_shapes: int = 8, model_path: Path | None = None) -> None:
         ov = import_runtime_package("openvino", "openvino")
         self.exported, self.precision, self.static_shapes = exported, precision, int(static_shapes)
+        self.model_path = model_path  # None: the ONNX file itself
         self.threads = int(threads or torch.get_num_threads())
         self._core = ov.Core()
         if compile_cache is not None:
