@@ -28,11 +28,8 @@ Made in a scratch folder and renamed into place (a reader never sees half a mode
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +37,7 @@ import numpy as np
 import torch
 
 from rns_ros.core.backbones.sliding import multi_pass_features, sliding_window_features_batch
-from rns_ros.core.cache import cache_dir
+from rns_ros.core.cache import build_into, cache_dir, package_versions
 from rns_ros.core.runtimes.errors import import_runtime_package
 from rns_ros.core.runtimes.exported import ExportedEncoder
 
@@ -135,7 +132,7 @@ def cached_int8(exported: ExportedEncoder, backbone, *, threads: int | None = No
     """The int8 model (IR .xml) of `exported` for `backbone`'s windows, from the cache (rns_ros.core.cache),
     made there on first use (logged; ~30-50 s for ViT-B/16 on 2 CPU cores). Keyed by the fp32 file's
     sha256, the resolution (the calibration windows), the recipe and the versions of NNCF and OpenVINO."""
-    versions = _versions()
+    versions = package_versions("nncf", "openvino")
     key = hashlib.sha256(json.dumps({"sha256": exported.sha256, "resolution": backbone.resolution.describe(),
                                      "recipe": RECIPE, "versions": versions}, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_dir() / "openvino-int8" / f"{exported.sha256[:16]}-{key}"
@@ -150,31 +147,12 @@ def cached_int8(exported: ExportedEncoder, backbone, *, threads: int | None = No
     quantized = quantize(exported, crops)
     cosine = feature_cosine(quantized, exported, calibration_crops(backbone, images[:2], support=False),
                             int(threads or torch.get_num_threads()))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
+    with build_into(folder, marker=INFO_NAME) as scratch:
         ov.save_model(quantized, str(scratch / MODEL_NAME), compress_to_fp16=False)
-        (scratch / INFO_NAME).write_text(json.dumps({
+        (scratch / INFO_NAME).write_text(json.dumps({  # last: its presence marks a finished model
             "source_sha256": exported.sha256, "model_identity": exported.model_identity,
             "resolution": backbone.resolution.describe(), "recipe": RECIPE, "versions": versions,
             "calibration_crops": len(crops), "mean_cosine_vs_fp32": cosine}, indent=1) + "\n")
-        try:
-            scratch.rename(folder)  # atomic; another process may have finished first
-        except OSError:
-            if not (folder / INFO_NAME).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     log.info("quantized to int8 in %.0f s (%d calibration crops); patch features vs fp32: mean cosine %.5f",
              time.perf_counter() - started, len(crops), cosine)
     return folder / MODEL_NAME
-
-
-def _versions() -> dict:
-    found = {}
-    for name in ("nncf", "openvino"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
