@@ -446,7 +446,8 @@ def format_table(rows: list[dict], args) -> str:
               f"at the end; agree = pixels labelled as by torch fp32 of the same profile"
               + (f"; CPU peak (torch {PEAK_N}^3 matmul, same threads): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
                  f"{peaks['bf16']:.0f} GFLOP/s; encoder GFLOP/s (% of the fp32 peak for fp32 rows, of the bf16 "
-                 "peak for the others)" if peaks else "")
+                 "peak for the others; int8 rows too: AMX-INT8's own peak, twice bf16's on paper, is not measured, torch's "
+                 "int8 matmul does not use AMX here)" if peaks else "")
               + f"{'; peak RSS is the process peak so far (the backbones ran in this order)' if several else ''}")
     return header + "\n\n" + "\n".join(lines)
 

@@ -8,8 +8,9 @@ DIR/encoder.json (preset, identity, normalisation, opset, precision, sha256), th
 against the torch backbone on one window with ONNX Runtime's CPU provider and prints the cosine.
 Use the folder with `--runtime ... --onnx-model DIR` (rns-segment, rns-bench, rns-bag) or the node's
 `-p runtime:=... -p onnx_model:=DIR`; a folder made from other weights is refused there.
-Precisions: fp32 (ONNX Runtime fp32, OpenVINO fp32/bf16, TensorRT fp16/fp32), int8 (ONNX Runtime on a
-CPU: dynamic quantization), fp16 (ONNX Runtime's CUDA provider).
+Precisions: fp32 (ONNX Runtime fp32, OpenVINO fp32/bf16/int8: OpenVINO quantizes the fp32 file itself,
+once per machine, into the cache; TensorRT fp16/fp32), int8 (ONNX Runtime on a CPU: dynamic
+quantization), fp16 (ONNX Runtime's CUDA provider).
 """
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="open_clip pretrained tag overriding the preset's")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="precision of the image encoder (fp16: CUDA only; int8: --runtime onnxruntime on a CPU; "
+                   help="precision of the image encoder (fp16: CUDA only; int8: --runtime onnxruntime or openvino on a CPU; "
                         "default: fp32, or the profile's)")
     p.add_argument("--runtime", default=AUTO_RUNTIME, choices=(AUTO_RUNTIME,) + RUNTIMES,
                    help="what computes the image encoder (default: the profile's; cpu-fast: OpenVINO on CPUs with "

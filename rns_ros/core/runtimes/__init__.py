@@ -11,13 +11,14 @@ the adapter) is unaware, and a memory taught under one runtime serves under anot
 | `torch`       | fp32, bf16, fp16    | any    | the eager torch image tower (the default)                 |
 | `onnxruntime` | fp32, int8 / fp16   | CPU / CUDA | ONNX Runtime's CPU provider (int8: dynamic quantization) or CUDA provider (fp16) |
 | `tensorrt`    | fp16, fp32          | CUDA   | ONNX Runtime's TensorRT provider, engines cached on disk  |
-| `openvino`    | fp32, bf16          | CPU    | OpenVINO (bf16: AMX / AVX512-BF16)                        |
+| `openvino`    | fp32, bf16, int8    | CPU    | OpenVINO (bf16: AMX / AVX512-BF16; int8: NNCF's static quantization, openvino_int8.py) |
 
 Every runtime but torch runs the ONNX export of the encoder (export.py): the folder given as
 `onnx_model` (made by `rns-export`), checked against the backbone (exported.py), or, when none is
 given, the backbone's own export, made once per machine into the cache (logged). Modules:
 errors.py (errors naming the fix), exported.py (the files and their checks), export.py (torch ->
-ONNX), onnxruntime_encoder.py, openvino_encoder.py. Which runtime a profile picks on this CPU is
+ONNX), onnxruntime_encoder.py, openvino_encoder.py, openvino_int8.py (OpenVINO's int8 model, made
+once per machine from the fp32 file). Which runtime a profile picks on this CPU is
 the profile's business (core/profiles.py, `Profile.runtime_for`).
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ RUNTIME_PRECISIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "torch": {"fp32": ("cpu", "cuda"), "bf16": ("cpu", "cuda"), "fp16": ("cuda",)},
     "onnxruntime": {"fp32": ("cpu", "cuda"), "int8": ("cpu",), "fp16": ("cuda",)},
     "tensorrt": {"fp16": ("cuda",), "fp32": ("cuda",)},
-    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",)},
+    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",), "int8": ("cpu",)},
 }
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # every precision some runtime computes in
 
@@ -102,7 +103,13 @@ def attach_runtime(backbone, runtime: str, *, precision: str = "fp32", onnx_mode
     if runtime == "openvino":
         from rns_ros.core.runtimes.openvino_encoder import OpenVinoEncoder
 
-        encoder = OpenVinoEncoder(exported, precision=precision, compile_cache=cache_dir() / "openvino")
+        model_path = None
+        if precision == "int8":  # quantized once per machine from the fp32 file (openvino_int8.py)
+            from rns_ros.core.runtimes.openvino_int8 import cached_int8
+
+            model_path = cached_int8(exported, backbone)
+        encoder = OpenVinoEncoder(exported, precision=precision, compile_cache=cache_dir() / "openvino",
+                                  model_path=model_path)
     else:
         from rns_ros.core.runtimes.onnxruntime_encoder import OnnxRuntimeEncoder
 
@@ -113,7 +120,7 @@ def attach_runtime(backbone, runtime: str, *, precision: str = "fp32", onnx_mode
             profile=tensorrt_profile(backbone) if runtime == "tensorrt" else None)
     backbone.runtime = encoder
     log.info("backbone %s: dense encoder on %s, from %s", backbone.model_identity, encoder.describe(),
-             exported.onnx_path)
+             getattr(encoder, "model_path", None) or exported.onnx_path)
 
 
 def tensorrt_profile(backbone) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

@@ -24,18 +24,16 @@ the sidecar last, and `read_export` checks the file's sha256 against the sidecar
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from rns_ros.core.cache import cache_dir
+from rns_ros.core.cache import build_into, cache_dir, package_versions
 from rns_ros.core.runtimes.exported import (FORMAT, INPUT_NAME, ONNX_NAME, OUTPUT_NAME, ExportedEncoder,
                                             file_sha256, read_export, write_sidecar)
 
@@ -117,19 +115,10 @@ def cached_export(backbone, precision: str, *, preset: str = "?") -> ExportedEnc
     log.info("no cached ONNX export of %s (%s, %s): exporting it once into %s (ViT-B/16: ~20-40 s)", preset,
              backbone.model_identity, precision, folder)
     started = time.perf_counter()
-    folder.parent.mkdir(parents=True, exist_ok=True)
     # int8 / fp16 are lowered from the cached fp32 export (made first if need be): one trace per machine
     source = cached_export(backbone, "fp32", preset=preset) if precision != "fp32" else None
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
+    with build_into(folder, marker=ONNX_NAME) as scratch:
         export_encoder(backbone, scratch, precision=precision, preset=preset, fp32_export=source)
-        try:
-            scratch.rename(folder)  # atomic; another process may have finished first
-        except OSError:
-            if not (folder / ONNX_NAME).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     log.info("exported in %.0f s", time.perf_counter() - started)
     return read_export(folder)
 
@@ -162,13 +151,7 @@ def _convert_fp16(source: Path, target: Path) -> None:
 
 
 def _versions() -> dict:
-    found = {}
-    for name in ("torch", "onnx", "onnxscript", "onnxruntime"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions("torch", "onnx", "onnxscript", "onnxruntime")
 
 
 def _require(*modules: str) -> None:

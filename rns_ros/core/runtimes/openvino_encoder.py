@@ -6,7 +6,8 @@
 OpenVINO reads the fp32 ONNX file and compiles it for this CPU. `precision` is its inference
 precision hint: "bf16" runs the matrix products in bfloat16 (AMX tiles or AVX512-BF16; OpenVINO
 already picks bf16 by default on CPUs with AMX, so "fp32" asks for f32 explicitly), "fp32" keeps
-float32 throughout. One stream, `INFERENCE_NUM_THREADS` = torch's thread count, the latency hint,
+float32 throughout; "int8" reads `model_path`, the int8 model quantized from that file
+(openvino_int8.py), and runs what it leaves in float in bf16. One stream, `INFERENCE_NUM_THREADS` = torch's thread count, the latency hint,
 and threads not pinned to cores (a robot's CPU is shared with its other processes).
 
 Shapes: the model compiled with its dynamic batch and window size serves every call; a crop shape
@@ -27,7 +28,7 @@ import torch
 from rns_ros.core.runtimes.errors import import_runtime_package
 from rns_ros.core.runtimes.exported import ExportedEncoder
 
-HINTS = {"fp32": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: what the quantized model leaves in float runs in bf16
 
 
 class OpenVinoEncoder:
@@ -36,9 +37,10 @@ class OpenVinoEncoder:
     name = "openvino"
 
     def __init__(self, exported: ExportedEncoder, *, precision: str, threads: int | None = None,
-                 compile_cache: Path | None = None, static_shapes: int = 8) -> None:
+                 compile_cache: Path | None = None, static_shapes: int = 8, model_path: Path | None = None) -> None:
         ov = import_runtime_package("openvino", "openvino")
         self.exported, self.precision, self.static_shapes = exported, precision, int(static_shapes)
+        self.model_path = model_path  # None: the ONNX file itself
         self.threads = int(threads or torch.get_num_threads())
         self._core = ov.Core()
         if compile_cache is not None:
@@ -46,7 +48,7 @@ class OpenVinoEncoder:
             self._core.set_property({"CACHE_DIR": str(compile_cache)})
         self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": self.threads,
                         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
-        self._model = self._core.read_model(str(exported.onnx_path))
+        self._model = self._core.read_model(str(model_path or exported.onnx_path))
         self._dynamic = self._core.compile_model(self._model, "CPU", self._config).create_infer_request()
         self._static: OrderedDict[tuple[int, ...], object] = OrderedDict()  # shape -> infer request
         self._seen: set[tuple[int, ...]] = set()
