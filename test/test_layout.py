@@ -10,7 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rns_ros"
-STAGES = ("backbones", "regions", "memory", "adapter")
+
+
+def subpackages(folder: Path) -> tuple[str, ...]:
+    """Every folder of `folder` that holds Python code (found, so a new room cannot slip past)."""
+    return tuple(sorted(d.name for d in folder.iterdir() if d.is_dir() and any(d.glob("*.py"))))
+
+
+STAGES = subpackages(PACKAGE / "core")
+ROS_ROOMS = subpackages(PACKAGE / "ros")
 
 
 def module_name(path: Path) -> str:
@@ -104,7 +112,20 @@ def test_each_stage_folder_is_a_package_that_states_its_job(stage):
     stated_job(PACKAGE / "core" / stage)
 
 
-ROS_ROOMS = ("inputs", "outputs", "depth", "teaching", "fleet", "bags", "demo")
+def test_the_method_stages_and_the_rooms_are_all_found():
+    assert {"backbones", "regions", "memory", "adapter"} <= set(STAGES)
+    assert {"inputs", "outputs", "depth", "teaching", "bags", "demo"} <= set(ROS_ROOMS)
+
+
+@pytest.mark.parametrize("package", ["core", "ros"])
+def test_the_package_map_names_every_folder_and_module(package):
+    """rns_ros/core/__init__.py and rns_ros/ros/__init__.py each open with a map of the package: a
+    folder or top-level module missing from it is one a newcomer will not find."""
+    doc = stated_job(PACKAGE / package)
+    folder = PACKAGE / package
+    names = [f"{d}/" for d in subpackages(folder)] + [p.name for p in folder.glob("*.py") if p.name != "__init__.py"]
+    missing = [n for n in names if n not in doc]
+    assert not missing, f"rns_ros/{package}/__init__.py's map lacks {missing}"
 
 
 def test_no_ros_glue_module_is_over_400_lines_and_the_node_only_wires():

@@ -19,6 +19,8 @@ The engine is laid out in the order a frame flows through it, one stage of the m
     segmenter.py  the stages together: frame -> labels and probabilities (patch or region mode)
     profiles.py   named sets of settings (default, cuda, cpu-fast; auto picks cuda on a GPU)
     stage_clock.py, matmul_precision.py   seconds per stage without stalling a GPU; TF32 on/off
+    cache.py      where what is built once per machine lives (compiled kernels, ONNX exports)
+    advice.py     error texts that name the fix in the caller's terms (API argument, CLI flag, ROS parameter)
 
 Its command line, `rns-segment`, is rns_ros/cli/segment.py.
 

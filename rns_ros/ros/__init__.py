@@ -14,8 +14,9 @@ spinning.py      executor spin/stop helpers (the safe shutdown order)
 
 inputs/          camera subscriptions, decoding (raw, compressed), mailboxes, batching
 outputs/         label/confidence/overlay images, class map and label info, /diagnostics
-depth/           depth input, colour/depth pairing, labelled point clouds
+depth/           depth input, colour/depth pairing, labelled point clouds, the depth-aligned outputs
 teaching/        the teaching services, their request checks, SAM 2 prompts, clicks, memory_dir
+fleet/           the memory shared with other robots over ROS 2 topics (merge rules: core/fleet)
 bags/            rosbag2 in/out and `rns-bag`'s run over a recording
 demo/            image-folder camera, the demo's recorder, RViz config, sample images
 
