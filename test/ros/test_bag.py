@@ -269,6 +269,20 @@ def test_bad_frames_are_skipped_and_counted(tmp_path, capsys):
     assert "unsupported encoding 'yuv422'" in err and "truncated data" in err
 
 
+def test_a_runtimes_one_time_export_is_said_on_stderr(tmp_path, monkeypatch, capsys):
+    """rns-bag builds its engine without ROS: the core's log line about exporting the encoder (a
+    minute for ViT-B/16) must reach the terminal, as it does for rns-segment and rns-bench."""
+    monkeypatch.setenv("RNS_ROS_CACHE_DIR", str(tmp_path / "cache"))  # nothing exported yet
+    write_bag(tmp_path / "in", camera_frames(2))
+    assert rns_bag(tmp_path / "in", tmp_path / "out", "--runtime", "onnxruntime") == 0
+    err = capsys.readouterr().err
+    assert "rns-bag: no cached ONNX export of test-tiny" in err and "rns-bag: exported in" in err
+    assert len(outputs(tmp_path / "out", "/rns/labels")) == 2
+    assert rns_bag(tmp_path / "in", tmp_path / "out2", "--runtime", "onnxruntime") == 0
+    err = capsys.readouterr().err
+    assert "dense encoder on onnxruntime" in err and "no cached ONNX export" not in err
+
+
 def test_missing_topics_unknown_parameters_and_existing_outputs_are_refused(tmp_path, capsys):
     write_bag(tmp_path / "in", camera_frames(2))
     assert bag.main([str(tmp_path / "in"), "--image-topic", "/nope", "--out", str(tmp_path / "out"), *TINY]) == 2
