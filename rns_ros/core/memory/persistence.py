@@ -12,13 +12,16 @@ Layout of a memory directory::
 
 Data files are named by a hash of their content, so each is written once and never modified; the
 manifest lists every file with its SHA-256, checked on load. Every file is written to a temporary
-name, flushed, fsynced, renamed over its target with `os.replace`, and the directory is fsynced.
+name, flushed, fsynced, renamed over its target with `os.replace`, and the directory is fsynced
+(once for all the data files of a save).
 The manifest is written last, so an interrupted save leaves the previous state loadable. Files that
 fail to read or verify are renamed aside (`<name>.corrupt-<ns>`), never overwritten or deleted, and
 listed in the `LoadReport`; loading returns what it can still read. A single writer per directory:
 `save_memory` holds the directory's lock (dir_lock.py) while it writes, unless this process holds
 it already (a node holds its memory_dir's lock from configure to cleanup); another writer's lock
-makes it raise MemoryDirBusy, naming the holder.
+makes it raise MemoryDirBusy, naming the holder. A save is two steps, `snapshot_for_save` (a copy,
+quick: take it under the lock guarding the memory) and `write_snapshot` (the disk, slow: after letting
+go of that lock); `save_memory` does both.
 
 Format versions: 1 (the first); 2 adds each exemplar's "origin" (the robot that taught it) and the
 "ledger" (SupportMemory.ledger: what the fleet sync must remember with the memory, e.g. removed
@@ -96,8 +99,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` holds either its old content or all of `data`."""
+def atomic_write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Write `data` to `path` so that `path` holds either its old content or all of `data`. With
+    sync_dir=False the caller fsyncs the directory itself (once for many files) before relying on
+    the rename having reached the disk."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
     try:
@@ -112,7 +117,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _sha256(data: bytes) -> str:
@@ -160,11 +166,18 @@ def _decode(data: bytes, ext: str) -> np.ndarray:
 
 
 class _BlobWriter:
-    """Writes content-named data files once; returns their manifest entries."""
+    """Writes content-named data files once; returns their manifest entries. Each file is fsynced
+    as it is written, the folder once, in `commit` (one folder fsync per save instead of one per
+    file: a catch-up of 1,000 exemplars writes 1,000 files), before the manifest names them."""
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.names: set[str] = set()
+        self.renamed = False
+
+    def commit(self) -> None:
+        if self.renamed:
+            _fsync_dir(self.data_dir)
 
     def put(self, data: bytes, ext: str) -> dict:
         sha = _sha256(data)
@@ -176,63 +189,104 @@ class _BlobWriter:
                 # A truncated copy is kept aside and a good one written.
                 if path.stat().st_size != len(data):
                     os.replace(path, path.with_name(f"{name}.corrupt-{time.time_ns()}"))
-                    atomic_write_bytes(path, data)
+                    atomic_write_bytes(path, data, sync_dir=False)
+                    self.renamed = True
             else:
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(path, data, sync_dir=False)
+                self.renamed = True
             self.names.add(name)
         return {"file": f"{DATA_DIR}/{name}", "sha256": sha}
 
 
 # ---------------------------------------------------------------------- save
-def save_memory(memory: SupportMemory, directory: str | os.PathLike) -> Path:
-    """Save `memory` to `directory` (created if needed) atomically; returns the manifest path.
+@dataclass(frozen=True)
+class SavedExemplar:
+    id: int
+    class_ids: list[int]
+    origin: str | None
+    features: np.ndarray  # (N, dim) float32, a copy
+    raw: Exemplar | None  # image + label map (never modified once stored)
 
-    Raises MemoryDirBusy when another writer (a running node, another save) holds the directory,
-    OSError when it cannot be created or written."""
+
+@dataclass(frozen=True)
+class MemorySnapshot:
+    """Everything a save writes, copied out of a memory: reading it is quick (no encoding, no disk),
+    so a caller can take it under the lock that guards the memory and write it after letting go
+    (`write_snapshot`), while the memory goes on changing."""
+
+    backbone_identity: str
+    dim: int
+    next_class_id: int
+    next_exemplar_id: int
+    classes: list[dict]  # id, name, prompt, text_row
+    text_rows: list[np.ndarray]
+    exemplars: list[SavedExemplar]
+    ledger: dict
+
+
+def snapshot_for_save(memory: SupportMemory) -> MemorySnapshot:
+    """Copy what `save_memory` writes out of `memory` (the caller holds whatever guards it)."""
     if not isinstance(memory, SupportMemory):
         raise ValueError(f"save_memory needs a SupportMemory, got {type(memory).__name__}")
-    directory = Path(directory)
-    if held_here(directory):
-        return _save(memory, directory)
-    with MemoryDirLock(directory, owner=f"save_memory in {Path(sys.argv[0]).name or 'python'}",
-                       fix="pass save_memory another directory, or stop that writer first"):
-        return _save(memory, directory)
-
-
-def _save(memory: SupportMemory, directory: Path) -> Path:
-    data_dir = directory / DATA_DIR
-    data_dir.mkdir(parents=True, exist_ok=True)
-    blobs = _BlobWriter(data_dir)
-
     classes, text_rows = [], []
     for record in memory.classes:
         text = memory.text_feature(record.id)
         row = None
         if text is not None:
             row = len(text_rows)
-            text_rows.append(text.cpu().numpy().astype(np.float32))
+            text_rows.append(text.cpu().numpy().astype(np.float32, copy=True))
         classes.append({"id": record.id, "name": record.name, "prompt": record.prompt, "text_row": row})
-    text_entry = None
-    if text_rows:
-        text_entry = blobs.put(_npy_bytes(np.stack(text_rows)), "npy")
-
     exemplars = []
     for eid in memory.exemplar_ids:
         feats, class_ids = memory.exemplar_features(eid)
-        entry = {"id": eid, "class_ids": class_ids, "origin": memory.exemplar_origin(eid),
-                 "features": blobs.put(_npy_bytes(feats.cpu().numpy().astype(np.float32)), "npy"),
-                 "image": None, "labels": None}
-        raw = memory.exemplar(eid)
-        if raw is not None:
-            entry["image"] = blobs.put(_png_bytes(np.asarray(raw.image)), "png")
-            entry["labels"] = blobs.put(*_labels_blob(np.asarray(raw.labels)))
+        exemplars.append(SavedExemplar(eid, list(class_ids), memory.exemplar_origin(eid),
+                                       feats.cpu().numpy().astype(np.float32, copy=True), memory.exemplar(eid)))
+    return MemorySnapshot(memory.backbone_identity, memory.dim, memory.next_class_id, memory.next_exemplar_id,
+                          classes, text_rows, exemplars, json.loads(json.dumps(memory.ledger)))
+
+
+def save_memory(memory: SupportMemory, directory: str | os.PathLike) -> Path:
+    """Save `memory` to `directory` (created if needed) atomically; returns the manifest path.
+
+    Raises MemoryDirBusy when another writer (a running node, another save) holds the directory,
+    OSError when it cannot be created or written."""
+    return write_snapshot(snapshot_for_save(memory), directory)
+
+
+def write_snapshot(snapshot: MemorySnapshot, directory: str | os.PathLike) -> Path:
+    """Write a `snapshot_for_save` to `directory` atomically, as `save_memory` does."""
+    directory = Path(directory)
+    if held_here(directory):
+        return _save(snapshot, directory)
+    with MemoryDirLock(directory, owner=f"save_memory in {Path(sys.argv[0]).name or 'python'}",
+                       fix="pass save_memory another directory, or stop that writer first"):
+        return _save(snapshot, directory)
+
+
+def _save(snapshot: MemorySnapshot, directory: Path) -> Path:
+    data_dir = directory / DATA_DIR
+    data_dir.mkdir(parents=True, exist_ok=True)
+    blobs = _BlobWriter(data_dir)
+
+    text_entry = None
+    if snapshot.text_rows:
+        text_entry = blobs.put(_npy_bytes(np.stack(snapshot.text_rows)), "npy")
+
+    exemplars = []
+    for saved in snapshot.exemplars:
+        entry = {"id": saved.id, "class_ids": saved.class_ids, "origin": saved.origin,
+                 "features": blobs.put(_npy_bytes(saved.features), "npy"), "image": None, "labels": None}
+        if saved.raw is not None:
+            entry["image"] = blobs.put(_png_bytes(np.asarray(saved.raw.image)), "png")
+            entry["labels"] = blobs.put(*_labels_blob(np.asarray(saved.raw.labels)))
         exemplars.append(entry)
+    blobs.commit()
 
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-        "backbone_identity": memory.backbone_identity, "dim": memory.dim,
-        "next_class_id": memory.next_class_id, "next_exemplar_id": memory.next_exemplar_id,
-        "text": text_entry, "classes": classes, "exemplars": exemplars, "ledger": memory.ledger,
+        "backbone_identity": snapshot.backbone_identity, "dim": snapshot.dim,
+        "next_class_id": snapshot.next_class_id, "next_exemplar_id": snapshot.next_exemplar_id,
+        "text": text_entry, "classes": snapshot.classes, "exemplars": exemplars, "ledger": snapshot.ledger,
     }
     manifest_path = directory / MANIFEST
     if manifest_path.exists():
