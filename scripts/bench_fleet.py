@@ -11,7 +11,9 @@ Part 2, a late joiner's catch-up: a memory of N one-class exemplars over 20 clas
 unit features; what a memory holds, not what it means), then each stage of its snapshot: the
 sender builds it (FleetSync.snapshot, to_message), rclpy serialises and deserialises it, the
 receiver decodes (from_message), checks and merges it into an empty memory (FleetSync.receive),
-and saves that memory atomically (save_memory: what the node does before it answers). Plus the
+and saves that memory atomically: copies it (snapshot_for_save, under the engine lock, as the merge)
+and writes the copy (write_snapshot, after the lock is let go: frames go on meanwhile). The sum of
+merge and copy is how long the catch-up holds frames. Plus the
 delivery over DDS to a subscription created after the publication (transient local, one process,
 loopback). Medians of --repeats runs.
 Part 3, teach on A to class map on B: two rns_node processes (test-tiny, CPU, fleet.enabled),
@@ -121,7 +123,7 @@ def part_late_joiner(dim: int, n: int, repeats: int) -> dict[str, list[float]]:
 
     from rns_ros.core.fleet.items import FleetLimits
     from rns_ros.core.fleet.sync import FleetSync
-    from rns_ros.core.memory.persistence import save_memory
+    from rns_ros.core.memory.persistence import snapshot_for_save, write_snapshot
     from rns_ros.core.memory.support import SupportMemory
     from rns_ros.msg import FleetChange
     from rns_ros.ros.fleet.messages import from_message, to_message
@@ -131,7 +133,9 @@ def part_late_joiner(dim: int, n: int, repeats: int) -> dict[str, list[float]]:
     sender.attach(sender_memory)
     stages: dict[str, list[float]] = {k: [] for k in (
         "sender: FleetSync.snapshot", "sender: to_message", "serialize", "deserialize", "receiver: from_message",
-        "receiver: FleetSync.receive (check + merge)", "receiver: save_memory (atomic)",
+        "receiver: FleetSync.receive (check + merge), under the engine lock",
+        "receiver: copy the memory for saving, under the engine lock",
+        "receiver: write the copy atomically (frames go on)",
         "receiver: the same snapshot again (nothing new)")}
     for r in range(repeats):
         t = [time.perf_counter()]
@@ -151,7 +155,9 @@ def part_late_joiner(dim: int, n: int, repeats: int) -> dict[str, list[float]]:
         receipt = receiver.receive(received, memory)
         t.append(time.perf_counter())
         with tempfile.TemporaryDirectory() as folder:
-            save_memory(memory, folder)
+            copy = snapshot_for_save(memory)
+            t.append(time.perf_counter())
+            write_snapshot(copy, folder)
             t.append(time.perf_counter())
             again = receiver.receive(received, memory)
             t.append(time.perf_counter())
@@ -293,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         med, p95 = median_p95(samples)
         print(f"| {stage} | {1e3 * med:.1f} | {1e3 * p95:.1f} |")
     total = sum(median_p95(s)[0] for stage, s in stages.items() if "again" not in stage)
+    held = sum(median_p95(s)[0] for stage, s in stages.items() if "under the engine lock" in stage)
     print(f"| **the first catch-up: total of the medians** | **{1e3 * total:.1f}** | |")
+    print(f"| **of which frames wait (under the engine lock)** | **{1e3 * held:.1f}** | |")
 
     if args.teaches:
         print(f"\n## Teach on A -> class map on B (two rns_node processes, test-tiny on the CPU, "

@@ -292,6 +292,8 @@ class RnsNode(LifecycleNode):
                 part.destroy()
         for camera in self.cameras:
             camera.outputs = camera.depth = None
+        if self.teacher is not None:
+            self.teacher.store.wait_for_writes()  # a save under way finishes before memory_dir is let go
         self._teaching = self._diagnostics = self.class_map_output = self.frame_loop = self.teacher = None
         self.fleet = None
         if self._memory_lock is not None:

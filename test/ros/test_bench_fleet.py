@@ -22,7 +22,10 @@ def test_the_fleet_benchmark_runs_and_prints_every_row(capsys):
     assert 4 * 32 < sizes["one exemplar, features only"] < 4 * 32 + 1000  # the floats plus names and hash
     assert sizes["one exemplar + 640x480 image and labels (share_masks)"] > 640 * 480 * 4  # rgb8 + mono8
     assert sizes["snapshot of 20 exemplars, 20 classes: whole"] > 20 * 4 * 32
-    for row in ("receiver: FleetSync.receive (check + merge)", "receiver: save_memory (atomic)",
+    for row in ("receiver: FleetSync.receive (check + merge), under the engine lock",
+                "receiver: copy the memory for saving, under the engine lock",
+                "receiver: write the copy atomically (frames go on)",
                 "DDS delivery to a late subscription (transient local)", "A answers", "B's class map holds it"):
         assert re.search(rf"^\| {re.escape(row)} \| [\d.]+ \| [\d.]+ \|$", out, re.M), row
+    assert re.search(r"^\| \*\*of which frames wait \(under the engine lock\)\*\* \| \*\*[\d.]+\*\* \| \|$", out, re.M)
     assert "load average" in out

@@ -107,6 +107,47 @@ def test_a_node_merges_another_robots_teaching_and_publishes_only_its_own(ros, t
     assert names == [("wall", 0), ("mug", 1), ("plate", 0)]
 
 
+def test_a_catch_up_is_written_to_disk_while_frames_go_on(ros, tmp_path, monkeypatch):
+    """A late joiner's first snapshot can bring thousands of exemplars: the node merges them under
+    the engine lock but writes them to memory_dir after letting go of it, so frames do not wait."""
+    import threading
+
+    from rns_ros.core.memory import persistence
+
+    topic = f"/fleet_{os.getpid()}_catchup/memory"
+    node = start(ros, tmp_path, topic)
+    watch = FleetWatch(ros, topic, "/rns")
+    ros.wait_for(lambda: watch.publisher.get_subscription_count() >= 2, timeout=20, what="discovery")
+    frames_during_writes, writes = [], []
+    real_write = persistence.write_snapshot
+
+    def write_while_a_frame_runs(snapshot, directory):
+        def frame():  # the worker thread's part: the engine lock, then a frame
+            if node.engine.lock.acquire(timeout=5):
+                try:
+                    frames_during_writes.append(node.engine.segment(np.zeros((24, 32, 3), np.uint8)).labels.shape)
+                finally:
+                    node.engine.lock.release()
+        worker = threading.Thread(target=frame)
+        worker.start()
+        worker.join(10)
+        written = real_write(snapshot, directory)
+        writes.append(len(snapshot.exemplars))
+        return written
+
+    monkeypatch.setattr(persistence, "write_snapshot", write_while_a_frame_runs)
+    backbone = tiny_backbone()
+    other = OtherRobot("/other/rns@elsewhere", backbone.identity, backbone.dim)
+    for i in range(50):
+        other.teach(f"thing{i % 5}")
+    other.sync.local_changes(other.memory)
+    watch.publisher.publish(to_message(other.sync.snapshot(other.memory), Time()))
+    ros.wait_for(lambda: 50 in writes, timeout=20, what="the catch-up merged and written")
+    assert writes == [50] and frames_during_writes == [(24, 32)]  # a frame ran while it was written
+    saved, _ = persistence.load_memory(tmp_path / "mem")
+    assert saved.num_exemplars == 50
+
+
 def test_bad_messages_are_refused_counted_and_change_nothing(ros, tmp_path):
     topic = f"/fleet_{os.getpid()}_bad/memory"
     node = start(ros, tmp_path, topic, fleet__max_message_mb=0.01)

@@ -207,6 +207,63 @@ def test_remove_exemplars_by_id_and_by_class(setup):
     assert engine.segmenter.memory.num_features == 1
 
 
+def test_frames_go_on_while_a_teach_is_written_to_disk(setup, monkeypatch):
+    """The memory is copied under the engine lock and written after it is let go: on a robot's SD
+    card a large save takes seconds, which frames must not wait for. The answer still comes after
+    the write (what the answer reports is on disk)."""
+    import threading
+
+    from rns_ros.core.memory import persistence
+
+    teacher, engine, _, _, _ = setup
+    add_classes(teacher, "mug")
+    writing, finish = threading.Event(), threading.Event()
+    real_write = persistence.write_snapshot
+
+    def slow_write(snapshot, directory):
+        writing.set()
+        assert finish.wait(30)
+        return real_write(snapshot, directory)
+
+    monkeypatch.setattr(persistence, "write_snapshot", slow_write)
+    image = make_image(random_rgb(H, W), "rgb8")
+    answers = []
+    teach = threading.Thread(target=lambda: answers.append(teacher.add_exemplar(
+        exemplar_request("mug", image, mask=square(H, W, 0, 20, 0, 20)), AddExemplar.Response())))
+    teach.start()
+    assert writing.wait(30)
+    assert engine.lock.acquire(timeout=5), "the engine lock is held while the memory is written"
+    try:
+        result = engine.segment(random_rgb(H, W, seed=5))  # a frame, with the new exemplar already in
+    finally:
+        engine.lock.release()
+    assert result.labels.shape == (H, W) and not answers  # no answer before the write
+    finish.set()
+    teach.join(30)
+    assert answers and answers[0].success, answers
+    assert load_memory(teacher.store.directory)[0].num_exemplars == 1
+
+
+def test_saves_written_out_of_order_leave_the_newest_memory_on_disk(setup):
+    """Two teaches copy the memory in order but may reach the disk in either order: an older copy
+    never overwrites a newer one (it holds the older change too)."""
+    teacher, engine, _, _, _ = setup
+    memory = engine.segmenter.memory
+    with engine.lock:
+        engine.add_classes(["first"])
+        older = teacher.start_save()
+        engine.add_classes(["second"])
+        newer = teacher.start_save()
+    assert newer.write() is None and older.write() is None
+    assert [c.name for c in load_memory(teacher.store.directory)[0].classes] == ["first", "second"]
+    assert older.write() is None  # written once: a second call does nothing
+    with engine.lock:
+        memory.remove_class(memory.class_ids[0])
+        latest = teacher.start_save()
+    latest.write()
+    assert [c.name for c in load_memory(teacher.store.directory)[0].classes] == ["second"]
+
+
 def test_refusals_give_reasons_and_change_nothing(setup):
     teacher, engine, frames, _, _ = setup
     add_classes(teacher, "cup", "plate")

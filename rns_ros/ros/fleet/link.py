@@ -11,10 +11,11 @@ Topics (fleet.topic, absolute so every robot shares them; rns_ros/FleetChange):
   <topic>/snapshot   each robot's whole memory: reliable, transient local, depth 1 per publisher;
                      republished at most every fleet.snapshot_period_s after its memory changed
 
-Contract: `before_save` runs under the engine lock right before each save of the memory (teaching.py)
+Contract: `before_save` runs under the engine lock right before each save of the memory (teacher.py)
 and publishes this robot's change at once (FleetSync.local_changes: never what it received). A
 received message is decoded and checked, then merged under the engine lock and saved through the
-same `Teacher.save` as a local teach; then ~/class_map is republished. A message that cannot be
+same `Teacher.start_save` as a local teach (written after the lock is let go, so a large catch-up does
+not hold frames); then ~/class_map is republished. A message that cannot be
 merged is refused and counted (FleetSync statistics, in /diagnostics as `<node>: fleet`), never
 raised: the subscription callbacks are guarded as every callback of the node is.
 """
@@ -125,7 +126,8 @@ class FleetLink:
             if segmenter is None:
                 return
             receipt = self.sync.receive(update, segmenter.memory)
-            warning = self.teacher.save() if receipt.save_needed else None
+            saving = self.teacher.start_save() if receipt.save_needed else None
+        warning = saving.write() if saving is not None else None  # frames go on meanwhile
         if receipt.refused:
             self.log.warning(f"fleet: refused from {msg.robot_id!r}: {'; '.join(receipt.refused)}",
                              throttle_duration_sec=1.0)

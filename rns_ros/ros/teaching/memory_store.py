@@ -6,10 +6,16 @@ answer, /diagnostics) instead of undoing it. A corrupt memory is set aside by `l
 overwritten) and reported; a memory this version cannot read (e.g. a newer format) is kept and
 autosave is switched off, so it is never overwritten either. (The node holds the directory's lock,
 rns_ros.core.memory.dir_lock, from configure to cleanup: one writer per memory.)
+
+A save is taken in two steps so that frames do not wait for the disk: `start_save` copies the memory
+(under the engine lock, quick), `PendingSave.write` writes that copy (after the lock is let go; the
+request is answered after it). Writes happen one at a time, and a copy older than the one already
+on disk is not written (the newer one holds its change too), so the directory never goes back.
 """
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -37,18 +43,31 @@ def describe_report(report) -> str:
     return "; ".join(parts) or "ok"
 
 
-def save_copy(memory, directory: Path) -> None:
-    """Save `memory` to `directory` (~/save_support); ValueError naming the path and the reason when
-    it cannot be written or another writer holds it (the service answers it as a refusal)."""
-    from rns_ros.core.memory.persistence import save_memory
+def save_copy(snapshot, directory: Path) -> None:
+    """Write a `snapshot_for_save` of the memory to `directory` (~/save_support); ValueError naming
+    the path and the reason when it cannot be written or another writer holds it (the service answers
+    it as a refusal)."""
+    from rns_ros.core.memory.persistence import write_snapshot
 
     try:
-        save_memory(memory, directory)
+        write_snapshot(snapshot, directory)
     except OSError as exc:  # not writable, not a directory, ...
         raise ValueError(f"cannot save to {directory}: {exc.strerror or exc}") from exc
     except MemoryDirBusy as exc:  # another node's memory_dir
         raise ValueError(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
                          "choose another directory") from exc
+
+
+class PendingSave:
+    """A copy of the memory waiting to be written: `write()` writes it (once) and returns a warning
+    or None. Call it after letting go of the engine lock."""
+
+    def __init__(self, store: "MemoryStore | None" = None, snapshot=None, generation: int = 0):
+        self._store, self._snapshot, self._generation = store, snapshot, generation
+
+    def write(self) -> str | None:
+        store, self._store = self._store, None
+        return None if store is None else store._write(self._snapshot, self._generation)
 
 
 class MemoryStore:
@@ -59,21 +78,43 @@ class MemoryStore:
         self.log_error = log_error
         self.last_save_error: str | None = None
         self.load_problems: list[str] = []
+        self._write_lock = threading.Lock()  # one write at a time
+        self._started = 0  # generation of the newest copy taken (under the engine lock)
+        self._written = 0  # generation of the copy on disk
+
+    def start_save(self, memory) -> PendingSave:
+        """Copy `memory` for saving (the caller holds the engine lock); write it with `.write()`."""
+        if self.directory is None:
+            return PendingSave()
+        from rns_ros.core.memory.persistence import snapshot_for_save
+
+        self._started += 1
+        return PendingSave(self, snapshot_for_save(memory), self._started)
 
     def save(self, memory) -> str | None:
-        """Save `memory` (the caller holds the engine lock); returns a warning or None."""
-        if self.directory is None:
-            return None
-        from rns_ros.core.memory.persistence import save_memory
+        """Save `memory` now (the caller holds the engine lock); returns a warning or None."""
+        return self.start_save(memory).write()
 
-        try:
-            save_memory(memory, self.directory)
-            self.last_save_error = None
-            return None
-        except Exception as exc:  # noqa: BLE001 - the change stands; the failure is reported loudly
-            self.last_save_error = f"could not save the memory to {self.directory}: {exc}"
-            self.log_error(self.last_save_error)
-            return self.last_save_error
+    def wait_for_writes(self) -> None:
+        """Return once no write is under way (before the node lets go of the directory's lock)."""
+        with self._write_lock:
+            pass
+
+    def _write(self, snapshot, generation: int) -> str | None:
+        from rns_ros.core.memory.persistence import write_snapshot
+
+        with self._write_lock:
+            if generation <= self._written or self.directory is None:
+                return None  # a newer copy, holding this change too, is on disk already
+            try:
+                write_snapshot(snapshot, self.directory)
+                self._written = generation
+                self.last_save_error = None
+                return None
+            except Exception as exc:  # noqa: BLE001 - the change stands; the failure is reported loudly
+                self.last_save_error = f"could not save the memory to {self.directory}: {exc}"
+                self.log_error(self.last_save_error)
+                return self.last_save_error
 
     def load(self, backbone, device):
         """The stored memory, or None when there is none or it cannot be used (see `load_problems`)."""

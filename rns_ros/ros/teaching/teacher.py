@@ -15,7 +15,9 @@ Contract of every handler: it never raises; a refused request answers success=fa
 reason and changes nothing (memory, version, files). A mutating request is applied under
 `engine.lock`, which the engine also holds for a whole frame, so a change lands between two frames;
 it bumps the support version, is saved atomically to `memory_dir` before the answer is sent
-(a crash after the answer keeps it), then `on_change()` republishes ~/class_map.
+(a crash after the answer keeps it), then `on_change()` republishes ~/class_map. The save copies the
+memory under the lock and writes the copy after letting go of it (memory_store.py), so frames do
+not wait for the disk.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from sensor_msgs.msg import Image
 from rns_ros.core.memory.names import clean_name, describe_names, find_name, shorten
 from rns_ros.ros.outputs.class_map import class_map_message
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image
-from rns_ros.ros.teaching.memory_store import MemoryStore, describe_report, save_copy
+from rns_ros.ros.teaching.memory_store import MemoryStore, PendingSave, describe_report, save_copy
 from rns_ros.ros.teaching.prompting import PromptMasks
 from rns_ros.ros.teaching.requests import (Refused, decode_request_image, describe_taught_frame, given,
                                            parse_annotation, service_handler)
@@ -53,7 +55,7 @@ class Teacher:
     "the latest frame" falls back to when the newest one is malformed.
     masker: () -> a `PromptMasker` (SAM 2), built on first use (boxes, points, scribbles).
     on_change: called after every applied change (the node republishes ~/class_map).
-    before_save: (memory) -> None, called under the lock before each save (the fleet sync publishes
+    before_save: (memory) -> None, called under the lock before each save is copied (the fleet sync publishes
     the change, rns_ros/ros/fleet/link.py); an error inside it is logged, the change stands.
     stamp, palette: () -> the Time / Palette of class maps. log_error/log_info: (str) -> None.
     class_id_ceiling: () -> (largest class id allowed, why) or None: changes that would create a
@@ -134,17 +136,18 @@ class Teacher:
                           f"{self.max_image_pixels}")
         return rgb
 
-    def save(self) -> str | None:
-        """Save the memory to memory_dir (caller holds the lock); returns a warning or None."""
+    def start_save(self) -> PendingSave:
+        """Copy the memory for memory_dir (the caller holds the lock); the caller writes the copy
+        with `.write()` after letting go of the lock, which returns a warning or None."""
         if getattr(self.engine, "segmenter", None) is None:
-            return None
+            return PendingSave()
         memory = self.engine.segmenter.memory
         if self.before_save is not None:
             try:
                 self.before_save(memory)
             except Exception as exc:  # noqa: BLE001 - the change stands in the node and on disk
                 self.log_error(f"sharing the change with the fleet failed: {exc!r}")
-        return self.store.save(memory)
+        return self.store.start_save(memory)
 
     def _applied(self, message: str, warning: str | None) -> str:
         try:
@@ -164,7 +167,8 @@ class Teacher:
             ids = self.engine.add_classes(names, descriptions)
             spelled = {e.id: e.name for e in self.engine.classes()}
             names = [spelled[i] for i in ids]  # as added: stripped
-            warning = self.save()
+            saving = self.start_save()
+        warning = saving.write()
         response.class_ids = [int(i) for i in ids]
         response.message = self._applied(f"added {describe_names(names)} as id(s) {describe_ids(ids)}", warning)
         response.class_map = self.class_map()
@@ -185,7 +189,8 @@ class Teacher:
                 raise Refused(f"a class is listed twice in {describe_names(names)} (names compare without case)")
             for _, cid in found:
                 memory.remove_class(cid)
-            warning = self.save()
+            saving = self.start_save()
+        warning = saving.write()
         response.message = self._applied(f"removed {describe_names([name for name, _ in found])}", warning)
         response.class_map = self.class_map()
 
@@ -236,7 +241,7 @@ class Teacher:
                     if created:
                         memory.remove_class(cid)
                     raise
-                warning = self.save()
+                saving = self.start_save()
         source = f"{kind if kind == 'points' else 'a ' + kind}, {int(mask.sum())} pixels"
         if request.dry_run:  # the mask always comes back: it is what a dry run is for
             response.class_id = int(cid or 0)
@@ -245,6 +250,7 @@ class Teacher:
             response.message = f"dry run, nothing stored: an exemplar of {name!r} ({what}) from {source}, {taught_on}"
             response.class_map = self.class_map()
             return
+        warning = saving.write()
         response.exemplar_id, response.class_id = int(eid), int(cid)
         taught_on = describe_taught_frame(response, frame, mask, request.return_mask)
         response.message = self._applied(
@@ -275,7 +281,8 @@ class Teacher:
                 targets |= of_class
             for eid in sorted(targets):
                 memory.remove_exemplar(eid)
-            warning = self.save()
+            saving = self.start_save()
+        warning = saving.write()
         response.removed_count = len(targets)
         response.message = self._applied(f"removed exemplar(s) {sorted(targets)}", warning)
         response.class_map = self.class_map()
@@ -286,8 +293,11 @@ class Teacher:
         directory = Path(request.directory).expanduser() if request.directory else self.store.directory
         if directory is None:
             raise Refused("no directory given and no memory_dir configured")
+        from rns_ros.core.memory.persistence import snapshot_for_save
+
         with self.engine.lock:
-            save_copy(self._segmenter.memory, directory)
+            snapshot = snapshot_for_save(self._segmenter.memory)
+        save_copy(snapshot, directory)
         response.directory = str(directory)
         response.message = f"saved {len(self.engine.classes())} classes to {directory}"
 
@@ -318,7 +328,8 @@ class Teacher:
                 self.id_limit.check_existing(memory.class_ids)
                 self.replace_memory(memory)
                 done = f"loaded {len(memory.class_ids)} classes, {memory.num_exemplars} exemplars from {directory}"
-            warning = self.save()
+            saving = self.start_save()
+        warning = saving.write()
         problems = "" if report.ok else f"; problems: {describe_report(report)}"
         response.message = self._applied(done + problems, warning)
         response.class_map = self.class_map()
@@ -342,6 +353,7 @@ class Teacher:
                     self.replace_memory(memory)
         for problem in self.store.load_problems:
             self.log_error(f"support memory: {problem}")
+        saving = PendingSave()
         with self.engine.lock:
             known = [e.name for e in self.engine.classes()]
             above_ceiling = self.id_limit.restored_problem(e.id for e in self.engine.classes())
@@ -351,7 +363,8 @@ class Teacher:
             if missing:
                 self.id_limit.check_new(self.engine, len(missing))
                 self.engine.add_classes(missing)
-                self.save()
+                saving = self.start_save()
+        saving.write()
 
     # ------------------------------------------------------------------ segment + enable
     @service_handler
