@@ -264,6 +264,44 @@ def test_saves_written_out_of_order_leave_the_newest_memory_on_disk(setup):
     assert [c.name for c in load_memory(teacher.store.directory)[0].classes] == ["second"]
 
 
+def test_save_support_into_memory_dir_waits_for_an_autosave_under_way(setup, monkeypatch):
+    """Two writers in one directory would collect each other's data files: a ~/save_support into
+    memory_dir is written in turn with the autosaves, never beside one."""
+    import threading
+
+    from rns_ros.core.memory import persistence
+
+    teacher, engine, _, _, _ = setup
+    add_classes(teacher, "mug")
+    active, most, first_writing, finish = [0], [0], threading.Event(), threading.Event()
+    real_write = persistence.write_snapshot
+
+    def counted_write(snapshot, directory):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        try:
+            first_writing.set()
+            assert finish.wait(30)
+            return real_write(snapshot, directory)
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(persistence, "write_snapshot", counted_write)
+    answers = []
+    autosave = threading.Thread(target=lambda: answers.append(add_classes(teacher, "plate")))
+    autosave.start()
+    assert first_writing.wait(30)
+    copy = threading.Thread(target=lambda: answers.append(teacher.save_support(
+        SaveSupport.Request(directory=str(teacher.store.directory)), SaveSupport.Response())))
+    copy.start()
+    copy.join(1)  # it waits for the autosave's write
+    finish.set()
+    autosave.join(30)
+    copy.join(30)
+    assert most[0] == 1 and all(a.success for a in answers) and len(answers) == 2, answers
+    assert [c.name for c in load_memory(teacher.store.directory)[0].classes] == ["mug", "plate"]
+
+
 def test_refusals_give_reasons_and_change_nothing(setup):
     teacher, engine, frames, _, _ = setup
     add_classes(teacher, "cup", "plate")

@@ -43,7 +43,7 @@ def describe_report(report) -> str:
     return "; ".join(parts) or "ok"
 
 
-def save_copy(snapshot, directory: Path) -> None:
+def _write_copy(snapshot, directory: Path) -> None:
     """Write a `snapshot_for_save` of the memory to `directory` (~/save_support); ValueError naming
     the path and the reason when it cannot be written or another writer holds it (the service answers
     it as a refusal)."""
@@ -94,6 +94,29 @@ class MemoryStore:
     def save(self, memory) -> str | None:
         """Save `memory` now (the caller holds the engine lock); returns a warning or None."""
         return self.start_save(memory).write()
+
+    def start_copy(self, memory, directory: Path) -> Callable[[], None]:
+        """Copy `memory` for `directory` (~/save_support; the caller holds the engine lock); returns
+        the write, to call after letting go of the lock, which raises ValueError naming the path and the reason.
+        Written in turn with the autosaves: into memory_dir itself it is one of them (never over a
+        newer one, never beside one under way: both would collect the other's files)."""
+        from rns_ros.core.memory.persistence import snapshot_for_save
+
+        snapshot = snapshot_for_save(memory)
+        self._started += 1
+        generation, own = self._started, self._is_own(directory)
+
+        def write() -> None:
+            with self._write_lock:
+                if own and generation <= self._written:
+                    return  # a newer save, holding this memory's state too, is there already
+                _write_copy(snapshot, directory)
+                if own:
+                    self._written = generation
+        return write
+
+    def _is_own(self, directory: Path) -> bool:
+        return self.directory is not None and Path(directory).resolve() == self.directory.resolve()
 
     def wait_for_writes(self) -> None:
         """Return once no write is under way (before the node lets go of the directory's lock)."""

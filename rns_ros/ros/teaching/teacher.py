@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from rns_ros.core.memory.names import clean_name, describe_names, find_name, shorten
 from rns_ros.ros.outputs.class_map import class_map_message
 from rns_ros.ros.conversions import confidence_to_image, labels_to_image
-from rns_ros.ros.teaching.memory_store import MemoryStore, PendingSave, describe_report, save_copy
+from rns_ros.ros.teaching.memory_store import MemoryStore, PendingSave, describe_report
 from rns_ros.ros.teaching.prompting import PromptMasks
 from rns_ros.ros.teaching.requests import (Refused, decode_request_image, describe_taught_frame, given,
                                            parse_annotation, service_handler)
@@ -293,11 +293,9 @@ class Teacher:
         directory = Path(request.directory).expanduser() if request.directory else self.store.directory
         if directory is None:
             raise Refused("no directory given and no memory_dir configured")
-        from rns_ros.core.memory.persistence import snapshot_for_save
-
         with self.engine.lock:
-            snapshot = snapshot_for_save(self._segmenter.memory)
-        save_copy(snapshot, directory)
+            write = self.store.start_copy(self._segmenter.memory, directory)
+        write()
         response.directory = str(directory)
         response.message = f"saved {len(self.engine.classes())} classes to {directory}"
 
