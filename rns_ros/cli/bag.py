@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from rns_ros.cli.engine_log import show_engine_log
+from rns_ros.cli.engine_log import engine_log_shown
 from rns_ros.core.advice import explain
 from rns_ros.core.runtimes.errors import ExportMissingError
 from rns_ros.ros.bags.io import IMAGE_TYPES, BagError, open_reader, storage_of
@@ -194,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    show_engine_log("rns-bag")  # a runtime's one-time export can take a minute: say so
-    return run(args)
+    with engine_log_shown("rns-bag"):  # a runtime's one-time export can take a minute: say so
+        return run(args)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rns_ros.cli.engine_log import show_engine_log  # noqa: E402
+from rns_ros.cli.engine_log import engine_log_shown  # noqa: E402
 from rns_ros.core.advice import CLI_SPELLING, explain  # noqa: E402
 from rns_ros.machine import cpu_model  # noqa: E402
 
@@ -457,7 +457,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         print("rns-bench: --repeats must be >= 1", file=sys.stderr)
         return 2
-    show_engine_log("rns-bench")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.load_before = os.getloadavg()[0]
@@ -472,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(args.json + ".tmp", args.json)
 
     try:
-        rows = run(args, on_row=write_json)
+        with engine_log_shown("rns-bench"):
+            rows = run(args, on_row=write_json)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rns-bench: {explain(exc, CLI_SPELLING)}", file=sys.stderr)
         return 2

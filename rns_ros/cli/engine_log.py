@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -19,14 +21,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def show_engine_log(prog: str) -> None:
-    """Print `rns_ros` log records of level INFO and above to stderr as `prog: message` (once)."""
+@contextmanager
+def engine_log_shown(prog: str) -> Iterator[None]:
+    """While inside: `rns_ros` log records of level INFO and above go to stderr as `prog: message`.
+    The logger is left as it was on the way out (a caller in the same process, a test or another
+    console script's main, does not inherit this one's lines)."""
     logger = logging.getLogger("rns_ros")
-    if any(getattr(h, "rns_prog", None) == prog for h in logger.handlers):
-        return
+    before = logger.level, logger.propagate
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
-    handler.rns_prog = prog
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # printed here only (the exporter's libraries may configure the root logger)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = before

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rns_ros.cli.engine_log import show_engine_log
+from rns_ros.cli.engine_log import engine_log_shown
 from rns_ros.core.advice import CLI_SPELLING, explain
 
 
@@ -72,9 +72,9 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    show_engine_log("rns-export")
     try:
-        return run(args)
+        with engine_log_shown("rns-export"):
+            return run(args)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         print(f"rns-export: error: {explain(exc, CLI_SPELLING)}", file=sys.stderr)
         return 2

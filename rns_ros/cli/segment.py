@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from rns_ros.cli.engine_log import show_engine_log
+from rns_ros.cli.engine_log import engine_log_shown
 from rns_ros.core.advice import CLI_SPELLING, explain
 from rns_ros.visual import BUILT_IN, DEFAULT_PALETTE, LegendStyle, OverlayStyle, Palette, parse_palette, \
     render_overlay, to_hex
@@ -343,9 +343,9 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
-    show_engine_log("rns-segment")
     try:
-        return run(args)
+        with engine_log_shown("rns-segment"):
+            return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"rns-segment: error: {explain(exc, CLI_SPELLING)}", file=sys.stderr)
         return 2

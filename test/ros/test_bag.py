@@ -272,9 +272,15 @@ def test_bad_frames_are_skipped_and_counted(tmp_path, capsys):
 def test_a_runtimes_one_time_export_is_said_on_stderr(tmp_path, monkeypatch, capsys):
     """rns-bag builds its engine without ROS: the core's log line about exporting the encoder (a
     minute for ViT-B/16) must reach the terminal, as it does for rns-segment and rns-bench."""
+    import logging
+
     monkeypatch.setenv("RNS_ROS_CACHE_DIR", str(tmp_path / "cache"))  # nothing exported yet
     write_bag(tmp_path / "in", camera_frames(2))
+    core_logger = logging.getLogger("rns_ros")
+    before = (list(core_logger.handlers), core_logger.level, core_logger.propagate)
     assert rns_bag(tmp_path / "in", tmp_path / "out", "--runtime", "onnxruntime") == 0
+    # left as it was: whatever runs next in this process (a node, another main) prints its own lines
+    assert (list(core_logger.handlers), core_logger.level, core_logger.propagate) == before
     err = capsys.readouterr().err
     assert "rns-bag: no cached ONNX export of test-tiny" in err and "rns-bag: exported in" in err
     assert len(outputs(tmp_path / "out", "/rns/labels")) == 2
