@@ -31,6 +31,9 @@ Arguments (empty = keep the value of the params file):
   confidence_encoding  32FC1 | mono8 (~/confidence as probability x 255)                  ['']
   nav2         true: depth on, the depth-aligned outputs on, confidence_encoding mono8, and
                the topics to give Nav2's semantic costmap layer printed                 [false]
+  fleet        true: share the support memory with the fleet (fleet.enabled)             [false]
+  fleet_topic  the fleet's topic, absolute, the same on every robot                      ['']
+  fleet_robot_id  this robot's id in the fleet, unique ('' = node name@host)             ['']
 
 Nav2's semantic costmap layer (docs/ros.md, "Nav2 semantic costmap"):
     ros2 launch rns_ros rns.launch.py nav2:=true image_topic:=/camera/color/image_raw \
@@ -43,6 +46,9 @@ Several cameras:
     ros2 launch rns_ros rns.launch.py cameras:="front, left" \
         camera_topics:="/front/color/image_raw, /left/color/image_raw" image_transport:=compressed
 With cameras, use_rviz shows the first camera; depth_topic (the single camera's) is refused.
+
+The fleet (docs/teaching.md, "Fleet"): what one robot is taught, the others know:
+    ros2 launch rns_ros rns.launch.py namespace:=robot1 fleet:=true
 
 The teaching console (docs/teaching.md) prints the URL to open, token included:
     ros2 launch rns_ros rns.launch.py console:=true console_host:=0.0.0.0
@@ -103,7 +109,15 @@ ARGUMENTS = {
     "confidence_encoding": ("", "32FC1 (probability) or mono8 (probability x 255) ('' = the params file's)"),
     "nav2": ("false", "for Nav2's semantic costmap layer: turns on depth, the depth-aligned outputs and "
                       "confidence_encoding mono8, and prints the topics to give the layer"),
+    "fleet": ("false", "share the support memory with the other robots on fleet_topic (sets fleet.enabled; "
+                       "false = the params file's)"),
+    "fleet_topic": ("", "the fleet's topic, absolute, the same on every robot ('' = the params file's "
+                        "fleet.topic, default /rns_fleet/memory)"),
+    "fleet_robot_id": ("", "this robot's id in the fleet, unique ('' = the params file's fleet.robot_id; "
+                           "its default: the node's name @ host name)"),
 }
+# fleet arguments -> the parameters they set (when not empty)
+FLEET_ARGUMENTS = {"fleet_topic": "fleet.topic", "fleet_robot_id": "fleet.robot_id"}
 
 
 def _share(*parts: str) -> str:
@@ -188,6 +202,10 @@ def _nodes(context, *args, **kwargs):
         overrides["depth.enabled"] = True
     if value["depth_transport"].strip():
         overrides["depth.transport"] = value["depth_transport"].strip()
+    if _true(value["fleet"]):
+        overrides["fleet.enabled"] = True
+    overrides.update({parameter: value[name].strip() for name, parameter in FLEET_ARGUMENTS.items()
+                      if value[name].strip()})
     notes = []
     if _true(value["nav2"]):
         if overrides.get("confidence_encoding", "mono8") != "mono8":

@@ -28,7 +28,7 @@ EXPECTED_ARGUMENTS = {"namespace", "image_topic", "params_file", "device", "clas
                       "runtime", "onnx_model",
                       "mode", "memory_dir", "use_rviz", "log_level", "depth_topic", "depth_info_topic",
                       "image_transport", "depth_transport", "cameras", "camera_topics", "confidence_encoding", "nav2",
-                      "console", "console_host", "console_port", "console_token"}
+                      "fleet", "fleet_topic", "fleet_robot_id", "console", "console_host", "console_port", "console_token"}
 
 
 class _Recorded:
@@ -257,6 +257,23 @@ def test_nav2_turns_on_what_the_semantic_layer_needs_and_prints_its_topics(launc
     assert "observation source front: segmentation_topic: /rns/front/aligned/labels" in note.kwargs["msg"]
     assert "labels_topic: /rns/label_info" in note.kwargs["msg"] and "left/depth/image" in note.kwargs["msg"]
     (node,) = evaluate()  # nav2 is off by default
+    assert node.kwargs["parameters"][1:] == []
+
+
+def test_fleet_turns_on_the_shared_memory_and_its_topic_and_id_reach_the_node(launch_description):
+    _, evaluate = launch_description
+    (node,) = evaluate(fleet="true", namespace="robot1")
+    assert node.kwargs["parameters"][1] == {"fleet.enabled": True}
+    node_config, _ = params.build_configs(node.kwargs["parameters"][1])
+    assert node_config.fleet.enabled and node_config.fleet.topic == "/rns_fleet/memory"
+    (node,) = evaluate(fleet="true", fleet_topic=" /site_b/rns_fleet ", fleet_robot_id="robot1-left-arm")
+    overrides = node.kwargs["parameters"][1]
+    assert overrides == {"fleet.enabled": True, "fleet.topic": "/site_b/rns_fleet", "fleet.robot_id": "robot1-left-arm"}
+    node_config, _ = params.build_configs(overrides)
+    assert (node_config.fleet.topic, node_config.fleet.robot_id) == ("/site_b/rns_fleet", "robot1-left-arm")
+    with pytest.raises(ValueError, match="fleet.topic"):  # the node's own check names the parameter
+        params.build_configs(evaluate(fleet="true", fleet_topic="relative/topic")[0].kwargs["parameters"][1])
+    (node,) = evaluate()  # off by default: the params file decides
     assert node.kwargs["parameters"][1:] == []
 
 
