@@ -97,9 +97,9 @@ class MemoryStore:
 
     def start_copy(self, memory, directory: Path) -> Callable[[], None]:
         """Copy `memory` for `directory` (~/save_support; the caller holds the engine lock); returns
-        the write, to call after letting go of the lock, which raises ValueError naming the path and the reason.
-        Written in turn with the autosaves: into memory_dir itself it is one of them (never over a
-        newer one, never beside one under way: both would collect the other's files)."""
+        the write, to call after letting go of the lock, which raises ValueError naming the path and
+        the reason. Written in turn with the autosaves: into memory_dir itself it is one of them
+        (never over a newer one, never beside one under way: both would collect the other's files)."""
         from rns_ros.core.memory.persistence import snapshot_for_save
 
         snapshot = snapshot_for_save(memory)
