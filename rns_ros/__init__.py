@@ -2,8 +2,9 @@
 
 `rns_ros.core` is the engine (torch only, no ROS), `rns_ros.ros` the node, `rns_ros.eval` the
 evaluation harness, `rns_ros.console` the teaching console, `rns_ros.cli` every console script's
-main, `rns_ros.visual` what people look at (docs/architecture.md has the whole tree). The ROS interfaces `rns_ros.msg` / `rns_ros.srv` are generated at build time
-and exist only in the installed package.
+main, `rns_ros.visual` what people look at (docs/architecture.md has the whole tree). The ROS
+interfaces `rns_ros.msg` / `rns_ros.srv` are generated at build time and exist only in the
+installed package.
 """
 import pkgutil
 

@@ -29,6 +29,7 @@ exemplars). Version 1 directories load as memories taught here with an empty led
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -242,7 +243,7 @@ def snapshot_for_save(memory: SupportMemory) -> MemorySnapshot:
         exemplars.append(SavedExemplar(eid, list(class_ids), memory.exemplar_origin(eid),
                                        feats.cpu().numpy().astype(np.float32, copy=True), memory.exemplar(eid)))
     return MemorySnapshot(memory.backbone_identity, memory.dim, memory.next_class_id, memory.next_exemplar_id,
-                          classes, text_rows, exemplars, json.loads(json.dumps(memory.ledger)))
+                          classes, text_rows, exemplars, copy.deepcopy(memory.ledger))
 
 
 def save_memory(memory: SupportMemory, directory: str | os.PathLike) -> Path:

@@ -43,31 +43,24 @@ def describe_report(report) -> str:
     return "; ".join(parts) or "ok"
 
 
-def _write_copy(snapshot, directory: Path) -> None:
-    """Write a `snapshot_for_save` of the memory to `directory` (~/save_support); ValueError naming
-    the path and the reason when it cannot be written or another writer holds it (the service answers
-    it as a refusal)."""
-    from rns_ros.core.memory.persistence import write_snapshot
-
-    try:
-        write_snapshot(snapshot, directory)
-    except OSError as exc:  # not writable, not a directory, ...
-        raise ValueError(f"cannot save to {directory}: {exc.strerror or exc}") from exc
-    except MemoryDirBusy as exc:  # another node's memory_dir
-        raise ValueError(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
-                         "choose another directory") from exc
+def _refusal(exc: Exception, directory: Path) -> ValueError:
+    """What ~/save_support answers when a copy cannot be written to `directory`."""
+    if isinstance(exc, MemoryDirBusy):  # another node's memory_dir
+        return ValueError(f"cannot save to {directory}: it is in use by {describe_holder(exc.holder)}; "
+                          "choose another directory")
+    return ValueError(f"cannot save to {directory}: {getattr(exc, 'strerror', None) or exc}")
 
 
 class PendingSave:
-    """A copy of the memory waiting to be written: `write()` writes it (once) and returns a warning
-    or None. Call it after letting go of the engine lock."""
+    """A copy of the memory waiting to be written to memory_dir: `write()` writes it (once) and
+    returns a warning or None. Call it after letting go of the engine lock."""
 
     def __init__(self, store: "MemoryStore | None" = None, snapshot=None, generation: int = 0):
         self._store, self._snapshot, self._generation = store, snapshot, generation
 
     def write(self) -> str | None:
         store, self._store = self._store, None
-        return None if store is None else store._write(self._snapshot, self._generation)
+        return None if store is None else store._autosave(self._snapshot, self._generation)
 
 
 class MemoryStore:
@@ -80,64 +73,63 @@ class MemoryStore:
         self.load_problems: list[str] = []
         self._write_lock = threading.Lock()  # one write at a time
         self._started = 0  # generation of the newest copy taken (under the engine lock)
-        self._written = 0  # generation of the copy on disk
+        self._written = 0  # generation of the copy in memory_dir
 
     def start_save(self, memory) -> PendingSave:
-        """Copy `memory` for saving (the caller holds the engine lock); write it with `.write()`."""
+        """Copy `memory` for memory_dir (the caller holds the engine lock); write it with `.write()`."""
         if self.directory is None:
             return PendingSave()
-        from rns_ros.core.memory.persistence import snapshot_for_save
-
-        self._started += 1
-        return PendingSave(self, snapshot_for_save(memory), self._started)
-
-    def save(self, memory) -> str | None:
-        """Save `memory` now (the caller holds the engine lock); returns a warning or None."""
-        return self.start_save(memory).write()
+        return PendingSave(self, *self._copy(memory))
 
     def start_copy(self, memory, directory: Path) -> Callable[[], None]:
         """Copy `memory` for `directory` (~/save_support; the caller holds the engine lock); returns
         the write, to call after letting go of the lock, which raises ValueError naming the path and
         the reason. Written in turn with the autosaves: into memory_dir itself it is one of them
         (never over a newer one, never beside one under way: both would collect the other's files)."""
-        from rns_ros.core.memory.persistence import snapshot_for_save
-
-        snapshot = snapshot_for_save(memory)
-        self._started += 1
-        generation, own = self._started, self._is_own(directory)
+        snapshot, generation = self._copy(memory)
 
         def write() -> None:
-            with self._write_lock:
-                if own and generation <= self._written:
-                    return  # a newer save, holding this memory's state too, is there already
-                _write_copy(snapshot, directory)
-                if own:
-                    self._written = generation
+            try:
+                self._write_in_turn(snapshot, generation, Path(directory))
+            except (OSError, MemoryDirBusy) as exc:
+                raise _refusal(exc, directory) from exc
         return write
-
-    def _is_own(self, directory: Path) -> bool:
-        return self.directory is not None and Path(directory).resolve() == self.directory.resolve()
 
     def wait_for_writes(self) -> None:
         """Return once no write is under way (before the node lets go of the directory's lock)."""
         with self._write_lock:
             pass
 
-    def _write(self, snapshot, generation: int) -> str | None:
+    def _copy(self, memory) -> tuple[object, int]:
+        from rns_ros.core.memory.persistence import snapshot_for_save
+
+        self._started += 1
+        return snapshot_for_save(memory), self._started
+
+    def _write_in_turn(self, snapshot, generation: int, directory: Path) -> None:
+        """Write `snapshot` to `directory`, one write at a time; into memory_dir only if no newer
+        copy is there already (it holds this one's changes too)."""
         from rns_ros.core.memory.persistence import write_snapshot
 
         with self._write_lock:
-            if generation <= self._written or self.directory is None:
-                return None  # a newer copy, holding this change too, is on disk already
-            try:
-                write_snapshot(snapshot, self.directory)
+            own = self.directory is not None and directory.resolve() == self.directory.resolve()
+            if own and generation <= self._written:
+                return
+            write_snapshot(snapshot, directory)
+            if own:
                 self._written = generation
-                self.last_save_error = None
-                return None
-            except Exception as exc:  # noqa: BLE001 - the change stands; the failure is reported loudly
-                self.last_save_error = f"could not save the memory to {self.directory}: {exc}"
-                self.log_error(self.last_save_error)
-                return self.last_save_error
+
+    def _autosave(self, snapshot, generation: int) -> str | None:
+        if self.directory is None:  # autosave was switched off meanwhile
+            return None
+        try:
+            self._write_in_turn(snapshot, generation, self.directory)
+            self.last_save_error = None
+            return None
+        except Exception as exc:  # noqa: BLE001 - the change stands; the failure is reported loudly
+            self.last_save_error = f"could not save the memory to {self.directory}: {exc}"
+            self.log_error(self.last_save_error)
+            return self.last_save_error
 
     def load(self, backbone, device):
         """The stored memory, or None when there is none or it cannot be used (see `load_problems`)."""
