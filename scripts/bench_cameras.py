@@ -97,7 +97,7 @@ def run_layout(layout: str, n: int, args, checkpoint: str, frame, workdir: Path)
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from rns_ros.ros.spinning import spin_in_thread, stop_executor
+    from rns_ros.ros.spinning import spin_in_thread, stop_executor, stop_process
 
     cameras = [f"c{i}" for i in range(n)]
     if layout == "one node":
@@ -169,13 +169,9 @@ def run_layout(layout: str, n: int, args, checkpoint: str, frame, workdir: Path)
         rclpy.try_shutdown(context=context)
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGINT)  # all at once, then each waited for
         for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.terminate()
-                p.wait(timeout=30)
+            stop_process(p)
 
 
 def photo_frame(width: int, height: int):

@@ -223,7 +223,7 @@ def _teach_latency(teaches: int, folder: Path) -> dict[str, list[float]]:
 
     from rns_ros.msg import ClassMap
     from rns_ros.ros.conversions import mask_image, rgb_to_image
-    from rns_ros.ros.spinning import spin_in_thread, stop_executor
+    from rns_ros.ros.spinning import spin_in_thread, stop_executor, stop_process
     from rns_ros.srv import AddExemplar, ListClasses
     from std_msgs.msg import Header
 
@@ -267,12 +267,10 @@ def _teach_latency(teaches: int, folder: Path) -> dict[str, list[float]]:
         stop_executor(executor, thread)
         rclpy.try_shutdown()
         for proc in procs:
-            proc.send_signal(signal.SIGINT)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # all at once, then each waited for
         for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from rns_ros.machine import cpu_model  # noqa: E402
+from rns_ros.ros.spinning import stop_process  # noqa: E402
 
 RSS_GOAL_MB = 20.0
 
@@ -265,12 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         watcher.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     rss_end, lost, bad_ids = final["rss"], final["lost"], final["bad_ids"]
     rss_warm = rss_warm if rss_warm is not None else rss_start
     growth = rss_end - rss_warm

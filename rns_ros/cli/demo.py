@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -127,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from rns_ros.ros.bags.camera import make_camera
     from rns_ros.ros.demo.recorder import Recorder
     from rns_ros.ros.node import RnsNode
-    from rns_ros.ros.spinning import spin_in_thread, stop_executor
+    from rns_ros.ros.spinning import spin_in_thread, stop_executor, stop_process
 
     out = Path(args.output)
     overrides = _node_overrides(args)
@@ -190,13 +189,8 @@ def run(args: argparse.Namespace) -> int:
                 n.close()
             n.destroy_node()
         rclpy.try_shutdown(context=context)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.terminate()
-                process.wait()
+        if process is not None:
+            stop_process(process, timeout=15)
     if summary:
         _print_summary(summary)
     return code

@@ -10,7 +10,7 @@ frame_loop.py    a frame's way: subscription callback -> mailbox -> worker -> en
 conversions.py   sensor_msgs/Image <-> numpy (step and endianness aware, no cv_bridge)
 stats.py         counters, rates and latency windows (per camera and node totals)
 guard.py         callbacks that never end the process (errors logged and counted)
-spinning.py      executor spin/stop helpers (the safe shutdown order)
+spinning.py      executor spin/stop helpers (the safe shutdown order), stopping a node process
 
 inputs/          camera subscriptions, decoding (raw, compressed), mailboxes, batching
 outputs/         label/confidence/overlay images, class map and label info, /diagnostics

@@ -1,4 +1,5 @@
-"""Spinning an executor in a thread and stopping it in the one order that is safe.
+"""Spinning an executor in a thread and stopping it in the one order that is safe; stopping a node
+process as a ROS 2 user does (`stop_process`).
 
 Order (docs/ros2-on-pip.md): executor.shutdown(), join the spin thread, then destroy nodes, then
 try_shutdown. Two extra waits work around rclpy 7.1.6: `Executor.shutdown()` sets its shutdown
@@ -9,6 +10,8 @@ nodes first, wait for the callbacks in flight, then shut down and wait for the p
 """
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 
@@ -41,3 +44,19 @@ def stop_executor(executor, thread: threading.Thread | None = None, timeout: flo
     pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
     if pool is not None:
         pool.shutdown(wait=True)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGINT (what Ctrl-C sends), up to `timeout` s for it to end, then SIGTERM, then SIGKILL;
+    returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

@@ -3,10 +3,11 @@ real process: signals, several robots on one graph)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from rns_ros.ros.spinning import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = "from rns_ros.cli.node import main; sys.exit(main())"
@@ -29,10 +30,4 @@ def start_node(log_dir: Path, name: str, *ros_args: str, code: str = MAIN, names
 
 def stop(proc: subprocess.Popen) -> int:
     """SIGINT (what Ctrl-C sends), then the exit code; terminate if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        return proc.wait(timeout=30)
+    return stop_process(proc)
