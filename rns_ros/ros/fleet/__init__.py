@@ -6,6 +6,6 @@
     link.py      FleetLink: this node's changes out, the others' in, snapshots, /diagnostics status
 
 Contract: changes go out as they are saved (the teaching path's `before_save` hook), never what was
-received; what is received is merged under the engine lock and saved through `Teacher.save`, like a
-teach; a message that cannot be merged is refused and counted, never raised.
+received; what is received is merged under the engine lock and saved through `Teacher.start_save`
+(written after the lock is let go), like a teach; a message that cannot be merged is refused and counted, never raised.
 """
