@@ -1,8 +1,26 @@
 """Fixtures shared by every test folder."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture
+def load_script():
+    """load_script("bench_fleet.py") -> that file of scripts/ as a module (the benchmarks and the GPU
+    check are scripts, not modules of the package)."""
+    def load(relative: str):
+        path = SCRIPTS / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

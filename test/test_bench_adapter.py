@@ -2,32 +2,24 @@
 plain loop at 1 and 2 threads (issue 25, item 10: at --threads 2 the fast solver still stepped on
 its default single thread, so the bench printed 120 ms and 3.8x where the same solve on two
 threads took 88 ms, 6.1x)."""
-import importlib.util
-from pathlib import Path
-
+import pytest
 import torch
 
 from rns_ros.core.adapter.synthetic import SyntheticScenario, build_scenario
 from rns_ros.core.adapter.test_time import TestTimeAdapter
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture
+def bench(load_script):
+    return load_script("bench_adapter.py")
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_adapter", ROOT / "scripts" / "bench_adapter.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_solver_runs_on_the_threads_asked_for():
-    bench = load_bench()
+def test_every_solver_runs_on_the_threads_asked_for(bench):
     for threads in (1, 2):
         assert {config.cpu_threads for config in bench.solvers(threads).values()} == {threads}
 
 
-def test_the_thread_table_compares_one_and_two_threads(capsys):
-    bench = load_bench()
+def test_the_thread_table_compares_one_and_two_threads(capsys, bench):
     raw, memory = build_scenario(SyntheticScenario(num_classes=3, dim=16, num_queries=24, support_per_class=4))
     queries, problem = TestTimeAdapter().build_problem(raw, memory)
     before = torch.get_num_threads()

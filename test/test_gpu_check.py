@@ -6,7 +6,6 @@ line on stderr and stdout in every Python process, runs every stage on the tiny 
 the report; and the goals are read right from the benchmark rows."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,11 +22,9 @@ WRITE_DATA = ("import json, sys; print('UserWarning: noise on stdout'); print('n
               "json.dump({'rows': []}, open(sys.argv[1], 'w'))")
 
 
-def load_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu" / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def check(load_script):
+    return load_script("gpu/check.py")
 
 
 def alive(pid: int) -> bool:
@@ -38,8 +35,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_stage_that_crashes_hangs_or_is_noisy_costs_only_itself(tmp_path):
-    check = load_check()
+def test_a_stage_that_crashes_hangs_or_is_noisy_costs_only_itself(tmp_path, check):
     Stage, py = check.stage_table.Stage, sys.executable
     scratch, out = tmp_path / "scratch", tmp_path / "out"
     scratch.mkdir()
@@ -69,8 +65,7 @@ def test_a_stage_that_crashes_hangs_or_is_noisy_costs_only_itself(tmp_path):
     assert all(f"| {name} | {status[name]} |" in report for name in status)
 
 
-def test_a_report_error_loses_no_stage_record(tmp_path, monkeypatch):
-    check = load_check()
+def test_a_report_error_loses_no_stage_record(tmp_path, check, monkeypatch):
     Stage, py = check.stage_table.Stage, sys.executable
     monkeypatch.setattr(check.report, "build", lambda **kwargs: {}["a bug in the report"])
     stages = [Stage(name, "", (py, "-c", WRITE_DATA, str(tmp_path / f"{name}.json")), 60, 1, f"{name}.json")
@@ -83,8 +78,7 @@ def test_a_report_error_loses_no_stage_record(tmp_path, monkeypatch):
     assert log.count("report writing failed") == 2 and "KeyError: 'a bug in the report'" in log
 
 
-def test_the_stage_table_fits_the_budget_and_names_what_each_proves(tmp_path):
-    check = load_check()
+def test_the_stage_table_fits_the_budget_and_names_what_each_proves(tmp_path, check):
     table = check.stage_table.table("cuda", False, tmp_path)
     assert [s.name for s in table] == STAGES
     assert sum(s.cap for s in table[:STAGES.index("region-fp32")]) <= 360
@@ -132,13 +126,12 @@ def test_cpu_dry_run_runs_every_stage_and_writes_the_report_despite_noise(tmp_pa
     assert {"report.md", "report.json", "check.log", "stages"} <= {p.name for p in out.iterdir()}
 
 
-def test_the_runtime_rows_are_skipped_with_a_reason_without_a_gpu_provider(monkeypatch, tmp_path):
+def test_the_runtime_rows_are_skipped_with_a_reason_without_a_gpu_provider(monkeypatch, tmp_path, check):
     """On a GPU machine whose onnxruntime has no CUDA/TensorRT provider (the lent ones: onnxruntime-gpu
     does not fit the carry) the stage is reported as not run, with the reason, and fails nothing."""
     import sys
     import types
 
-    check = load_check()
     check_stages = check.stage_table
     fake = types.SimpleNamespace(__version__="1.30.0", get_available_providers=lambda: ["CPUExecutionProvider"])
     monkeypatch.setitem(sys.modules, "onnxruntime", fake)
@@ -153,8 +146,8 @@ def test_the_runtime_rows_are_skipped_with_a_reason_without_a_gpu_provider(monke
     assert check_stages.runtime_rows("cpu") == ("torch,onnxruntime", None)
 
 
-def test_goals_name_the_stage_that_holds_a_frame_back():
-    report = load_check().report
+def test_goals_name_the_stage_that_holds_a_frame_back(check):
+    report = check.report
     stages = {s: [0.001] * 3 for s in ("decode", "features", "proposals", "retrieval", "adapter", "upsample", "publish")}
     slow = {"size": "640x480", "totals": [0.05, 0.04, 0.06], "samples": {**stages, "features": [0.03, 0.031, 0.029]}}
     goal = report.pipeline_goal([{"size": "1280x720", "totals": [1.0], "samples": stages}, slow], 30.0, "patch")
@@ -168,8 +161,8 @@ def test_goals_name_the_stage_that_holds_a_frame_back():
     assert timing["met"] is True and "10.0 us per step" in timing["held_back_by"] and agreement["met"] is True
 
 
-def test_pytest_results_are_read_from_junit_xml_or_the_console(tmp_path):
-    report = load_check().report
+def test_pytest_results_are_read_from_junit_xml_or_the_console(tmp_path, check):
+    report = check.report
     output = ("FAILED test/core/a.py::test_x - AssertionError: no\nSKIPPED [2] test/core/b.py:3: needs a CUDA device\n"
               "1 failed, 5 passed, 2 skipped, 300 deselected in 12.3s\n")
     summary = report.pytest_summary(output)

@@ -1,14 +1,8 @@
 """scripts/bench_console.py stays runnable (one short round): every column, no timing checked."""
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_console.py"
 
 
-def test_the_console_benchmark_runs_and_prints_its_row(capsys):
-    spec = importlib.util.spec_from_file_location("bench_console", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_console_benchmark_runs_and_prints_its_row(capsys, load_script):
+    bench = load_script("bench_console.py")
     assert bench.main(["--rates", "5", "--seconds", "1", "--rounds", "1", "--loads", "1", "--size", "160x120"]) == 0
     out = capsys.readouterr().out
     assert "| camera | node in / out (frames/s) | page load" in out and "load average" in out

@@ -1,18 +1,11 @@
 """scripts/bench_cameras.py (two cameras, both layouts, real node processes, test-tiny, a one-second
 window) and scripts/bench_batching.py stay runnable; no timing is checked."""
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_cameras.py"
 
 
 @pytest.mark.slow
-def test_the_cameras_benchmark_runs_both_layouts(capsys):
-    spec = importlib.util.spec_from_file_location("bench_cameras", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_cameras_benchmark_runs_both_layouts(capsys, load_script):
+    bench = load_script("bench_cameras.py")
     assert bench.main(["--cameras", "2", "--seconds", "1", "--steps", "5", "--size", "96x64",
                        "--startup-timeout", "120"]) == 0
     out = capsys.readouterr().out
@@ -23,10 +16,8 @@ def test_the_cameras_benchmark_runs_both_layouts(capsys):
     assert "load average" in out
 
 
-def test_the_batching_benchmark_prints_a_row_per_camera_count(capsys):
-    spec = importlib.util.spec_from_file_location("bench_batching", SCRIPT.parent / "bench_batching.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_batching_benchmark_prints_a_row_per_camera_count(capsys, load_script):
+    bench = load_script("bench_batching.py")
     assert bench.main(["--backbone", "test-tiny", "--cameras", "1,3", "--size", "96x64", "--repeats", "1",
                        "--threads", "1"]) == 0
     out = capsys.readouterr().out

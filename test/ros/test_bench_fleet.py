@@ -1,19 +1,13 @@
 """scripts/bench_fleet.py stays runnable (tiny sizes, two teaches): every table and row, no timing
 checked; the byte counts are checked against the features they carry."""
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_fleet.py"
-
 
 @pytest.mark.slow
-def test_the_fleet_benchmark_runs_and_prints_every_row(capsys):
-    spec = importlib.util.spec_from_file_location("bench_fleet", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_fleet_benchmark_runs_and_prints_every_row(capsys, load_script):
+    bench = load_script("bench_fleet.py")
     assert bench.main(["--dims", "32", "--snapshot", "20", "--snapshot-dim", "32", "--repeats", "1",
                        "--teaches", "2"]) == 0
     out = capsys.readouterr().out

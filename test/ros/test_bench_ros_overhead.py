@@ -1,14 +1,8 @@
 """scripts/bench_ros_overhead.py stays runnable (a tiny size, one frame): every row, no timing checked."""
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_ros_overhead.py"
 
 
-def test_the_overhead_benchmark_runs_and_prints_every_row(capsys):
-    spec = importlib.util.spec_from_file_location("bench_ros_overhead", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_overhead_benchmark_runs_and_prints_every_row(capsys, load_script):
+    bench = load_script("bench_ros_overhead.py")
     assert bench.main(["--frames", "1", "--sizes", "96x64"]) == 0
     out = capsys.readouterr().out
     for row in ("overlay + legend (8 classes) + encode", "labels_color + encode (rgb8)",
